@@ -1,0 +1,185 @@
+//! Chat identity: the `Coder-Chat-Id` and `Coder-Ancestor-Chat-Ids` request headers, parsed
+//! exactly as Coder's `agentchat.ExtractContext` does.
+//!
+//! A missing, empty or malformed chat id makes a request a non-chat request; it is never an
+//! error. Ancestors are only read when the chat id is valid; a malformed ancestor header is
+//! ignored and bad entries are skipped one by one. This module must not reject requests.
+
+use axum::http::HeaderMap;
+use uuid::Uuid;
+
+/// Header carrying the chat id.
+pub const CHAT_ID_HEADER: &str = "coder-chat-id";
+/// Header carrying a JSON array of ancestor chat ids.
+pub const ANCESTOR_CHAT_IDS_HEADER: &str = "coder-ancestor-chat-ids";
+
+/// The parsed chat identity of a request, stored as a request extension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatIdentity {
+    /// The chat id as parsed (may be the nil UUID, which logs but does not isolate).
+    pub id: Uuid,
+    /// Valid ancestor ids, in header order.
+    pub ancestors: Vec<Uuid>,
+}
+
+impl ChatIdentity {
+    /// The chat id handlers should use for isolation: `None` for the nil UUID, which Coder's
+    /// context helper drops.
+    pub fn effective_id(&self) -> Option<Uuid> {
+        (!self.id.is_nil()).then_some(self.id)
+    }
+}
+
+/// Why a request is not a chat request (for the debug log line).
+#[derive(Debug, PartialEq, Eq)]
+pub enum NotChat {
+    /// No header, or an empty one.
+    Absent,
+    /// The header is not a UUID in any of the four accepted forms.
+    Malformed(String),
+}
+
+/// Parses the chat headers. `Err` means "not a chat request", never a failure.
+pub fn extract(headers: &HeaderMap) -> Result<ChatIdentity, NotChat> {
+    let raw = headers
+        .get(CHAT_ID_HEADER)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    if raw.is_empty() {
+        return Err(NotChat::Absent);
+    }
+    let id = parse_uuid(&raw).ok_or(NotChat::Malformed(raw))?;
+    let ancestors = headers
+        .get(ANCESTOR_CHAT_IDS_HEADER)
+        .map(|v| parse_ancestors(v.as_bytes()))
+        .unwrap_or_default();
+    Ok(ChatIdentity { id, ancestors })
+}
+
+/// Accepts the four forms Go's `uuid.Parse` accepts: canonical, `{braced}`, `urn:uuid:`
+/// prefixed, and 32 bare hex digits. Leading or trailing spaces are not accepted.
+pub fn parse_uuid(s: &str) -> Option<Uuid> {
+    Uuid::try_parse(s).ok()
+}
+
+fn parse_ancestors(raw: &[u8]) -> Vec<Uuid> {
+    if raw.is_empty() {
+        return Vec::new();
+    }
+    // A JSON array whose entries are strings; `null` or anything else yields no ancestors.
+    match serde_json::from_slice::<Option<Vec<serde_json::Value>>>(raw) {
+        Ok(Some(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str().and_then(parse_uuid))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    const A: &str = "3f0e6a54-9b1c-4a8e-9d7e-2a1b8c3d4e5f";
+    const B: &str = "8d0f5a3e-4c1b-4f7a-9a2e-6b5c4d3e2f1a";
+    const C: &str = "11111111-2222-4333-8444-555555555555";
+
+    fn headers(chat: Option<&str>, anc: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(c) = chat {
+            h.insert(
+                CHAT_ID_HEADER,
+                HeaderValue::from_str(c).unwrap_or(HeaderValue::from_static("")),
+            );
+        }
+        if let Some(a) = anc {
+            h.insert(
+                ANCESTOR_CHAT_IDS_HEADER,
+                HeaderValue::from_str(a).unwrap_or(HeaderValue::from_static("")),
+            );
+        }
+        h
+    }
+
+    fn id(s: &str) -> Uuid {
+        Uuid::try_parse(s).unwrap_or_default()
+    }
+
+    #[test]
+    fn extract_context_table() {
+        // Coder's TestExtractContext cases (reference §10.4).
+        assert_eq!(extract(&headers(None, None)), Err(NotChat::Absent));
+        assert_eq!(
+            extract(&headers(Some(A), None)),
+            Ok(ChatIdentity {
+                id: id(A),
+                ancestors: vec![]
+            })
+        );
+        let two = format!("[\"{B}\",\"{C}\"]");
+        assert_eq!(
+            extract(&headers(Some(A), Some(&two))),
+            Ok(ChatIdentity {
+                id: id(A),
+                ancestors: vec![id(B), id(C)]
+            })
+        );
+        assert_eq!(
+            extract(&headers(Some("not-a-uuid"), None)),
+            Err(NotChat::Malformed("not-a-uuid".into()))
+        );
+        assert_eq!(
+            extract(&headers(Some(A), Some("{this is not json}"))),
+            Ok(ChatIdentity {
+                id: id(A),
+                ancestors: vec![]
+            })
+        );
+        let partial = format!("[\"{B}\",\"bad-uuid\",\"{C}\"]");
+        assert_eq!(
+            extract(&headers(Some(A), Some(&partial))),
+            Ok(ChatIdentity {
+                id: id(A),
+                ancestors: vec![id(B), id(C)]
+            })
+        );
+        assert_eq!(extract(&headers(Some(""), None)), Err(NotChat::Absent));
+        assert_eq!(
+            extract(&headers(Some(A), Some(""))),
+            Ok(ChatIdentity {
+                id: id(A),
+                ancestors: vec![]
+            })
+        );
+        assert_eq!(
+            extract(&headers(Some(A), Some("null"))),
+            Ok(ChatIdentity {
+                id: id(A),
+                ancestors: vec![]
+            })
+        );
+    }
+
+    #[test]
+    fn four_uuid_forms() {
+        let want = id(A);
+        for form in [
+            A.to_owned(),
+            format!("{{{A}}}"),
+            format!("urn:uuid:{A}"),
+            A.replace('-', ""),
+            A.to_uppercase(),
+        ] {
+            assert_eq!(parse_uuid(&form), Some(want), "{form}");
+        }
+        assert_eq!(parse_uuid(&format!(" {A}")), None);
+    }
+
+    #[test]
+    fn nil_chat_is_logged_but_not_effective() {
+        let nil = "00000000-0000-0000-0000-000000000000";
+        let c = extract(&headers(Some(nil), None));
+        assert!(matches!(&c, Ok(c) if c.effective_id().is_none()));
+    }
+}

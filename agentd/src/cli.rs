@@ -1,0 +1,83 @@
+//! Command-line contract (see DESIGN.md): `serve`, `ctx`, `version`.
+//!
+//! Every flag also reads an environment variable. This module only parses; it must not
+//! touch the file system or the network (that is `config`'s and `server`'s job).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// agentd: a workspace daemon for AI chat orchestrators, wire-compatible with the Coder
+/// workspace agent's HTTP API (`/api/v0/...`).
+#[derive(Debug, Parser)]
+#[command(name = "agentd", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: serve the HTTP API on TCP and on a unix control socket.
+    Serve(ServeArgs),
+    /// Print the version and exit.
+    Version,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line (the default when stderr is not a terminal).
+    Json,
+    /// Human-readable lines (the default on a terminal).
+    Pretty,
+}
+
+/// Flags of `agentd serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TCP address to listen on (repeat the flag, or separate with commas, for several).
+    /// Without an auth token only loopback addresses are allowed.
+    #[arg(
+        long,
+        env = "AGENTD_LISTEN",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:4114"
+    )]
+    pub listen: Vec<String>,
+
+    /// Unix control socket path (mode 0600; needs no token). Default:
+    /// `$XDG_RUNTIME_DIR/agentd.sock`, else `<state dir>/agentd.sock`.
+    #[arg(long, env = "AGENTD_SOCKET")]
+    pub socket: Option<PathBuf>,
+
+    /// Workspace directory: the default working directory of processes and the root for
+    /// relative paths. Default: the current directory.
+    #[arg(long, env = "AGENTD_WORKDIR")]
+    pub workdir: Option<PathBuf>,
+
+    /// Directory for persistent state (created with mode 0700). Default:
+    /// `$XDG_STATE_HOME/agentd`, else `~/.local/state/agentd`.
+    #[arg(long, env = "AGENTD_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// File holding the bearer token every TCP request must carry (surrounding whitespace is
+    /// trimmed). The token itself can instead be given in the AGENTD_AUTH_TOKEN variable.
+    #[arg(long, env = "AGENTD_AUTH_TOKEN_FILE")]
+    pub auth_token_file: Option<PathBuf>,
+
+    /// Allow listening on a non-loopback address without an auth token. Anyone who can reach
+    /// the address can then run commands as this user.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+
+    /// Log format on stderr. Default: json when stderr is not a terminal, else pretty.
+    #[arg(long, env = "AGENTD_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+
+    /// Log filter, an `EnvFilter` string such as `info` or `agentd=debug,agentmcp=trace`.
+    #[arg(long, env = "AGENTD_LOG", default_value = "info")]
+    pub log_level: String,
+}

@@ -1,0 +1,246 @@
+//! Turns parsed flags into a validated [`ServeConfig`]: default paths, the auth token, the
+//! loopback rule. Errors here are startup errors a person reads, so they say what to do.
+//!
+//! This module reads the process environment (it is the binary's edge); library crates never do.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::cli::{LogFormat, ServeArgs};
+
+/// Environment variable holding the auth token itself.
+pub const ENV_AUTH_TOKEN: &str = "AGENTD_AUTH_TOKEN";
+/// Environment variable naming the auth token file.
+pub const ENV_AUTH_TOKEN_FILE: &str = "AGENTD_AUTH_TOKEN_FILE";
+
+/// Variables the daemon consumes and children must never see.
+///
+/// The `CODER_AGENT_EXP_*` context-config variables configure the daemon's own discovery
+/// (`GET /api/v0/context-config`); children that need them run `agentd ctx` instead.
+const SCRUBBED_ENV: &[&str] = &[
+    ENV_AUTH_TOKEN,
+    ENV_AUTH_TOKEN_FILE,
+    "CODER_AGENT_EXP_INSTRUCTIONS_DIRS",
+    "CODER_AGENT_EXP_INSTRUCTIONS_DIR",
+    "CODER_AGENT_EXP_INSTRUCTIONS_FILE",
+    "CODER_AGENT_EXP_SKILLS_DIRS",
+    "CODER_AGENT_EXP_SKILLS_DIR",
+    "CODER_AGENT_EXP_SKILL_META_FILE",
+    "CODER_AGENT_EXP_MCP_CONFIG_FILES",
+    "CODER_AGENT_EXP_MCP_CONFIG_FILE",
+];
+
+/// Everything `agentd serve` needs, resolved and validated.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// TCP addresses to bind.
+    pub listen: Vec<SocketAddr>,
+    /// Unix control socket path.
+    pub socket: PathBuf,
+    /// Workspace directory (absolute).
+    pub workdir: PathBuf,
+    /// State directory (absolute, created 0700).
+    pub state_dir: PathBuf,
+    /// Bearer token for TCP requests, if any.
+    pub auth_token: Option<String>,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter string.
+    pub log_filter: String,
+    /// The base environment of every child process (processes and MCP servers).
+    pub child_env: Vec<(OsString, OsString)>,
+}
+
+/// A startup error with a message meant for a person.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl ServeConfig {
+    /// Resolves flags plus environment into a config. Does not create anything on disk.
+    pub fn from_args(args: &ServeArgs, stderr_is_terminal: bool) -> Result<Self, ConfigError> {
+        let cwd = std::env::current_dir()
+            .map_err(|e| ConfigError(format!("cannot read the current directory: {e}")))?;
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+
+        let workdir = match &args.workdir {
+            Some(w) => absolutize(&cwd, w),
+            None => cwd.clone(),
+        };
+        if !workdir.is_dir() {
+            return Err(ConfigError(format!(
+                "workdir {} does not exist or is not a directory (set --workdir or AGENTD_WORKDIR)",
+                workdir.display()
+            )));
+        }
+
+        let state_dir = match &args.state_dir {
+            Some(s) => absolutize(&cwd, s),
+            None => default_state_dir(home.as_deref())?,
+        };
+        let socket = match &args.socket {
+            Some(s) => absolutize(&cwd, s),
+            None => default_socket(&state_dir),
+        };
+
+        let auth_token = read_token(args.auth_token_file.as_deref())?;
+
+        let mut listen = Vec::new();
+        for raw in args
+            .listen
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+        {
+            let addr = parse_listen(raw)?;
+            if !addr.ip().is_loopback() && auth_token.is_none() && !args.insecure_no_auth {
+                return Err(ConfigError(format!(
+                    "refusing to listen on non-loopback address {addr} without an auth token: \
+                     set AGENTD_AUTH_TOKEN or --auth-token-file, or pass --insecure-no-auth \
+                     if the network itself is trusted"
+                )));
+            }
+            listen.push(addr);
+        }
+
+        let log_format = args.log_format.unwrap_or(if stderr_is_terminal {
+            LogFormat::Pretty
+        } else {
+            LogFormat::Json
+        });
+
+        Ok(Self {
+            listen,
+            child_env: child_base_env(std::env::vars_os(), &socket),
+            socket,
+            workdir,
+            state_dir,
+            auth_token,
+            log_format,
+            log_filter: args.log_level.clone(),
+        })
+    }
+}
+
+/// Builds the base environment of a child process from the daemon's own environment: the
+/// auth variables and the daemon-only configuration variables are removed, and
+/// `AGENTD_SOCKET` points at this daemon so `agentd ctx` works from inside a child.
+///
+/// This is the single place that decides what children inherit; `agentproc` and `agentmcp`
+/// receive its result as a value.
+pub fn child_base_env(
+    vars: impl IntoIterator<Item = (OsString, OsString)>,
+    socket: &Path,
+) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = vars
+        .into_iter()
+        .filter(|(k, _)| {
+            let k = k.to_string_lossy();
+            !SCRUBBED_ENV.contains(&k.as_ref()) && k != "AGENTD_SOCKET"
+        })
+        .collect();
+    env.push(("AGENTD_SOCKET".into(), socket.as_os_str().to_owned()));
+    env
+}
+
+fn absolutize(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+fn default_state_dir(home: Option<&Path>) -> Result<PathBuf, ConfigError> {
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(x).join("agentd"));
+    }
+    match home {
+        Some(h) => Ok(h.join(".local/state/agentd")),
+        None => Err(ConfigError(
+            "cannot pick a state directory: neither XDG_STATE_HOME nor HOME is set \
+             (pass --state-dir or set AGENTD_STATE_DIR)"
+                .into(),
+        )),
+    }
+}
+
+/// The default control socket: `$XDG_RUNTIME_DIR/agentd.sock`, else `<state dir>/agentd.sock`.
+pub fn default_socket(state_dir: &Path) -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        Some(x) => PathBuf::from(x).join("agentd.sock"),
+        None => state_dir.join("agentd.sock"),
+    }
+}
+
+fn read_token(file: Option<&Path>) -> Result<Option<String>, ConfigError> {
+    if let Some(t) = std::env::var(ENV_AUTH_TOKEN)
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+    {
+        return Ok(Some(t.trim().to_owned()));
+    }
+    let Some(file) = file else { return Ok(None) };
+    let raw = std::fs::read_to_string(file).map_err(|e| {
+        ConfigError(format!(
+            "cannot read auth token file {}: {e}",
+            file.display()
+        ))
+    })?;
+    let token = raw.trim();
+    if token.is_empty() {
+        return Err(ConfigError(format!(
+            "auth token file {} is empty",
+            file.display()
+        )));
+    }
+    Ok(Some(token.to_owned()))
+}
+
+fn parse_listen(raw: &str) -> Result<SocketAddr, ConfigError> {
+    if let Ok(a) = raw.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    // Accept `localhost:PORT` and other host names by resolving them once.
+    use std::net::ToSocketAddrs;
+    let mut addrs = raw.to_socket_addrs().map_err(|e| {
+        ConfigError(format!(
+            "invalid listen address {raw:?}: {e} (expected HOST:PORT, e.g. 127.0.0.1:4114)"
+        ))
+    })?;
+    addrs
+        .next()
+        .ok_or_else(|| ConfigError(format!("listen address {raw:?} resolves to nothing")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn child_env_drops_secrets_and_points_at_socket() {
+        let vars = vec![
+            ("PATH".into(), "/bin".into()),
+            ("AGENTD_AUTH_TOKEN".into(), "s3cret".into()),
+            ("AGENTD_AUTH_TOKEN_FILE".into(), "/t".into()),
+            ("AGENTD_SOCKET".into(), "/old".into()),
+            ("CODER_AGENT_EXP_MCP_CONFIG_FILES".into(), "x".into()),
+        ];
+        let env = child_base_env(vars, Path::new("/run/a.sock"));
+        let keys: Vec<_> = env.iter().map(|(k, v)| (k.to_str(), v.to_str())).collect();
+        assert_eq!(
+            keys,
+            vec![
+                (Some("PATH"), Some("/bin")),
+                (Some("AGENTD_SOCKET"), Some("/run/a.sock"))
+            ]
+        );
+    }
+
+    #[test]
+    fn listen_parses_host_names() {
+        assert!(parse_listen("localhost:0").is_ok_and(|a| a.ip().is_loopback()));
+        assert!(parse_listen("nonsense").is_err());
+    }
+}

@@ -1,0 +1,70 @@
+//! agentd: a workspace daemon wire-compatible with the Coder workspace agent's HTTP API.
+//!
+//! This crate is the binary's library half: command line, configuration, HTTP/WebSocket
+//! server, routing, middleware (auth, chat identity, access log), wire DTOs, the mapping of
+//! domain errors to status codes, metrics and shutdown. It is the only crate that knows
+//! axum, HTTP, JSON wire shapes or clap. It must not contain domain logic: processes,
+//! context discovery, MCP and git live in their own crates and are driven from here.
+
+pub mod chat;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod logging;
+pub mod metrics;
+pub mod middleware;
+pub mod server;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+/// Entry point of the `agentd` executable.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            println!("agentd {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Serve(args) => serve(&args),
+    }
+}
+
+fn serve(args: &cli::ServeArgs) -> ExitCode {
+    let config = match config::ServeConfig::from_args(args, std::io::stderr().is_terminal()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("agentd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = logging::init(config.log_format, &config.log_filter) {
+        eprintln!("agentd: {e}");
+        return ExitCode::from(2);
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("agentd: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let res = rt.block_on(server::run(config));
+    // Background tasks that ignored cancellation must not hold the exit hostage.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "agentd failed");
+            eprintln!("agentd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! The `agentd` executable: all logic lives in the library so tests can share the code path.
+
+fn main() -> std::process::ExitCode {
+    agentd::main()
+}

@@ -1,0 +1,425 @@
+//! The HTTP server: the router (core routes plus each capability's routes), the middleware
+//! stack, the TCP listeners and the unix control socket, and the shutdown sequence.
+//!
+//! Capability routes live in `api::*` and are merged in [`routes`]. This module owns
+//! lifecycles; it must not contain capability logic.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+use tokio::net::{TcpListener, UnixListener};
+use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::config::ServeConfig;
+use crate::error::{ApiError, BODY_LIMIT, Json};
+use crate::metrics::Metrics;
+use crate::middleware::{self, AuthToken};
+
+/// How long in-flight responses may take to finish after a shutdown signal.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Shared state of every handler. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The resolved configuration.
+    pub config: Arc<ServeConfig>,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// Cancelled when the daemon starts shutting down; long-polls answer early on it.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// Builds the state and starts the capability subsystems.
+    pub fn new(config: ServeConfig, shutdown: CancellationToken) -> Self {
+        Self {
+            config: Arc::new(config),
+            metrics: Arc::new(Metrics::new()),
+            shutdown,
+        }
+    }
+
+    /// Stops every subsystem: processes get TERM, a grace period, then KILL; MCP servers are
+    /// stopped with their process groups. Called once, after the listeners have drained.
+    pub async fn shutdown_subsystems(&self) {}
+
+    /// The last resort on a second signal: kill every process group now, synchronously.
+    pub fn kill_everything_now(&self) {}
+}
+
+/// All routes with the middleware stack. `tcp` adds the auth layer when a token is set.
+pub fn routes(state: AppState, tcp: bool) -> Router {
+    let router = Router::new()
+        .route("/", get(hello))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics));
+    with_middleware(router, state, tcp)
+}
+
+/// Wraps a router in the fallbacks and the middleware stack (see `middleware`).
+pub fn with_middleware(router: Router<AppState>, state: AppState, tcp: bool) -> Router {
+    let mut r = router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state.clone())
+        .layer(from_fn(middleware::body_limit))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+    if tcp && let Some(token) = &state.config.auth_token {
+        r = r.layer(from_fn_with_state(
+            AuthToken(Arc::from(token.as_str())),
+            middleware::auth,
+        ));
+    }
+    r.layer(from_fn(middleware::chat_identity))
+        .layer(from_fn_with_state(
+            state.metrics.clone(),
+            middleware::access_log,
+        ))
+        .layer(from_fn(middleware::request_id))
+        .layer(CatchPanicLayer::custom(
+            |panic: Box<dyn std::any::Any + Send>| {
+                let msg = middleware::panic_message(&*panic);
+                tracing::error!(panic = %msg, "panic outside a request span");
+                ApiError::internal("Internal error.")
+                    .detail(format!("panic: {msg}"))
+                    .into_response()
+            },
+        ))
+}
+
+#[derive(Serialize)]
+struct Message {
+    message: &'static str,
+}
+
+async fn hello() -> Json<Message> {
+    Json(Message {
+        message: "Hello from the agent!",
+    })
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    version: &'static str,
+}
+
+async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+    })
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    tracing::debug!("no such route");
+    ApiError::not_found("Route not found.").detail(format!("{method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.")
+        .detail(format!("{method} is not allowed on {}", uri.path()))
+}
+
+/// A startup failure, worded for a person.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A TCP address could not be bound.
+    #[error(
+        "cannot listen on {addr}: {source} (is another agentd running? choose another address with --listen)"
+    )]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The state dir could not be created or written.
+    #[error("state directory {path} is not usable: {source} (choose another with --state-dir)")]
+    StateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The control socket could not be set up.
+    #[error("control socket {path}: {reason}")]
+    Socket {
+        /// The socket path.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Creates the state dir with mode 0700 and checks that it is writable.
+pub fn prepare_state_dir(dir: &Path) -> Result<(), StartError> {
+    let err = |source| StartError::StateDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    let probe = dir.join(format!(".write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(err)?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Binds the control socket: a stale socket file is replaced, a live one (another daemon)
+/// or a non-socket file is an error; the socket gets mode 0600.
+pub fn bind_socket(path: &Path) -> Result<UnixListener, StartError> {
+    use std::os::unix::fs::FileTypeExt;
+    let err = |reason: String| StartError::Socket {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if let Some(parent) = path.parent()
+        && !parent.exists()
+    {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| err(format!("cannot create its directory: {e}")))?;
+        let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700));
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(err(
+                    "another agentd is already serving on it (stop it, or pass --socket)".into(),
+                ));
+            }
+            std::fs::remove_file(path)
+                .map_err(|e| err(format!("cannot remove the stale socket: {e}")))?;
+        }
+        Ok(_) => {
+            return Err(err(
+                "the path exists and is not a socket; refusing to replace it".into(),
+            ));
+        }
+        Err(_) => {}
+    }
+    let listener = UnixListener::bind(path).map_err(|e| err(format!("cannot bind: {e}")))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| err(format!("cannot set mode 0600: {e}")))?;
+    Ok(listener)
+}
+
+/// Runs the daemon until a shutdown signal, then shuts down in order. Returns when
+/// everything it started has stopped.
+pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    // Install the handlers first: a signal that arrives during startup must shut us down
+    // cleanly, not kill us with the default action.
+    let mut signals = Signals::install()?;
+    prepare_state_dir(&config.state_dir)?;
+
+    let mut tcp = Vec::new();
+    for addr in &config.listen {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: *addr,
+                source,
+            })?;
+        tcp.push(l);
+    }
+    let unix = bind_socket(&config.socket)?;
+    let socket_path = config.socket.clone();
+
+    let shutdown = CancellationToken::new();
+    let state = AppState::new(config, shutdown.clone());
+
+    let mut servers = tokio::task::JoinSet::new();
+    for l in tcp {
+        let addr = l.local_addr()?;
+        tracing::info!(addr = %addr, "listening on tcp");
+        let app = routes(state.clone(), true);
+        let stop = shutdown.clone();
+        servers.spawn(async move {
+            axum::serve(l, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        });
+    }
+    tracing::info!(socket = %socket_path.display(), "listening on unix socket");
+    {
+        let app = routes(state.clone(), false);
+        let stop = shutdown.clone();
+        servers.spawn(async move {
+            axum::serve(unix, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        });
+    }
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        workdir = %state.config.workdir.display(),
+        state_dir = %state.config.state_dir.display(),
+        auth = state.config.auth_token.is_some(),
+        startup_ms = t0.elapsed().as_secs_f64() * 1000.0,
+        "agentd ready"
+    );
+
+    let signal = signals.next().await;
+    tracing::info!(
+        signal,
+        "shutting down: no new connections, draining in-flight requests"
+    );
+    shutdown.cancel();
+
+    // A second signal means "now": kill what we started and exit at once.
+    let second = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let sig = signals.next().await;
+            tracing::warn!(
+                signal = sig,
+                "second signal: killing everything and exiting now"
+            );
+            state.kill_everything_now();
+            let _ = std::fs::remove_file(&state.config.socket);
+            std::process::exit(1);
+        })
+    };
+
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while let Some(res) = servers.join_next().await {
+            if let Ok(Err(e)) = res {
+                tracing::warn!(error = %e, "listener stopped with an error");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            timeout_ms = DRAIN_TIMEOUT.as_millis() as u64,
+            "drain timed out; closing the remaining connections"
+        );
+        servers.abort_all();
+    }
+
+    state.shutdown_subsystems().await;
+    let _ = std::fs::remove_file(&socket_path);
+    second.abort();
+    tracing::info!("agentd stopped");
+    Ok(())
+}
+
+/// SIGTERM and SIGINT, installed once at startup.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::LogFormat;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    fn state(token: Option<&str>) -> AppState {
+        let config = ServeConfig {
+            listen: vec![],
+            socket: "/nonexistent.sock".into(),
+            workdir: "/".into(),
+            state_dir: "/tmp".into(),
+            auth_token: token.map(str::to_owned),
+            log_format: LogFormat::Json,
+            log_filter: "info".into(),
+            child_env: vec![],
+        };
+        AppState::new(config, CancellationToken::new())
+    }
+
+    async fn body(res: Response) -> String {
+        let b = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap_or_default();
+        String::from_utf8_lossy(&b).into_owned()
+    }
+
+    #[tokio::test]
+    async fn panicking_handler_is_a_500_json_and_the_router_survives() {
+        let router: Router<AppState> = Router::new()
+            .route(
+                "/boom",
+                get(|| async {
+                    panic!("kaboom");
+                    #[allow(unreachable_code)]
+                    ""
+                }),
+            )
+            .route("/ok", get(|| async { "fine" }));
+        let app = with_middleware(router, state(None), true);
+        let res = app
+            .clone()
+            .oneshot(
+                Request::get("/boom")
+                    .body(Body::empty())
+                    .unwrap_or_default(),
+            )
+            .await
+            .unwrap_or_else(|e| match e {});
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            body(res).await,
+            "{\"message\":\"Internal error.\",\"detail\":\"panic: kaboom\"}\n"
+        );
+        let res = app
+            .oneshot(Request::get("/ok").body(Body::empty()).unwrap_or_default())
+            .await
+            .unwrap_or_else(|e| match e {});
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn unix_router_skips_auth() {
+        let app = routes(state(Some("t0ken")), false);
+        let res = app
+            .oneshot(Request::get("/").body(Body::empty()).unwrap_or_default())
+            .await
+            .unwrap_or_else(|e| match e {});
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+}

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: install test dependencies, check formatting and
+# lints, then run every unit and end-to-end test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup-test-deps.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked

@@ -1,0 +1,10 @@
+//! One integration-test binary: every module starts the real agentd binary.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    unreachable_pub
+)]
+
+mod foundation;

@@ -1,0 +1,2 @@
+//! Placeholder: the in-repo rmcp test server (issue 5).
+fn main() {}

@@ -1,0 +1,360 @@
+//! End-to-end test harness: starts the real agentd binary on free loopback ports with a
+//! temporary state dir, workdir and socket, captures its JSON log lines, and offers small
+//! HTTP helpers over TCP and over the unix socket.
+//!
+//! Nothing here mocks agentd: every request goes through real sockets to the real binary.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    unreachable_pub
+)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A binary of this package, next to the running test executable's `deps/` folder (cargo
+/// builds the package's binaries before its tests and benches).
+pub fn package_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let p = dir.join(name);
+    assert!(p.exists(), "{} not built", p.display());
+    p
+}
+
+/// Path of the agentd binary under test.
+pub fn agentd_bin() -> PathBuf {
+    package_bin("agentd-under-test")
+}
+
+/// Path of the in-repo fake MCP server.
+pub fn fake_mcp_server_bin() -> PathBuf {
+    package_bin("fake-mcp-server")
+}
+
+/// Collected stderr lines of a running daemon.
+#[derive(Default, Clone)]
+pub struct Logs {
+    inner: Arc<(Mutex<Vec<String>>, Condvar)>,
+}
+
+impl Logs {
+    fn push(&self, line: String) {
+        let (m, cv) = &*self.inner;
+        m.lock().unwrap().push(line);
+        cv.notify_all();
+    }
+
+    /// All raw lines so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.inner.0.lock().unwrap().clone()
+    }
+
+    /// All lines that parse as JSON objects.
+    pub fn json(&self) -> Vec<Value> {
+        self.lines()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(Value::is_object)
+            .collect()
+    }
+
+    /// Waits until a JSON line matches `pred`, returning it.
+    pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        let deadline = Instant::now() + timeout;
+        let (m, cv) = &*self.inner;
+        let mut seen = 0;
+        let mut guard = m.lock().unwrap();
+        loop {
+            for l in guard.iter().skip(seen) {
+                if let Ok(v) = serde_json::from_str::<Value>(l)
+                    && pred(&v)
+                {
+                    return Some(v);
+                }
+            }
+            seen = guard.len();
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            guard = cv.wait_timeout(guard, deadline - now).unwrap().0;
+        }
+    }
+}
+
+/// Options for starting a daemon.
+pub struct Options {
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub token: Option<String>,
+    pub workdir: Option<PathBuf>,
+    /// Listen on 127.0.0.1:0 (default true).
+    pub listen: bool,
+    /// Control socket path (default: in the temp dir).
+    pub socket: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            args: vec![],
+            env: vec![],
+            token: None,
+            workdir: None,
+            listen: true,
+            socket: None,
+        }
+    }
+}
+
+/// A running daemon. Killed (with its process group) when dropped.
+pub struct Agentd {
+    pub child: Child,
+    pub addr: String,
+    pub socket: PathBuf,
+    pub workdir: PathBuf,
+    pub state_dir: PathBuf,
+    pub logs: Logs,
+    pub token: Option<String>,
+    pub tmp: tempfile::TempDir,
+}
+
+/// A command for the agentd binary with a clean environment: no AGENTD_* or XDG_* variables
+/// leak in from the developer's shell.
+pub fn agentd_command() -> Command {
+    let mut cmd = Command::new(agentd_bin());
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        if k.starts_with("AGENTD_") || k.starts_with("XDG_") || k.starts_with("CODER_") {
+            cmd.env_remove(&k);
+        }
+    }
+    cmd
+}
+
+impl Agentd {
+    /// Starts with default options.
+    pub fn start() -> Self {
+        Self::start_with(Options::default())
+    }
+
+    /// Starts and waits until the TCP listener is up (its address is read from the log).
+    pub fn start_with(opts: Options) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let state_dir = tmp.path().join("state");
+        let socket = opts
+            .socket
+            .clone()
+            .unwrap_or_else(|| tmp.path().join("agentd.sock"));
+        let workdir = opts.workdir.clone().unwrap_or_else(|| {
+            let w = tmp.path().join("work");
+            std::fs::create_dir_all(&w).unwrap();
+            w
+        });
+        let mut cmd = agentd_command();
+        cmd.arg("serve")
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .arg("--workdir")
+            .arg(&workdir)
+            .args(["--log-format", "json", "--log-level", "debug"]);
+        if opts.listen {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.args(&opts.args);
+        if let Some(t) = &opts.token {
+            cmd.env("AGENTD_AUTH_TOKEN", t);
+        }
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn agentd");
+        let logs = Logs::default();
+        let stderr = child.stderr.take().unwrap();
+        {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    match line {
+                        Ok(l) => logs.push(l),
+                        Err(_) => break,
+                    }
+                }
+            });
+        }
+        let ready = logs.wait_for(Duration::from_secs(20), |v| v["message"] == "agentd ready");
+        assert!(
+            ready.is_some(),
+            "agentd did not become ready; log:\n{}",
+            logs.lines().join("\n")
+        );
+        let addr = logs
+            .json()
+            .iter()
+            .find(|v| v["message"] == "listening on tcp")
+            .map(|v| v["addr"].as_str().unwrap().to_owned())
+            .unwrap_or_default();
+        Agentd {
+            child,
+            addr,
+            socket,
+            workdir,
+            state_dir,
+            logs,
+            token: opts.token,
+            tmp,
+        }
+    }
+
+    /// `http://ADDR/path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// A client that sends the daemon's token (if any) on every request, with a new
+    /// connection per request as chatd does.
+    pub fn client(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(t) = &self.token {
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {t}").parse().unwrap(),
+            );
+        }
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap()
+    }
+
+    /// GET, returning status and JSON body.
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let res = self.client().get(self.url(path)).send().await.unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POST a JSON body, returning status and JSON body.
+    pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let res = self
+            .client()
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Sends a signal to the daemon.
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).unwrap();
+    }
+
+    /// Waits for the daemon to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// The daemon's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Agentd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 client over a unix socket: returns (status, body).
+pub async fn unix_request(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::UnixStream::connect(socket).await.unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: agentd\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Polls `f` until it returns `Some`, or panics after `timeout`.
+pub async fn eventually<T>(timeout: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Sends raw bytes to a TCP address and returns what comes back until the server closes
+/// (or 5 s pass).
+pub async fn raw_tcp(addr: &str, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    String::from_utf8_lossy(&buf).into_owned()
+}
