@@ -4,3 +4,7 @@
 //!
 //! It must not know HTTP, and must not read environment variables itself: configuration
 //! comes in as values.
+
+pub mod resolve;
+
+pub use resolve::{RawConfig, ResolvedConfig, resolve_path, resolve_paths};

@@ -50,6 +50,11 @@ pub struct ServeConfig {
     pub log_filter: String,
     /// The base environment of every child process (processes and MCP servers).
     pub child_env: Vec<(OsString, OsString)>,
+    /// The `CODER_AGENT_EXP_*` context-config values, read once at startup (children never
+    /// inherit them). Resolve per request with [`agentcontextconfig::RawConfig::resolve`].
+    pub context: agentcontextconfig::RawConfig,
+    /// `$HOME`, if set.
+    pub home: Option<PathBuf>,
 }
 
 /// A startup error with a message meant for a person.
@@ -119,6 +124,8 @@ impl ServeConfig {
             auth_token,
             log_format,
             log_filter: args.log_level.clone(),
+            context: agentcontextconfig::RawConfig::from_lookup(|k| std::env::var(k).ok()),
+            home,
         })
     }
 }

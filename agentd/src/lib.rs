@@ -10,6 +10,7 @@ pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod logging;
 pub mod metrics;
 pub mod middleware;

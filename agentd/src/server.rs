@@ -23,6 +23,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::config::ServeConfig;
 use crate::error::{ApiError, BODY_LIMIT, Json};
+use crate::events::Events;
 use crate::metrics::Metrics;
 use crate::middleware::{self, AuthToken};
 
@@ -38,6 +39,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Cancelled when the daemon starts shutting down; long-polls answer early on it.
     pub shutdown: CancellationToken,
+    /// Events between subsystems (process exits feed the git watcher).
+    pub events: Events,
 }
 
 impl AppState {
@@ -47,6 +50,7 @@ impl AppState {
             config: Arc::new(config),
             metrics: Arc::new(Metrics::new()),
             shutdown,
+            events: Events::default(),
         }
     }
 
@@ -368,6 +372,8 @@ mod tests {
             log_format: LogFormat::Json,
             log_filter: "info".into(),
             child_env: vec![],
+            context: Default::default(),
+            home: None,
         };
         AppState::new(config, CancellationToken::new())
     }
