@@ -3,3 +3,5 @@
 //! delivers signals to whole groups, reaps, and kills everything on shutdown.
 //!
 //! It must not know HTTP or JSON; `agentd` maps its types to the wire.
+
+pub mod group;

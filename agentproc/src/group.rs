@@ -1,0 +1,131 @@
+//! Process-group primitives shared by every spawner in agentd (the process API here, stdio
+//! MCP servers in `agentmcp`): put a command in its own group, signal a whole group.
+//!
+//! This is the only module in the workspace that calls `killpg`.
+
+use std::io;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+/// A signal for a whole process group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupSignal {
+    /// SIGTERM: ask politely.
+    Term,
+    /// SIGKILL: no appeal.
+    Kill,
+    /// SIGINT.
+    Int,
+    /// SIGHUP.
+    Hup,
+}
+
+impl From<GroupSignal> for Signal {
+    fn from(s: GroupSignal) -> Self {
+        match s {
+            GroupSignal::Term => Signal::SIGTERM,
+            GroupSignal::Kill => Signal::SIGKILL,
+            GroupSignal::Int => Signal::SIGINT,
+            GroupSignal::Hup => Signal::SIGHUP,
+        }
+    }
+}
+
+/// Makes the command the leader of a new process group (its pgid = its pid), so the whole
+/// tree it starts can be signalled at once.
+pub fn new_group(cmd: &mut tokio::process::Command) {
+    cmd.process_group(0);
+}
+
+/// Signals every process in group `pgid`. A group that no longer exists is not an error.
+pub fn signal_group(pgid: u32, sig: GroupSignal) -> io::Result<()> {
+    let Ok(raw) = i32::try_from(pgid) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "pgid out of range",
+        ));
+    };
+    if raw <= 1 {
+        // Never signal group 0 (our own) or 1 (init's): that would hit the daemon itself.
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "refusing to signal pgid <= 1",
+        ));
+    }
+    match killpg(Pid::from_raw(raw), Signal::from(sig)) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(e) => Err(io::Error::from(e)),
+    }
+}
+
+/// Whether any process of group `pgid` is still running. Zombies (exited, not yet reaped —
+/// e.g. orphans whose new parent does not reap) do not count.
+pub fn group_alive(pgid: u32) -> bool {
+    !group_members(pgid).is_empty()
+}
+
+/// Pids of the live (non-zombie) members of group `pgid`, read from `/proc`.
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| parse_stat(&stat))
+                .is_some_and(|(state, pgrp)| pgrp == pgid && state != 'Z' && state != 'X')
+        })
+        .collect()
+}
+
+/// `(state, pgrp)` from a `/proc/<pid>/stat` line (the command name may contain spaces and
+/// parentheses, so fields are counted from the last `)`).
+fn parse_stat(stat: &str) -> Option<(char, u32)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut f = rest.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    let _ppid = f.next()?;
+    let pgrp = f.next()?.parse().ok()?;
+    Some((state, pgrp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn kills_the_whole_group() -> io::Result<()> {
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.args(["-c", "sleep 30 & sleep 30 & wait"]);
+        new_group(&mut cmd);
+        let mut child = cmd.spawn()?;
+        let pgid = child.id().ok_or_else(|| io::Error::other("no pid"))?;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(group_alive(pgid));
+        signal_group(pgid, GroupSignal::Kill)?;
+        let _ = child.wait().await?;
+        // The backgrounded sleeps were reparented and die with the group.
+        for _ in 0..100 {
+            if !group_alive(pgid) {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("group {pgid} still alive");
+    }
+
+    #[test]
+    fn parses_stat_with_odd_names() {
+        assert_eq!(parse_stat("42 (a) b)) S 1 42 42 0"), Some(('S', 42)));
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn refuses_own_and_init_group() {
+        assert!(signal_group(0, GroupSignal::Term).is_err());
+        assert!(signal_group(1, GroupSignal::Term).is_err());
+    }
+}
