@@ -5,6 +5,12 @@
 //! It must not know HTTP, and must not read environment variables itself: configuration
 //! comes in as values.
 
+pub mod discover;
+pub mod frontmatter;
 pub mod resolve;
+pub mod sanitize;
+pub mod store;
 
+pub use discover::{ContextPart, Discovery, Skipped, context_parts_from_dir, discover};
 pub use resolve::{RawConfig, ResolvedConfig, resolve_path, resolve_paths};
+pub use store::{ContextStore, Scope, StoreError};

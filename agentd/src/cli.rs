@@ -22,6 +22,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon: serve the HTTP API on TCP and on a unix control socket.
     Serve(ServeArgs),
+    /// Add a directory's instruction files and skills to a chat's context (or every chat's),
+    /// clear them, or list them. Talks to the running daemon over its unix socket.
+    #[command(subcommand)]
+    Ctx(CtxCommand),
     /// Print the version and exit.
     Version,
 }
@@ -80,4 +84,70 @@ pub struct ServeArgs {
     /// Log filter, an `EnvFilter` string such as `info` or `agentd=debug,agentmcp=trace`.
     #[arg(long, env = "AGENTD_LOG", default_value = "info")]
     pub log_level: String,
+}
+
+/// `agentd ctx` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CtxCommand {
+    /// Read DIR's AGENTS.md and skills (DIR/.agents/skills, DIR/skills) and add them.
+    Add(CtxAddArgs),
+    /// Remove the parts added for a chat (or, without a chat, those added for every chat).
+    Clear(CtxClearArgs),
+    /// Show the stored parts (without a chat: every chat's).
+    List(CtxListArgs),
+}
+
+/// Flags shared by the `ctx` subcommands.
+#[derive(Debug, Args)]
+pub struct CtxCommon {
+    /// The daemon's control socket. Default: as `agentd serve` picks it
+    /// (`$XDG_RUNTIME_DIR/agentd.sock`, else `<state dir>/agentd.sock`).
+    #[arg(long, env = "AGENTD_SOCKET")]
+    pub socket: Option<PathBuf>,
+
+    /// The chat (a UUID). Default: `$CODER_CHAT_ID`; without either, every chat.
+    #[arg(long, env = "CODER_CHAT_ID")]
+    pub chat: Option<String>,
+}
+
+/// Flags of `agentd ctx add`.
+#[derive(Debug, Args)]
+pub struct CtxAddArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: CtxCommon,
+
+    /// The directory to read. Default: the current directory.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+
+    /// Also send Coder's request to `$CODER_AGENT_URL` (on by default when CODER_AGENT_URL
+    /// and CODER_AGENT_TOKEN are both set).
+    #[arg(long)]
+    pub upstream: bool,
+}
+
+/// Flags of `agentd ctx clear`.
+#[derive(Debug, Args)]
+pub struct CtxClearArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: CtxCommon,
+
+    /// Also send Coder's request to `$CODER_AGENT_URL` (on by default when CODER_AGENT_URL
+    /// and CODER_AGENT_TOKEN are both set).
+    #[arg(long)]
+    pub upstream: bool,
+}
+
+/// Flags of `agentd ctx list`.
+#[derive(Debug, Args)]
+pub struct CtxListArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: CtxCommon,
+
+    /// Print the daemon's JSON answer instead of text.
+    #[arg(long)]
+    pub json: bool,
 }

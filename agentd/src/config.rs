@@ -159,7 +159,8 @@ fn absolutize(base: &Path, p: &Path) -> PathBuf {
     }
 }
 
-fn default_state_dir(home: Option<&Path>) -> Result<PathBuf, ConfigError> {
+/// The default state dir: `$XDG_STATE_HOME/agentd`, else `~/.local/state/agentd`.
+pub fn default_state_dir(home: Option<&Path>) -> Result<PathBuf, ConfigError> {
     if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
         return Ok(PathBuf::from(x).join("agentd"));
     }

@@ -9,6 +9,8 @@
 pub mod chat;
 pub mod cli;
 pub mod config;
+pub mod context_api;
+pub mod ctx_cli;
 pub mod error;
 pub mod events;
 pub mod logging;
@@ -32,6 +34,7 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve(args) => serve(&args),
+        Command::Ctx(cmd) => ctx_cli::run(cmd),
     }
 }
 

@@ -41,16 +41,24 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Events between subsystems (process exits feed the git watcher).
     pub events: Events,
+    /// Context config and the `agentd ctx` store.
+    pub context: Arc<crate::context_api::ContextState>,
 }
 
 impl AppState {
     /// Builds the state and starts the capability subsystems.
     pub fn new(config: ServeConfig, shutdown: CancellationToken) -> Self {
+        let metrics = Arc::new(Metrics::new());
+        let context = Arc::new(crate::context_api::ContextState::open(
+            &config.state_dir,
+            &metrics,
+        ));
         Self {
             config: Arc::new(config),
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             shutdown,
             events: Events::default(),
+            context,
         }
     }
 
@@ -67,7 +75,8 @@ pub fn routes(state: AppState, tcp: bool) -> Router {
     let router = Router::new()
         .route("/", get(hello))
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics));
+        .route("/metrics", get(metrics))
+        .merge(crate::context_api::router());
     with_middleware(router, state, tcp)
 }
 

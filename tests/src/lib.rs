@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod context;
+
 /// A binary of this package, next to the running test executable's `deps/` folder (cargo
 /// builds the package's binaries before its tests and benches).
 pub fn package_bin(name: &str) -> PathBuf {
@@ -100,6 +102,8 @@ pub struct Options {
     pub listen: bool,
     /// Control socket path (default: in the temp dir).
     pub socket: Option<PathBuf>,
+    /// State dir (default: in the temp dir); reuse one to test a restart.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -111,6 +115,7 @@ impl Default for Options {
             workdir: None,
             listen: true,
             socket: None,
+            state_dir: None,
         }
     }
 }
@@ -149,7 +154,10 @@ impl Agentd {
     /// Starts and waits until the TCP listener is up (its address is read from the log).
     pub fn start_with(opts: Options) -> Self {
         let tmp = tempfile::tempdir().unwrap();
-        let state_dir = tmp.path().join("state");
+        let state_dir = opts
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| tmp.path().join("state"));
         let socket = opts
             .socket
             .clone()

@@ -1,0 +1,646 @@
+//! Discovery of context parts on disk, as Coder's `readInstructionFiles` and
+//! `discoverSkills`: the instruction file of each configured directory and of the workdir,
+//! then the skills under each skills directory; and [`context_parts_from_dir`], the same for
+//! one directory as `agentd ctx add` reads it (Coder's `ContextPartsFromDir`).
+//!
+//! Unlike Coder, a skill that is skipped (bad front matter, bad or mismatched name,
+//! duplicate, symlink escaping its skills dir, unreadable meta file) is reported in
+//! [`Discovery::skipped`] instead of vanishing silently. This module reads the file system
+//! only; it must not know HTTP or read environment variables.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::frontmatter;
+use crate::resolve::{DEFAULT_INSTRUCTIONS_FILE, DEFAULT_SKILL_META_FILE, ResolvedConfig};
+use crate::sanitize::sanitize_and_cap;
+
+/// How much of an instruction file is read before sanitising (the 64 KiB cap applies to
+/// the sanitised text). A file longer than this is reported as truncated.
+pub const INSTRUCTION_READ_LIMIT: u64 = 1024 * 1024;
+/// How much of a skill meta file is read (Coder's `MaxSkillMetaBytes`).
+pub const MAX_SKILL_META_BYTES: u64 = 64 * 1024;
+
+/// One piece of context for a chat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContextPart {
+    /// An instruction file with its sanitised content.
+    File {
+        /// Absolute path.
+        path: String,
+        /// Sanitised content, at most 64 KiB.
+        content: String,
+        /// Whether the content was cut.
+        truncated: bool,
+    },
+    /// A skill: metadata only (chatd reads the body on demand).
+    Skill {
+        /// The skill's name (equals its directory name).
+        name: String,
+        /// Its description.
+        description: String,
+        /// The skill directory (skills dir + name, not symlink-resolved).
+        dir: String,
+        /// The meta file basename, e.g. `SKILL.md`.
+        meta_file: String,
+    },
+}
+
+impl ContextPart {
+    /// The key adds are deduplicated by: the file path, or the skill directory.
+    pub fn path_key(&self) -> &str {
+        match self {
+            ContextPart::File { path, .. } => path,
+            ContextPart::Skill { dir, .. } => dir,
+        }
+    }
+}
+
+/// A skill (or instruction file) that was found but not used, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The directory or file concerned.
+    pub path: String,
+    /// Why it was skipped, for a person.
+    pub reason: String,
+}
+
+/// The result of a discovery: parts in Coder's order, and what was skipped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Discovery {
+    /// Instruction files, then skills.
+    pub parts: Vec<ContextPart>,
+    /// Skipped skills and instruction files, in discovery order.
+    pub skipped: Vec<Skipped>,
+}
+
+/// Kebab-case skill names: `^[a-z0-9]+(-[a-z0-9]+)*$`.
+pub fn is_valid_skill_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--")
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn lossy(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// Entries of `dir` sorted by name (Go's `os.ReadDir` order); `None` if unreadable.
+fn sorted_entries(dir: &Path) -> Option<Vec<fs::DirEntry>> {
+    let mut v: Vec<fs::DirEntry> = fs::read_dir(dir).ok()?.filter_map(Result::ok).collect();
+    v.sort_by_key(|e| e.file_name());
+    Some(v)
+}
+
+/// Reads at most `limit` bytes; `(text, more_remaining)`. Invalid UTF-8 becomes U+FFFD, as
+/// Go's JSON encoder would render it.
+fn read_capped(path: &Path, limit: u64) -> std::io::Result<(String, bool)> {
+    let f = fs::File::open(path)?;
+    let mut buf = Vec::new();
+    f.take(limit + 1).read_to_end(&mut buf)?;
+    let more = buf.len() as u64 > limit;
+    buf.truncate(limit as usize);
+    Ok((String::from_utf8_lossy(&buf).into_owned(), more))
+}
+
+/// Reads and sanitises one instruction file; `None` when unreadable or empty after
+/// sanitising (Coder drops those silently; the reason is returned for the log).
+pub fn read_instruction_file(path: &Path) -> Result<Option<ContextPart>, String> {
+    match fs::metadata(path) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => return Err("not a regular file".into()),
+        Err(e) => return Err(format!("cannot read: {e}")),
+    }
+    let (raw, more) =
+        read_capped(path, INSTRUCTION_READ_LIMIT).map_err(|e| format!("cannot read: {e}"))?;
+    let (content, cut) = sanitize_and_cap(&raw);
+    if content.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(ContextPart::File {
+        path: lossy(path),
+        content,
+        truncated: cut || more,
+    }))
+}
+
+/// The first entry of `dir` whose trimmed name equals `file` case-insensitively and that is
+/// not a directory.
+fn find_instruction_file(dir: &Path, file: &str) -> Option<PathBuf> {
+    let want = file.to_lowercase();
+    sorted_entries(dir)?.into_iter().find_map(|e| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.trim().to_lowercase() != want {
+            return None;
+        }
+        let path = e.path();
+        // Follows symlinks: a link to a directory is a directory.
+        if fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
+            return None;
+        }
+        Some(path)
+    })
+}
+
+fn read_instruction_from_dir(dir: &Path, file: &str, out: &mut Discovery) {
+    let Some(path) = find_instruction_file(dir, file) else {
+        return;
+    };
+    match read_instruction_file(&path) {
+        Ok(Some(part)) => out.parts.push(part),
+        Ok(None) => {}
+        Err(reason) => out.skipped.push(Skipped {
+            path: lossy(&path),
+            reason,
+        }),
+    }
+}
+
+/// Discovers the instruction files and skills of a resolved configuration. `workdir`'s own
+/// instruction file is read too, unless the workdir is one of the instruction dirs.
+pub fn discover(cfg: &ResolvedConfig, workdir: Option<&Path>) -> Discovery {
+    let mut out = Discovery::default();
+    let mut seen: HashSet<&Path> = HashSet::new();
+    for dir in &cfg.instructions_dirs {
+        if seen.insert(dir.as_path()) {
+            read_instruction_from_dir(dir, &cfg.instructions_file, &mut out);
+        }
+    }
+    if let Some(w) = workdir.filter(|w| !w.as_os_str().is_empty())
+        && !cfg.instructions_dirs.iter().any(|d| d == w)
+    {
+        read_instruction_from_dir(w, &cfg.instructions_file, &mut out);
+    }
+    discover_skills(&cfg.skills_dirs, &cfg.skill_meta_file, &mut out);
+    out
+}
+
+/// Coder's `ContextPartsFromDir`: `AGENTS.md` in `dir` itself, and skills (`SKILL.md`) under
+/// `dir/.agents/skills` and `dir/skills`. Configuration values are ignored.
+pub fn context_parts_from_dir(dir: &Path) -> Discovery {
+    let mut out = Discovery::default();
+    read_instruction_from_dir(dir, DEFAULT_INSTRUCTIONS_FILE, &mut out);
+    let skills = [dir.join(".agents/skills"), dir.join("skills")];
+    discover_skills(&skills, DEFAULT_SKILL_META_FILE, &mut out);
+    out
+}
+
+/// Skills under each skills dir (list order; entries by name); first occurrence of a name
+/// wins.
+pub fn discover_skills(skills_dirs: &[PathBuf], meta_file: &str, out: &mut Discovery) {
+    let mut names: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let mut seen_dirs: HashSet<&Path> = HashSet::new();
+    for sdir in skills_dirs {
+        if !seen_dirs.insert(sdir.as_path()) {
+            continue;
+        }
+        let Some(entries) = sorted_entries(sdir) else {
+            continue;
+        };
+        let mut canonical_root: Option<Option<PathBuf>> = None;
+        for e in entries {
+            let Ok(ft) = e.file_type() else { continue };
+            let dir_name = e.file_name().to_string_lossy().into_owned();
+            let skill_dir = sdir.join(e.file_name());
+            let skip = |out: &mut Discovery, reason: String| {
+                out.skipped.push(Skipped {
+                    path: lossy(&skill_dir),
+                    reason,
+                })
+            };
+            if ft.is_symlink() {
+                let root = canonical_root
+                    .get_or_insert_with(|| fs::canonicalize(sdir).ok())
+                    .clone();
+                match (fs::canonicalize(&skill_dir), root) {
+                    (Ok(target), Some(root)) => {
+                        if !target.is_dir() {
+                            continue;
+                        }
+                        if !target.starts_with(&root) || target == root {
+                            skip(
+                                out,
+                                format!(
+                                    "symlink points outside the skills directory (to {})",
+                                    target.display()
+                                ),
+                            );
+                            continue;
+                        }
+                    }
+                    (Err(err), _) => {
+                        skip(out, format!("cannot resolve symlink: {err}"));
+                        continue;
+                    }
+                    (Ok(_), None) => continue,
+                }
+            } else if !ft.is_dir() {
+                continue;
+            }
+            let meta_path = skill_dir.join(meta_file);
+            let meta = match fs::metadata(&meta_path) {
+                Ok(m) if m.is_file() => m,
+                Ok(_) => {
+                    skip(out, format!("{meta_file} is not a regular file"));
+                    continue;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    skip(out, format!("no {meta_file}"));
+                    continue;
+                }
+                Err(e) => {
+                    skip(out, format!("cannot read {meta_file}: {e}"));
+                    continue;
+                }
+            };
+            let (text, _) = match read_capped(&meta_path, MAX_SKILL_META_BYTES) {
+                Ok(t) => t,
+                Err(e) => {
+                    skip(out, format!("cannot read {meta_file}: {e}"));
+                    continue;
+                }
+            };
+            let fm = match frontmatter::parse(&text) {
+                Ok(fm) => fm,
+                Err(err) => {
+                    let oversize = if meta.len() > MAX_SKILL_META_BYTES {
+                        format!(
+                            " ({meta_file} is {} bytes; only the first {} are read)",
+                            meta.len(),
+                            MAX_SKILL_META_BYTES
+                        )
+                    } else {
+                        String::new()
+                    };
+                    skip(
+                        out,
+                        format!("invalid front matter in {meta_file}: {err}{oversize}"),
+                    );
+                    continue;
+                }
+            };
+            if fm.name != dir_name {
+                skip(
+                    out,
+                    format!(
+                        "front matter name {:?} does not match the directory name {dir_name:?}",
+                        fm.name
+                    ),
+                );
+                continue;
+            }
+            if !is_valid_skill_name(&fm.name) {
+                skip(
+                    out,
+                    format!(
+                        "invalid skill name {:?}: must match ^[a-z0-9]+(-[a-z0-9]+)*$",
+                        fm.name
+                    ),
+                );
+                continue;
+            }
+            if let Some(first) = names.get(&fm.name) {
+                skip(
+                    out,
+                    format!("duplicate skill name {:?}: {first} comes first", fm.name),
+                );
+                continue;
+            }
+            names.insert(fm.name.clone(), lossy(&skill_dir));
+            out.parts.push(ContextPart::Skill {
+                name: fm.name,
+                description: fm.description,
+                dir: lossy(&skill_dir),
+                meta_file: meta_file.to_owned(),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::resolve::RawConfig;
+
+    fn write(p: &Path, s: &str) {
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, s).unwrap();
+    }
+
+    fn skill(root: &Path, name: &str, fm_name: &str, desc: &str) {
+        write(
+            &root.join(name).join("SKILL.md"),
+            &format!("---\nname: {fm_name}\ndescription: {desc}\n---\nbody"),
+        );
+    }
+
+    fn cfg(home: &Path, work: &Path, vars: &[(&str, &str)]) -> ResolvedConfig {
+        RawConfig::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).into()))
+            .resolve(Some(work), Some(home))
+    }
+
+    fn file(path: &Path, content: &str) -> ContextPart {
+        ContextPart::File {
+            path: lossy(path),
+            content: content.into(),
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn skill_names() {
+        for ok in ["a", "a-b", "abc-123-x", "9"] {
+            assert!(is_valid_skill_name(ok), "{ok}");
+        }
+        for bad in ["", "-a", "a-", "a--b", "A", "a_b", "a b", "é"] {
+            assert!(!is_valid_skill_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn defaults_instruction_files_and_order() {
+        let t = tempfile::tempdir().unwrap();
+        let home = t.path().join("home");
+        let work = t.path().join("work");
+        write(&home.join(".coder/AGENTS.md"), "home rules");
+        write(&work.join("agents.MD"), "work rules");
+        skill(&work.join(".agents/skills"), "b-skill", "b-skill", "B");
+        skill(&work.join(".agents/skills"), "a-skill", "a-skill", "A");
+        let c = cfg(&home, &work, &[]);
+        assert_eq!(c.mcp_config_files, vec![work.join(".mcp.json")]);
+        let d = discover(&c, Some(&work));
+        assert_eq!(
+            d.parts,
+            vec![
+                file(&home.join(".coder/AGENTS.md"), "home rules"),
+                file(&work.join("agents.MD"), "work rules"),
+                ContextPart::Skill {
+                    name: "a-skill".into(),
+                    description: "A".into(),
+                    dir: lossy(&work.join(".agents/skills/a-skill")),
+                    meta_file: "SKILL.md".into()
+                },
+                ContextPart::Skill {
+                    name: "b-skill".into(),
+                    description: "B".into(),
+                    dir: lossy(&work.join(".agents/skills/b-skill")),
+                    meta_file: "SKILL.md".into()
+                },
+            ]
+        );
+        assert!(d.skipped.is_empty());
+    }
+
+    #[test]
+    fn custom_names_whitespace_and_comma_dirs() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b, work) = (t.path().join("a"), t.path().join("b"), t.path().join("w"));
+        write(&a.join("CLAUDE.md"), "from a");
+        write(&b.join("claude.md"), "from b");
+        write(&a.join("AGENTS.md"), "ignored: wrong name");
+        write(&work.join("CLAUDE.md"), "from work");
+        skill(&work.join("sk"), "x", "x", "X");
+        write(
+            &work.join("sk/x/META.md"),
+            "---\nname: x\ndescription: via meta\n---\n",
+        );
+        let dirs = format!("{}, {} ,{}", a.display(), b.display(), a.display());
+        let c = cfg(
+            t.path(),
+            &work,
+            &[
+                ("CODER_AGENT_EXP_INSTRUCTIONS_DIRS", &dirs),
+                ("CODER_AGENT_EXP_INSTRUCTIONS_FILE", "  CLAUDE.md  "),
+                ("CODER_AGENT_EXP_SKILLS_DIRS", "sk"),
+                ("CODER_AGENT_EXP_SKILL_META_FILE", "META.md"),
+            ],
+        );
+        let d = discover(&c, Some(&work));
+        assert_eq!(
+            d.parts,
+            vec![
+                file(&a.join("CLAUDE.md"), "from a"),
+                file(&b.join("claude.md"), "from b"),
+                file(&work.join("CLAUDE.md"), "from work"),
+                ContextPart::Skill {
+                    name: "x".into(),
+                    description: "via meta".into(),
+                    dir: lossy(&work.join("sk/x")),
+                    meta_file: "META.md".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn workdir_that_is_an_instruction_dir_is_read_once() {
+        let t = tempfile::tempdir().unwrap();
+        write(&t.path().join("AGENTS.md"), "once");
+        let c = cfg(
+            t.path(),
+            t.path(),
+            &[(
+                "CODER_AGENT_EXP_INSTRUCTIONS_DIRS",
+                &t.path().display().to_string(),
+            )],
+        );
+        assert_eq!(
+            discover(&c, Some(t.path())).parts,
+            vec![file(&t.path().join("AGENTS.md"), "once")]
+        );
+    }
+
+    #[test]
+    fn first_match_per_dir_dirs_ignored_empty_dropped() {
+        let t = tempfile::tempdir().unwrap();
+        let w = t.path();
+        fs::create_dir_all(w.join("AGENTS.md.d")).unwrap();
+        fs::create_dir_all(w.join("Agents.md")).unwrap(); // a directory: ignored
+        write(&w.join("AGENTS.MD"), "upper");
+        write(&w.join("agents.md"), "lower");
+        let c = cfg(&w.join("nohome"), w, &[]);
+        assert_eq!(
+            discover(&c, Some(w)).parts,
+            vec![file(&w.join("AGENTS.MD"), "upper")]
+        );
+        // Empty after sanitising: no part, nothing reported.
+        let t2 = tempfile::tempdir().unwrap();
+        write(
+            &t2.path().join("AGENTS.md"),
+            " <!-- only a comment -->\u{200B}\r\n",
+        );
+        let d = discover(&cfg(&t2.path().join("h"), t2.path(), &[]), Some(t2.path()));
+        assert_eq!(d, Discovery::default());
+    }
+
+    #[test]
+    fn truncation_and_sanitising() {
+        let t = tempfile::tempdir().unwrap();
+        let w = t.path();
+        write(&w.join("AGENTS.md"), &"a".repeat(64 * 1024 + 100));
+        let c = cfg(&w.join("h"), w, &[]);
+        let d = discover(&c, Some(w));
+        match &d.parts[..] {
+            [
+                ContextPart::File {
+                    content, truncated, ..
+                },
+            ] => {
+                assert_eq!((content.len(), *truncated), (64 * 1024, true));
+            }
+            other => panic!("{other:?}"),
+        }
+        write(
+            &w.join("AGENTS.md"),
+            "visible\r\n<!-- hidden -->content\u{200B}\rend",
+        );
+        assert_eq!(
+            discover(&c, Some(w)).parts,
+            vec![file(&w.join("AGENTS.md"), "visible\ncontent\nend")]
+        );
+    }
+
+    #[test]
+    fn missing_dirs_and_no_workdir() {
+        let c = RawConfig::default().resolve(None, None);
+        assert_eq!(discover(&c, None), Discovery::default());
+        let t = tempfile::tempdir().unwrap();
+        let c = cfg(&t.path().join("nohome"), &t.path().join("nowork"), &[]);
+        assert_eq!(
+            discover(&c, Some(&t.path().join("nowork"))),
+            Discovery::default()
+        );
+    }
+
+    #[test]
+    fn skills_validation_is_reported() {
+        let t = tempfile::tempdir().unwrap();
+        let (s1, s2) = (t.path().join("s1"), t.path().join("s2"));
+        skill(&s1, "good", "good", "first");
+        skill(&s2, "good", "good", "second");
+        skill(&s1, "mismatch", "other", "");
+        skill(&s1, "Bad_Name", "Bad_Name", "");
+        write(&s1.join("nofm/SKILL.md"), "no front matter");
+        fs::create_dir_all(s1.join("empty")).unwrap();
+        write(&s1.join("loose-file.md"), "ignored");
+        let dirs = format!("{},{}", s1.display(), s2.display());
+        let c = cfg(
+            t.path(),
+            t.path(),
+            &[("CODER_AGENT_EXP_SKILLS_DIRS", &dirs)],
+        );
+        let d = discover(&c, None);
+        assert_eq!(
+            d.parts,
+            vec![ContextPart::Skill {
+                name: "good".into(),
+                description: "first".into(),
+                dir: lossy(&s1.join("good")),
+                meta_file: "SKILL.md".into()
+            }]
+        );
+        let got: Vec<(String, String)> = d
+            .skipped
+            .iter()
+            .map(|s| (s.path.clone(), s.reason.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    lossy(&s1.join("Bad_Name")),
+                    "invalid skill name \"Bad_Name\": must match ^[a-z0-9]+(-[a-z0-9]+)*$".into()
+                ),
+                (lossy(&s1.join("empty")), "no SKILL.md".into()),
+                (
+                    lossy(&s1.join("mismatch")),
+                    "front matter name \"other\" does not match the directory name \"mismatch\""
+                        .into()
+                ),
+                (
+                    lossy(&s1.join("nofm")),
+                    "invalid front matter in SKILL.md: missing opening frontmatter delimiter"
+                        .into()
+                ),
+                (
+                    lossy(&s2.join("good")),
+                    format!(
+                        "duplicate skill name \"good\": {} comes first",
+                        s1.join("good").display()
+                    )
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn symlinked_skill_dirs() {
+        let t = tempfile::tempdir().unwrap();
+        let s = t.path().join("skills");
+        skill(&s.join("store"), "inside", "inside", "in");
+        skill(&t.path().join("outside"), "escape", "escape", "out");
+        std::os::unix::fs::symlink(s.join("store/inside"), s.join("inside")).unwrap();
+        std::os::unix::fs::symlink(t.path().join("outside/escape"), s.join("escape")).unwrap();
+        std::os::unix::fs::symlink(s.join("loop"), s.join("loop")).unwrap();
+        let mut d = Discovery::default();
+        discover_skills(std::slice::from_ref(&s), "SKILL.md", &mut d);
+        assert_eq!(
+            d.parts,
+            vec![ContextPart::Skill {
+                name: "inside".into(),
+                description: "in".into(),
+                dir: lossy(&s.join("inside")),
+                meta_file: "SKILL.md".into()
+            }]
+        );
+        let reasons: Vec<&str> = d.skipped.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(
+            reasons,
+            vec![
+                lossy(&s.join("escape")),
+                lossy(&s.join("loop")),
+                lossy(&s.join("store"))
+            ]
+        );
+        assert!(
+            d.skipped[0]
+                .reason
+                .starts_with("symlink points outside the skills directory")
+        );
+        assert!(d.skipped[1].reason.starts_with("cannot resolve symlink:"));
+    }
+
+    #[test]
+    fn parts_from_dir() {
+        let t = tempfile::tempdir().unwrap();
+        let w = t.path();
+        assert_eq!(context_parts_from_dir(w), Discovery::default());
+        write(&w.join("AGENTS.md"), "rules");
+        assert_eq!(
+            context_parts_from_dir(w).parts,
+            vec![file(&w.join("AGENTS.md"), "rules")]
+        );
+        skill(&w.join(".agents/skills"), "one", "one", "first");
+        skill(&w.join("skills"), "two", "two", "second");
+        skill(&w.join("skills"), "one", "one", "dup");
+        let d = context_parts_from_dir(w);
+        let names: Vec<&str> = d.parts.iter().map(ContextPart::path_key).collect();
+        assert_eq!(
+            names,
+            vec![
+                lossy(&w.join("AGENTS.md")),
+                lossy(&w.join(".agents/skills/one")),
+                lossy(&w.join("skills/two"))
+            ]
+        );
+        assert_eq!(d.skipped.len(), 1);
+    }
+}

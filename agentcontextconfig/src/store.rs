@@ -1,0 +1,587 @@
+//! The per-chat context store behind `agentd ctx add|clear|list`: parts added for one chat,
+//! or for every chat (workspace-wide), persisted in one JSON file in the state dir.
+//!
+//! Every change is written atomically (temp file, fsync, rename, fsync of the directory)
+//! before it becomes visible, so a crash or restart never loses an acknowledged add and
+//! never leaves a half-written file. A store file that cannot be parsed is moved aside and
+//! reported, never fatal. Limits follow Coder's `chat-context` endpoint: at most 100 parts
+//! per add, context files sanitised then capped at 64 KiB, empty ones dropped.
+//!
+//! The file format is private to this module (it is not a wire shape). This module must not
+//! know HTTP.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::discover::ContextPart;
+use crate::sanitize::sanitize_and_cap;
+
+/// The store's file name inside the state dir.
+pub const STORE_FILE: &str = "context-store.json";
+/// At most this many parts per add (Coder's limit).
+pub const MAX_PARTS_PER_ADD: usize = 100;
+/// At most this many parts stored per scope (a bound on the file's growth).
+pub const MAX_PARTS_PER_SCOPE: usize = 1000;
+
+/// Whose context a part is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scope {
+    /// Every chat of the workspace.
+    Workspace,
+    /// One chat.
+    Chat(Uuid),
+}
+
+impl Scope {
+    /// `Workspace` for `None` or the nil UUID.
+    pub fn from_chat(id: Option<Uuid>) -> Self {
+        match id {
+            Some(id) if !id.is_nil() => Scope::Chat(id),
+            _ => Scope::Workspace,
+        }
+    }
+
+    /// The chat id, nil for the workspace scope (as Coder spells "no chat").
+    pub fn chat_id(&self) -> Uuid {
+        match self {
+            Scope::Workspace => Uuid::nil(),
+            Scope::Chat(id) => *id,
+        }
+    }
+}
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// More parts than [`MAX_PARTS_PER_ADD`] in one add.
+    #[error("Too many context parts: {got} (at most {max} per request).")]
+    TooManyParts {
+        /// Parts given.
+        got: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Nothing usable in an add (Coder's message).
+    #[error("No context-file or skill parts provided.")]
+    NothingToAdd,
+    /// The scope would exceed [`MAX_PARTS_PER_SCOPE`].
+    #[error("Too many context parts stored: {total} (at most {max}); clear some first.")]
+    ScopeFull {
+        /// Parts after the add.
+        total: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Writing the file failed; nothing changed.
+    #[error("cannot write the context store {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// What [`ContextStore::open`] found wrong with an existing file (the store then starts
+/// empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenProblem {
+    /// The store file.
+    pub path: PathBuf,
+    /// Where the unreadable file was moved, if it was.
+    pub moved_to: Option<PathBuf>,
+    /// What was wrong.
+    pub error: String,
+}
+
+/// The result of an add.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddOutcome {
+    /// Parts accepted (new + replaced).
+    pub count: usize,
+    /// Of those, parts that replaced a stored part with the same path.
+    pub replaced: usize,
+    /// Parts stored in the scope afterwards.
+    pub total: usize,
+}
+
+type Data = BTreeMap<Scope, Vec<ContextPart>>;
+
+/// The store. All methods are blocking (file I/O); call them off the async runtime.
+#[derive(Debug)]
+pub struct ContextStore {
+    path: PathBuf,
+    data: Mutex<Data>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct FileV1 {
+    version: u32,
+    scopes: Vec<FileScope>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct FileScope {
+    /// `null` for the workspace scope.
+    chat_id: Option<String>,
+    parts: Vec<FilePart>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "type")]
+enum FilePart {
+    #[serde(rename = "context-file")]
+    File {
+        path: String,
+        content: String,
+        #[serde(default)]
+        truncated: bool,
+    },
+    #[serde(rename = "skill")]
+    Skill {
+        name: String,
+        #[serde(default)]
+        description: String,
+        #[serde(default)]
+        dir: String,
+        #[serde(default)]
+        meta_file: String,
+    },
+}
+
+impl From<&ContextPart> for FilePart {
+    fn from(p: &ContextPart) -> Self {
+        match p.clone() {
+            ContextPart::File {
+                path,
+                content,
+                truncated,
+            } => FilePart::File {
+                path,
+                content,
+                truncated,
+            },
+            ContextPart::Skill {
+                name,
+                description,
+                dir,
+                meta_file,
+            } => FilePart::Skill {
+                name,
+                description,
+                dir,
+                meta_file,
+            },
+        }
+    }
+}
+
+impl From<FilePart> for ContextPart {
+    fn from(p: FilePart) -> Self {
+        match p {
+            FilePart::File {
+                path,
+                content,
+                truncated,
+            } => ContextPart::File {
+                path,
+                content,
+                truncated,
+            },
+            FilePart::Skill {
+                name,
+                description,
+                dir,
+                meta_file,
+            } => ContextPart::Skill {
+                name,
+                description,
+                dir,
+                meta_file,
+            },
+        }
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<Data, String> {
+    let f: FileV1 = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    if f.version != 1 {
+        return Err(format!("unsupported store version {}", f.version));
+    }
+    let mut data = Data::new();
+    for s in f.scopes {
+        let scope = match s.chat_id {
+            None => Scope::Workspace,
+            Some(id) => Scope::from_chat(Some(
+                Uuid::try_parse(&id).map_err(|e| format!("bad chat id {id:?}: {e}"))?,
+            )),
+        };
+        if !s.parts.is_empty() {
+            data.entry(scope)
+                .or_default()
+                .extend(s.parts.into_iter().map(ContextPart::from));
+        }
+    }
+    Ok(data)
+}
+
+fn encode(data: &Data) -> Vec<u8> {
+    let f = FileV1 {
+        version: 1,
+        scopes: data
+            .iter()
+            .filter(|(_, parts)| !parts.is_empty())
+            .map(|(scope, parts)| FileScope {
+                chat_id: match scope {
+                    Scope::Workspace => None,
+                    Scope::Chat(id) => Some(id.to_string()),
+                },
+                parts: parts.iter().map(FilePart::from).collect(),
+            })
+            .collect(),
+    };
+    // Serialising plain strings and bools cannot fail.
+    serde_json::to_vec(&f).unwrap_or_default()
+}
+
+/// Writes `bytes` to `path` atomically: temp file in the same dir, fsync, rename, fsync dir.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = path.with_extension(format!("json.tmp-{}", std::process::id()));
+    let res = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}
+
+/// Sanitises and validates the parts of one add: non-file/skill kinds cannot occur here;
+/// file contents are sanitised and capped, empty ones dropped; skills need a name.
+fn normalise(parts: Vec<ContextPart>) -> Vec<ContextPart> {
+    parts
+        .into_iter()
+        .filter_map(|p| match p {
+            ContextPart::File {
+                path,
+                content,
+                truncated,
+            } => {
+                let (content, cut) = sanitize_and_cap(&content);
+                (!content.is_empty()).then_some(ContextPart::File {
+                    path,
+                    content,
+                    truncated: truncated || cut,
+                })
+            }
+            ContextPart::Skill { ref name, .. } if name.trim().is_empty() => None,
+            skill => Some(skill),
+        })
+        .collect()
+}
+
+impl ContextStore {
+    /// Opens (or starts) the store in `state_dir`. A file that cannot be parsed is moved
+    /// aside to `context-store.json.corrupt-<unix seconds>` and reported; the store then
+    /// starts empty. Leftover temp files of an interrupted write are removed.
+    pub fn open(state_dir: &Path) -> (Self, Option<OpenProblem>) {
+        let path = state_dir.join(STORE_FILE);
+        if let Ok(entries) = std::fs::read_dir(state_dir) {
+            for e in entries.flatten() {
+                if e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("{STORE_FILE}.tmp-"))
+                {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        let (data, problem) = match std::fs::read(&path) {
+            Ok(bytes) => match decode(&bytes) {
+                Ok(d) => (d, None),
+                Err(error) => {
+                    let secs = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or_default();
+                    let aside = path.with_extension(format!("json.corrupt-{secs}"));
+                    let moved_to = std::fs::rename(&path, &aside).ok().map(|()| aside);
+                    (
+                        Data::new(),
+                        Some(OpenProblem {
+                            path: path.clone(),
+                            moved_to,
+                            error,
+                        }),
+                    )
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Data::new(), None),
+            Err(e) => (
+                Data::new(),
+                Some(OpenProblem {
+                    path: path.clone(),
+                    moved_to: None,
+                    error: e.to_string(),
+                }),
+            ),
+        };
+        (
+            Self {
+                path,
+                data: Mutex::new(data),
+            },
+            problem,
+        )
+    }
+
+    /// The store file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Data> {
+        self.data.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Persists `next` and, only if that worked, makes it current.
+    fn commit(&self, cur: &mut Data, next: Data) -> Result<(), StoreError> {
+        write_atomic(&self.path, &encode(&next)).map_err(|source| StoreError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        *cur = next;
+        Ok(())
+    }
+
+    /// Adds parts to a scope: additive, deduplicated by path (a part with a stored path
+    /// replaces it in place).
+    pub fn add(&self, scope: Scope, parts: Vec<ContextPart>) -> Result<AddOutcome, StoreError> {
+        if parts.len() > MAX_PARTS_PER_ADD {
+            return Err(StoreError::TooManyParts {
+                got: parts.len(),
+                max: MAX_PARTS_PER_ADD,
+            });
+        }
+        let parts = normalise(parts);
+        if parts.is_empty() {
+            return Err(StoreError::NothingToAdd);
+        }
+        let mut cur = self.lock();
+        let mut next = cur.clone();
+        let list = next.entry(scope).or_default();
+        let mut replaced = 0;
+        let count = parts.len();
+        for p in parts {
+            match list.iter_mut().find(|q| q.path_key() == p.path_key()) {
+                Some(q) => {
+                    *q = p;
+                    replaced += 1;
+                }
+                None => list.push(p),
+            }
+        }
+        let total = list.len();
+        if total > MAX_PARTS_PER_SCOPE {
+            return Err(StoreError::ScopeFull {
+                total,
+                max: MAX_PARTS_PER_SCOPE,
+            });
+        }
+        self.commit(&mut cur, next)?;
+        Ok(AddOutcome {
+            count,
+            replaced,
+            total,
+        })
+    }
+
+    /// Removes every part of a scope; returns how many there were.
+    pub fn clear(&self, scope: Scope) -> Result<usize, StoreError> {
+        let mut cur = self.lock();
+        let n = cur.get(&scope).map_or(0, Vec::len);
+        if n == 0 {
+            return Ok(0);
+        }
+        let mut next = cur.clone();
+        next.remove(&scope);
+        self.commit(&mut cur, next)?;
+        Ok(n)
+    }
+
+    /// The parts of one scope, in insertion order.
+    pub fn get(&self, scope: Scope) -> Vec<ContextPart> {
+        self.lock().get(&scope).cloned().unwrap_or_default()
+    }
+
+    /// Every non-empty scope (workspace first, then chats by id).
+    pub fn all(&self) -> Vec<(Scope, Vec<ContextPart>)> {
+        self.lock()
+            .iter()
+            .filter(|(_, p)| !p.is_empty())
+            .map(|(s, p)| (*s, p.clone()))
+            .collect()
+    }
+
+    /// Total parts stored.
+    pub fn len(&self) -> usize {
+        self.lock().values().map(Vec::len).sum()
+    }
+
+    /// Whether nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn f(path: &str, content: &str) -> ContextPart {
+        ContextPart::File {
+            path: path.into(),
+            content: content.into(),
+            truncated: false,
+        }
+    }
+
+    fn sk(name: &str) -> ContextPart {
+        ContextPart::Skill {
+            name: name.into(),
+            description: "d".into(),
+            dir: format!("/s/{name}"),
+            meta_file: "SKILL.md".into(),
+        }
+    }
+
+    const A: Uuid = Uuid::from_u128(0xA);
+
+    #[test]
+    fn add_dedupe_clear_and_reopen() {
+        let t = tempfile::tempdir().unwrap();
+        let (s, p) = ContextStore::open(t.path());
+        assert!(p.is_none() && s.is_empty());
+        let o = s
+            .add(Scope::Chat(A), vec![f("/a", "one"), sk("x")])
+            .unwrap();
+        assert_eq!(
+            o,
+            AddOutcome {
+                count: 2,
+                replaced: 0,
+                total: 2
+            }
+        );
+        let o = s
+            .add(Scope::Chat(A), vec![f("/a", "two"), f("/b", "b")])
+            .unwrap();
+        assert_eq!(
+            o,
+            AddOutcome {
+                count: 2,
+                replaced: 1,
+                total: 3
+            }
+        );
+        s.add(Scope::Workspace, vec![f("/w", "w")]).unwrap();
+        assert_eq!(
+            s.get(Scope::Chat(A)),
+            vec![f("/a", "two"), sk("x"), f("/b", "b")]
+        );
+
+        // A restart sees exactly the same thing.
+        let (s2, p) = ContextStore::open(t.path());
+        assert!(p.is_none());
+        assert_eq!(s2.all(), s.all());
+        assert_eq!(s2.all()[0], (Scope::Workspace, vec![f("/w", "w")]));
+
+        assert_eq!(s2.clear(Scope::Chat(A)).unwrap(), 3);
+        assert_eq!(s2.clear(Scope::Chat(A)).unwrap(), 0);
+        let (s3, _) = ContextStore::open(t.path());
+        assert_eq!(s3.len(), 1);
+    }
+
+    #[test]
+    fn limits_and_sanitising() {
+        let t = tempfile::tempdir().unwrap();
+        let (s, _) = ContextStore::open(t.path());
+        let many: Vec<_> = (0..101).map(|i| f(&format!("/{i}"), "x")).collect();
+        assert!(matches!(
+            s.add(Scope::Workspace, many),
+            Err(StoreError::TooManyParts { got: 101, max: 100 })
+        ));
+        assert!(matches!(
+            s.add(
+                Scope::Workspace,
+                vec![f("/e", " \u{200B}\r\n "), f("/c", "<!-- x -->")]
+            ),
+            Err(StoreError::NothingToAdd)
+        ));
+        assert_eq!(
+            StoreError::NothingToAdd.to_string(),
+            "No context-file or skill parts provided."
+        );
+        let big = format!("{}{}", "\u{200B}".repeat(10), "é".repeat(40_000));
+        s.add(Scope::Workspace, vec![f("/big", &big), f("/empty", "")])
+            .unwrap();
+        match &s.get(Scope::Workspace)[..] {
+            [
+                ContextPart::File {
+                    content, truncated, ..
+                },
+            ] => {
+                assert_eq!((content.len(), *truncated), (64 * 1024, true));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(s.is_empty() || s.len() == 1);
+    }
+
+    #[test]
+    fn corrupt_file_is_moved_aside() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join(STORE_FILE), b"{not json").unwrap();
+        std::fs::write(t.path().join(format!("{STORE_FILE}.tmp-99")), b"partial").unwrap();
+        let (s, p) = ContextStore::open(t.path());
+        let p = p.unwrap();
+        let moved = p.moved_to.unwrap();
+        assert_eq!(std::fs::read(&moved).unwrap(), b"{not json");
+        assert!(!t.path().join(STORE_FILE).exists());
+        assert!(!t.path().join(format!("{STORE_FILE}.tmp-99")).exists());
+        assert!(s.is_empty());
+        s.add(Scope::Workspace, vec![f("/a", "a")]).unwrap();
+        assert_eq!(ContextStore::open(t.path()).0.len(), 1);
+    }
+
+    #[test]
+    fn failed_write_changes_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("gone");
+        std::fs::create_dir(&dir).unwrap();
+        let (s, _) = ContextStore::open(&dir);
+        std::fs::remove_dir(&dir).unwrap();
+        assert!(matches!(
+            s.add(Scope::Workspace, vec![f("/a", "a")]),
+            Err(StoreError::Io { .. })
+        ));
+        assert!(s.is_empty());
+    }
+}

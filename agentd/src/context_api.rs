@@ -1,0 +1,452 @@
+//! Context routes: Coder's `GET /api/v0/context-config` (parts shape, or the older paths
+//! shape with `?format=paths`) and agentd's context store behind `agentd ctx`
+//! (`GET|POST|DELETE /api/v0/context-store`).
+//!
+//! Configuration is resolved per request against the daemon's workdir, so directories that
+//! appear later are picked up. Parts added with `agentd ctx add` follow the discovered ones
+//! and carry an additive `context_source` field. Discovery and store I/O run on the blocking
+//! pool. This module holds wire shapes and status mapping only: discovery, sanitising and
+//! persistence live in `agentcontextconfig`.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use agentcontextconfig::discover::Skipped;
+use agentcontextconfig::{ContextPart, ContextStore, Scope, StoreError};
+use axum::Router;
+use axum::extract::{Extension, RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+
+use crate::chat::{ChatIdentity, parse_uuid};
+use crate::error::{ApiError, ApiJson, Json};
+use crate::metrics::Metrics;
+use crate::server::AppState;
+
+/// Path of Coder's context-config endpoint.
+pub const CONTEXT_CONFIG_PATH: &str = "/api/v0/context-config";
+/// Path of agentd's context store (used by `agentd ctx`).
+pub const CONTEXT_STORE_PATH: &str = "/api/v0/context-store";
+
+/// `context_source` of a part discovered on disk.
+pub const SOURCE_DISCOVERED: &str = "discovered";
+/// `context_source` of a part added with `agentd ctx add` for every chat.
+pub const SOURCE_WORKSPACE: &str = "workspace";
+/// `context_source` of a part added for the requesting chat.
+pub const SOURCE_CHAT: &str = "chat";
+/// `context_source` of a part added for one of the requesting chat's ancestors.
+pub const SOURCE_ANCESTOR: &str = "ancestor-chat";
+
+/// The context subsystem's state.
+pub struct ContextState {
+    /// Parts added with `agentd ctx add`.
+    pub store: Arc<ContextStore>,
+    /// Skipped skills already logged (each is logged once, not on every request).
+    logged_skips: Mutex<HashSet<(String, String)>>,
+}
+
+impl ContextState {
+    /// Opens the store in the state dir; a corrupt store file is logged, moved aside and
+    /// replaced by an empty store.
+    pub fn open(state_dir: &std::path::Path, metrics: &Metrics) -> Self {
+        let (store, problem) = ContextStore::open(state_dir);
+        let store = Arc::new(store);
+        let gauge = store.clone();
+        metrics.register(Box::new(move |out: &mut String| {
+            out.push_str(
+                "# HELP agentd_context_parts_stored Context parts stored with `agentd ctx add`.\n\
+                 # TYPE agentd_context_parts_stored gauge\n",
+            );
+            out.push_str(&format!("agentd_context_parts_stored {}\n", gauge.len()));
+        }));
+        if let Some(p) = problem {
+            tracing::warn!(
+                path = %p.path.display(),
+                moved_to = p.moved_to.as_ref().map(|m| m.display().to_string()),
+                error = %p.error,
+                "context store file is unreadable; starting with an empty store"
+            );
+        }
+        Self {
+            store,
+            logged_skips: Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn log_skipped(&self, skipped: &[Skipped]) {
+        let mut seen = self.logged_skips.lock().unwrap_or_else(|p| p.into_inner());
+        for s in skipped {
+            if seen.insert((s.path.clone(), s.reason.clone())) {
+                tracing::warn!(path = %s.path, reason = %s.reason, "context: skipped");
+            }
+        }
+    }
+}
+
+/// The context routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(CONTEXT_CONFIG_PATH, get(get_context_config))
+        .route(
+            CONTEXT_STORE_PATH,
+            get(list_store).post(add_to_store).delete(clear_store),
+        )
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Coder's `ChatMessagePart`, context-file and skill variants (`codersdk/chats.go`):
+/// `type`, `context_file_path` and `skill_name` are always present, the rest omitted when
+/// empty. `context_source` is agentd's additive tag.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartDto {
+    /// `context-file` or `skill`.
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    /// File path (`""` for skills).
+    #[serde(default)]
+    pub context_file_path: String,
+    /// Sanitised content.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub context_file_content: String,
+    /// Whether the content was cut at 64 KiB.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub context_file_truncated: bool,
+    /// Skill name (`""` for files).
+    #[serde(default)]
+    pub skill_name: String,
+    /// Skill description.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub skill_description: String,
+    /// Skill directory.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub skill_dir: String,
+    /// The skill's meta file basename.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub context_file_skill_meta_file: String,
+    /// agentd: where the part comes from (`discovered`, `workspace`, `chat`,
+    /// `ancestor-chat`). Ignored on input.
+    #[serde(default, skip_serializing_if = "Option::is_none", skip_deserializing)]
+    pub context_source: Option<&'static str>,
+}
+
+impl PartDto {
+    /// The wire form of a part.
+    pub fn from_part(p: &ContextPart, source: Option<&'static str>) -> Self {
+        match p {
+            ContextPart::File {
+                path,
+                content,
+                truncated,
+            } => Self {
+                kind: "context-file".into(),
+                context_file_path: path.clone(),
+                context_file_content: content.clone(),
+                context_file_truncated: *truncated,
+                context_source: source,
+                ..Self::default()
+            },
+            ContextPart::Skill {
+                name,
+                description,
+                dir,
+                meta_file,
+            } => Self {
+                kind: "skill".into(),
+                skill_name: name.clone(),
+                skill_description: description.clone(),
+                skill_dir: dir.clone(),
+                context_file_skill_meta_file: meta_file.clone(),
+                context_source: source,
+                ..Self::default()
+            },
+        }
+    }
+
+    /// The domain part; `None` for kinds other than `context-file` and `skill` (Coder drops
+    /// those silently).
+    pub fn into_part(self) -> Option<ContextPart> {
+        match self.kind.as_str() {
+            "context-file" => Some(ContextPart::File {
+                path: self.context_file_path,
+                content: self.context_file_content,
+                truncated: self.context_file_truncated,
+            }),
+            "skill" => Some(ContextPart::Skill {
+                name: self.skill_name,
+                description: self.skill_description,
+                dir: self.skill_dir,
+                meta_file: self.context_file_skill_meta_file,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A skipped skill or instruction file (agentd's additive `skipped` list).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SkippedDto {
+    /// The directory or file.
+    pub path: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// `GET /api/v0/context-config` (parts shape). `parts` is never null.
+#[derive(Debug, Serialize)]
+pub struct PartsResponse {
+    /// Discovered parts, then stored ones.
+    pub parts: Vec<PartDto>,
+    /// agentd: skills and files found but not used.
+    pub skipped: Vec<SkippedDto>,
+}
+
+/// `GET /api/v0/context-config?format=paths` (Coder's first, paths-only shape).
+#[derive(Debug, Serialize)]
+pub struct PathsResponse {
+    /// Resolved instruction dirs.
+    pub instructions_dirs: Vec<String>,
+    /// Instruction file basename.
+    pub instructions_file: String,
+    /// Resolved skills dirs.
+    pub skills_dirs: Vec<String>,
+    /// Skill meta file basename.
+    pub skill_meta_file: String,
+    /// Resolved MCP config files.
+    pub mcp_config_files: Vec<String>,
+}
+
+fn query_param(raw: &Option<String>, key: &str) -> Option<String> {
+    raw.as_deref()?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == key).then(|| v.to_owned())
+    })
+}
+
+fn lossy_all(v: &[std::path::PathBuf]) -> Vec<String> {
+    v.iter().map(|p| p.to_string_lossy().into_owned()).collect()
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal("Internal error.").detail(e.to_string()))
+}
+
+async fn get_context_config(
+    State(state): State<AppState>,
+    chat: Option<Extension<ChatIdentity>>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let cfg = state
+        .config
+        .context
+        .resolve(Some(&state.config.workdir), state.config.home.as_deref());
+    match query_param(&query, "format").as_deref() {
+        None | Some("") | Some("parts") => {}
+        Some("paths") => {
+            return Ok(Json(PathsResponse {
+                instructions_dirs: lossy_all(&cfg.instructions_dirs),
+                instructions_file: cfg.instructions_file,
+                skills_dirs: lossy_all(&cfg.skills_dirs),
+                skill_meta_file: cfg.skill_meta_file,
+                mcp_config_files: lossy_all(&cfg.mcp_config_files),
+            })
+            .into_response());
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request("Invalid format.").detail(format!(
+                "format must be \"parts\" or \"paths\", got {other:?}"
+            )));
+        }
+    }
+    let workdir = state.config.workdir.clone();
+    let discovery = blocking(move || agentcontextconfig::discover(&cfg, Some(&workdir))).await?;
+    state.context.log_skipped(&discovery.skipped);
+
+    let mut parts: Vec<PartDto> = Vec::with_capacity(discovery.parts.len());
+    let mut files: HashSet<String> = HashSet::new();
+    let mut skills: HashSet<String> = HashSet::new();
+    let mut push = |p: &ContextPart, source: &'static str, parts: &mut Vec<PartDto>| {
+        let fresh = match p {
+            ContextPart::File { path, .. } => files.insert(path.clone()),
+            ContextPart::Skill { name, .. } => skills.insert(name.clone()),
+        };
+        if fresh {
+            parts.push(PartDto::from_part(p, Some(source)));
+        }
+    };
+    for p in &discovery.parts {
+        push(p, SOURCE_DISCOVERED, &mut parts);
+    }
+    let store = &state.context.store;
+    for p in &store.get(Scope::Workspace) {
+        push(p, SOURCE_WORKSPACE, &mut parts);
+    }
+    if let Some(Extension(chat)) = chat
+        && let Some(id) = chat.effective_id()
+    {
+        for a in chat.ancestors.iter().filter(|a| !a.is_nil()) {
+            for p in &store.get(Scope::Chat(*a)) {
+                push(p, SOURCE_ANCESTOR, &mut parts);
+            }
+        }
+        for p in &store.get(Scope::Chat(id)) {
+            push(p, SOURCE_CHAT, &mut parts);
+        }
+    }
+    Ok(Json(PartsResponse {
+        parts,
+        skipped: discovery
+            .skipped
+            .into_iter()
+            .map(|s| SkippedDto {
+                path: s.path,
+                reason: s.reason,
+            })
+            .collect(),
+    })
+    .into_response())
+}
+
+/// Body of `POST /api/v0/context-store` (Coder's chat-context request shape).
+#[derive(Debug, Deserialize, Serialize)]
+pub struct AddRequest {
+    /// Target chat; absent, empty or the nil UUID means every chat (unless the request
+    /// carries `Coder-Chat-Id`, which is used when this is absent).
+    #[serde(default)]
+    pub chat_id: Option<String>,
+    /// Parts to add.
+    #[serde(default)]
+    pub parts: Vec<PartDto>,
+}
+
+/// Answer of `POST /api/v0/context-store`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AddResponse {
+    /// The chat (nil UUID: every chat).
+    pub chat_id: String,
+    /// Parts accepted.
+    pub count: usize,
+    /// Of those, parts that replaced a stored part with the same path.
+    pub replaced: usize,
+    /// Parts stored for that chat afterwards.
+    pub total: usize,
+}
+
+/// Answer of `DELETE /api/v0/context-store`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ClearResponse {
+    /// The chat (nil UUID: every chat).
+    pub chat_id: String,
+    /// Parts removed.
+    pub cleared: usize,
+}
+
+/// One scope in `GET /api/v0/context-store`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ScopeDto {
+    /// The chat (nil UUID: every chat).
+    pub chat_id: String,
+    /// Stored parts, in the order they were added.
+    pub parts: Vec<PartDto>,
+}
+
+/// Answer of `GET /api/v0/context-store`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ListResponse {
+    /// Scopes (one when `chat_id` is given; else every non-empty one, workspace first).
+    pub scopes: Vec<ScopeDto>,
+}
+
+/// Picks the scope: an explicit id (empty or nil = workspace), else the request's chat.
+fn scope_of(explicit: Option<&str>, chat: Option<&ChatIdentity>) -> Result<Scope, ApiError> {
+    match explicit {
+        Some("") => Ok(Scope::Workspace),
+        Some(raw) => parse_uuid(raw)
+            .map(|id| Scope::from_chat(Some(id)))
+            .ok_or_else(|| {
+                ApiError::bad_request("Invalid chat ID.").detail(format!("{raw:?} is not a UUID"))
+            }),
+        None => Ok(Scope::from_chat(chat.and_then(ChatIdentity::effective_id))),
+    }
+}
+
+fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::TooManyParts { .. }
+        | StoreError::NothingToAdd
+        | StoreError::ScopeFull { .. } => ApiError::bad_request(e.to_string()),
+        StoreError::Io { .. } => {
+            tracing::error!(error = %e, "context store write failed");
+            ApiError::internal("Failed to persist the context store.").detail(e.to_string())
+        }
+    }
+}
+
+async fn add_to_store(
+    State(state): State<AppState>,
+    chat: Option<Extension<ChatIdentity>>,
+    ApiJson(req): ApiJson<AddRequest>,
+) -> Result<Response, ApiError> {
+    let scope = scope_of(req.chat_id.as_deref(), chat.as_deref())?;
+    let parts: Vec<ContextPart> = req
+        .parts
+        .into_iter()
+        .filter_map(PartDto::into_part)
+        .collect();
+    let store = state.context.store.clone();
+    let out = blocking(move || store.add(scope, parts))
+        .await?
+        .map_err(store_error)?;
+    tracing::info!(chat = %scope.chat_id(), count = out.count, replaced = out.replaced, total = out.total, "context parts added");
+    Ok(Json(AddResponse {
+        chat_id: scope.chat_id().to_string(),
+        count: out.count,
+        replaced: out.replaced,
+        total: out.total,
+    })
+    .into_response())
+}
+
+async fn clear_store(
+    State(state): State<AppState>,
+    chat: Option<Extension<ChatIdentity>>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let scope = scope_of(query_param(&query, "chat_id").as_deref(), chat.as_deref())?;
+    let store = state.context.store.clone();
+    let cleared = blocking(move || store.clear(scope))
+        .await?
+        .map_err(store_error)?;
+    tracing::info!(chat = %scope.chat_id(), cleared, "context parts cleared");
+    Ok(Json(ClearResponse {
+        chat_id: scope.chat_id().to_string(),
+        cleared,
+    })
+    .into_response())
+}
+
+async fn list_store(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let dto = |scope: Scope, parts: &[ContextPart]| ScopeDto {
+        chat_id: scope.chat_id().to_string(),
+        parts: parts.iter().map(|p| PartDto::from_part(p, None)).collect(),
+    };
+    let store = &state.context.store;
+    let scopes = match query_param(&query, "chat_id") {
+        Some(raw) => {
+            let scope = scope_of(Some(&raw), None)?;
+            vec![dto(scope, &store.get(scope))]
+        }
+        None => store.all().iter().map(|(s, p)| dto(*s, p)).collect(),
+    };
+    Ok(Json(ListResponse { scopes }).into_response())
+}

@@ -1,0 +1,963 @@
+//! Context config (`GET /api/v0/context-config`) and `agentd ctx add|clear|list`, through the
+//! real binary: Coder's conformance cases (reference §10), the context store across restarts
+//! and chats, Coder's upstream request, and hostile inputs.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use agentd_tests::context::{ctx, skill, write};
+use agentd_tests::{Agentd, Options};
+use serde_json::{Value, json};
+
+const A: &str = "3f0e6a54-9b1c-4a8e-9d7e-2a1b8c3d4e5f";
+const B: &str = "8d0f5a3e-4c1b-4f7a-9a2e-6b5c4d3e2f1a";
+const NIL: &str = "00000000-0000-0000-0000-000000000000";
+
+/// A temp dir holding HOME and the workdir, and a daemon started on them.
+struct Ws {
+    _tmp: tempfile::TempDir,
+    home: PathBuf,
+    work: PathBuf,
+}
+
+impl Ws {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("home");
+        let work = tmp.path().join("work");
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::create_dir_all(&work).unwrap();
+        Self {
+            _tmp: tmp,
+            home,
+            work,
+        }
+    }
+
+    fn start(&self, env: &[(&str, &str)]) -> Agentd {
+        self.start_opts(env, None)
+    }
+
+    fn start_opts(&self, env: &[(&str, &str)], state: Option<(&Path, &Path)>) -> Agentd {
+        let mut e: Vec<(String, String)> = vec![("HOME".into(), self.home.display().to_string())];
+        e.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Agentd::start_with(Options {
+            env: e,
+            workdir: Some(self.work.clone()),
+            state_dir: state.map(|s| s.0.to_path_buf()),
+            socket: state.map(|s| s.1.to_path_buf()),
+            ..Options::default()
+        })
+    }
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+async fn config(d: &Agentd, chat: Option<&str>) -> Value {
+    let mut req = d.client().get(d.url("/api/v0/context-config"));
+    if let Some(c) = chat {
+        req = req.header("Coder-Chat-Id", c);
+    }
+    let res = req.send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+fn file_part(path: &Path, content: &str, source: &str) -> Value {
+    json!({"type": "context-file", "context_file_path": s(path), "context_file_content": content,
+           "skill_name": "", "context_source": source})
+}
+
+fn skill_part(dir: &Path, name: &str, desc: &str, meta: &str, source: &str) -> Value {
+    json!({"type": "skill", "context_file_path": "", "skill_name": name, "skill_description": desc,
+           "skill_dir": s(dir), "context_file_skill_meta_file": meta, "context_source": source})
+}
+
+#[tokio::test]
+async fn defaults_parts_and_paths_shapes() {
+    let ws = Ws::new();
+    // Nothing on disk: `parts` is an empty array, never null.
+    let d = ws.start(&[]);
+    let v = config(&d, None).await;
+    assert_eq!(v, json!({"parts": [], "skipped": []}));
+    let (st, v) = d.get_json("/api/v0/context-config?format=paths").await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        v,
+        json!({
+            "instructions_dirs": [s(&ws.home.join(".coder"))],
+            "instructions_file": "AGENTS.md",
+            "skills_dirs": [s(&ws.work.join(".agents/skills"))],
+            "skill_meta_file": "SKILL.md",
+            "mcp_config_files": [s(&ws.work.join(".mcp.json"))],
+        })
+    );
+    let (st, v) = d.get_json("/api/v0/context-config?format=xml").await;
+    assert_eq!(
+        (st, v),
+        (
+            400,
+            json!({"message": "Invalid format.", "detail": "format must be \"parts\" or \"paths\", got \"xml\""})
+        )
+    );
+
+    // Files appearing after start are found on the next request (resolved per request).
+    write(&ws.home.join(".coder/AGENTS.md"), "Always run make lint.");
+    write(&ws.work.join("AGENTS.md"), "Project rules");
+    skill(
+        &ws.work.join(".agents/skills"),
+        "repo-helper",
+        "repo-helper",
+        "Repository instructions",
+    );
+    let v = config(&d, None).await;
+    assert_eq!(
+        v,
+        json!({"parts": [
+            file_part(&ws.home.join(".coder/AGENTS.md"), "Always run make lint.", "discovered"),
+            file_part(&ws.work.join("AGENTS.md"), "Project rules", "discovered"),
+            skill_part(&ws.work.join(".agents/skills/repo-helper"), "repo-helper",
+                       "Repository instructions", "SKILL.md", "discovered"),
+        ], "skipped": []})
+    );
+}
+
+#[tokio::test]
+async fn custom_env_vars_legacy_names_and_comma_lists() {
+    let ws = Ws::new();
+    let (a, b) = (ws.home.join("a"), ws.home.join("b"));
+    write(&a.join("claude.md"), "from a");
+    write(&b.join("CLAUDE.md"), "from b");
+    write(&a.join("AGENTS.md"), "wrong name: ignored");
+    write(&ws.work.join("Claude.MD"), "from work");
+    skill(&ws.work.join("s1"), "one", "one", "first");
+    skill(&ws.work.join("s2"), "one", "one", "second wins never");
+    skill(&ws.work.join("s2"), "two", "two", "second dir");
+    write(
+        &ws.work.join("s1/meta-only/META.md"),
+        "---\nname: meta-only\ndescription: custom meta\n---\n",
+    );
+    let dirs = format!(" {} , ~/b,{} ", s(&a), s(&a));
+    let d = ws.start(&[
+        ("CODER_AGENT_EXP_INSTRUCTIONS_DIRS", &dirs),
+        ("CODER_AGENT_EXP_INSTRUCTIONS_DIR", "/legacy-loses"),
+        ("CODER_AGENT_EXP_INSTRUCTIONS_FILE", "  CLAUDE.md  "),
+        ("CODER_AGENT_EXP_SKILLS_DIR", "s1,s2"),
+        ("CODER_AGENT_EXP_SKILL_META_FILE", "   "),
+        ("CODER_AGENT_EXP_MCP_CONFIG_FILE", "/etc/mcp.json,rel.json"),
+    ]);
+    let (_, paths) = d.get_json("/api/v0/context-config?format=paths").await;
+    assert_eq!(
+        paths,
+        json!({
+            "instructions_dirs": [s(&a), s(&b), s(&a)],
+            "instructions_file": "CLAUDE.md",
+            "skills_dirs": [s(&ws.work.join("s1")), s(&ws.work.join("s2"))],
+            "skill_meta_file": "SKILL.md",
+            "mcp_config_files": ["/etc/mcp.json", s(&ws.work.join("rel.json"))],
+        })
+    );
+    let v = config(&d, None).await;
+    assert_eq!(
+        v["parts"],
+        json!([
+            file_part(&a.join("claude.md"), "from a", "discovered"),
+            file_part(&b.join("CLAUDE.md"), "from b", "discovered"),
+            file_part(&ws.work.join("Claude.MD"), "from work", "discovered"),
+            skill_part(
+                &ws.work.join("s1/one"),
+                "one",
+                "first",
+                "SKILL.md",
+                "discovered"
+            ),
+            skill_part(
+                &ws.work.join("s2/two"),
+                "two",
+                "second dir",
+                "SKILL.md",
+                "discovered"
+            ),
+        ])
+    );
+    assert_eq!(
+        v["skipped"],
+        json!([
+            {"path": s(&ws.work.join("s1/meta-only")), "reason": "no SKILL.md"},
+            {"path": s(&ws.work.join("s2/one")),
+             "reason": format!("duplicate skill name \"one\": {} comes first", s(&ws.work.join("s1/one")))},
+        ])
+    );
+    // Custom meta file name.
+    let d2 = ws.start(&[
+        ("CODER_AGENT_EXP_SKILLS_DIRS", "s1"),
+        ("CODER_AGENT_EXP_SKILL_META_FILE", "META.md"),
+    ]);
+    let v = config(&d2, None).await;
+    assert_eq!(
+        v["parts"],
+        json!([skill_part(
+            &ws.work.join("s1/meta-only"),
+            "meta-only",
+            "custom meta",
+            "META.md",
+            "discovered"
+        )])
+    );
+    // The daemon's children never see the CODER_AGENT_EXP_* values (nor does /proc of the
+    // daemon matter): checked via the child env builder's unit test; here the config itself
+    // must not leak into any answer beyond the paths.
+    drop(d2);
+}
+
+#[tokio::test]
+async fn sanitising_truncation_and_skill_rules() {
+    let ws = Ws::new();
+    write(
+        &ws.work.join("AGENTS.md"),
+        "visible\r\n<!-- hidden\r\nmulti -->content\u{200B}\u{200C}\rend  \n",
+    );
+    write(
+        &ws.home.join(".coder/AGENTS.md"),
+        "a".repeat(64 * 1024 + 100),
+    );
+    let sk = ws.work.join(".agents/skills");
+    skill(&sk, "good", "good", "ok");
+    skill(&sk, "mismatch", "other-name", "x");
+    skill(&sk, "Upper", "Upper", "x");
+    write(&sk.join("broken/SKILL.md"), "no front matter here");
+    write(
+        &sk.join("numeric/SKILL.md"),
+        "---\nname: numeric\ndescription: 42\n---\n",
+    );
+    write(
+        &sk.join("quoted/SKILL.md"),
+        "---\nname: 'quoted'\ndescription: \"say \\\"hi\\\"\"\n---\n",
+    );
+    std::fs::create_dir_all(ws.work.join("outside-skill")).unwrap();
+    skill(&ws.work, "outside-skill", "outside-skill", "x");
+    std::os::unix::fs::symlink(ws.work.join("outside-skill"), sk.join("outside-skill")).unwrap();
+    skill(&sk.join("store"), "linked", "linked", "via link");
+    std::os::unix::fs::symlink(sk.join("store/linked"), sk.join("linked")).unwrap();
+
+    let d = ws.start(&[]);
+    let v = config(&d, None).await;
+    let parts = v["parts"].as_array().unwrap();
+    assert_eq!(
+        parts[0]["context_file_content"].as_str().unwrap().len(),
+        64 * 1024
+    );
+    assert_eq!(parts[0]["context_file_truncated"], true);
+    assert_eq!(
+        parts[1],
+        file_part(
+            &ws.work.join("AGENTS.md"),
+            "visible\ncontent\u{200C}\nend",
+            "discovered"
+        )
+    );
+    assert_eq!(
+        parts[2..].to_vec(),
+        vec![
+            skill_part(&sk.join("good"), "good", "ok", "SKILL.md", "discovered"),
+            skill_part(
+                &sk.join("linked"),
+                "linked",
+                "via link",
+                "SKILL.md",
+                "discovered"
+            ),
+            skill_part(
+                &sk.join("quoted"),
+                "quoted",
+                "say \"hi\"",
+                "SKILL.md",
+                "discovered"
+            ),
+        ]
+    );
+    let skipped: Vec<(String, String)> = v["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["path"].as_str().unwrap().to_owned(),
+                s["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let real_outside = std::fs::canonicalize(ws.work.join("outside-skill")).unwrap();
+    assert_eq!(
+        skipped,
+        vec![
+            (s(&sk.join("Upper")), "invalid skill name \"Upper\": must match ^[a-z0-9]+(-[a-z0-9]+)*$".into()),
+            (s(&sk.join("broken")), "invalid front matter in SKILL.md: missing opening frontmatter delimiter".into()),
+            (s(&sk.join("mismatch")), "front matter name \"other-name\" does not match the directory name \"mismatch\"".into()),
+            (s(&sk.join("numeric")), "invalid front matter in SKILL.md: frontmatter field \"description\" must be a string".into()),
+            (s(&sk.join("outside-skill")), format!("symlink points outside the skills directory (to {})", real_outside.display())),
+            (s(&sk.join("store")), "no SKILL.md".into()),
+        ]
+    );
+    // Each skipped skill is logged once, with its path and reason.
+    let line = d
+        .logs
+        .wait_for(Duration::from_secs(5), |l| {
+            l["message"] == "context: skipped" && l["path"] == s(&sk.join("mismatch"))
+        })
+        .unwrap();
+    assert_eq!(line["level"], "warn");
+    config(&d, None).await;
+    let n = d
+        .logs
+        .json()
+        .iter()
+        .filter(|l| l["message"] == "context: skipped" && l["path"] == s(&sk.join("mismatch")))
+        .count();
+    assert_eq!(n, 1);
+}
+
+#[tokio::test]
+async fn ctx_cli_end_to_end_with_restart_and_chat_scoping() {
+    let ws = Ws::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let (state, sock) = (tmp.path().join("state"), tmp.path().join("a.sock"));
+    let src = tmp.path().join("extra");
+    write(&src.join("AGENTS.md"), "Extra rules <!-- x -->");
+    skill(
+        &src.join(".agents/skills"),
+        "deploy",
+        "deploy",
+        "Deploys things",
+    );
+    skill(&src.join("skills"), "lint", "lint", "Lints");
+    let other = tmp.path().join("other");
+    write(&other.join("agents.md"), "Chat B only");
+    write(&ws.work.join("AGENTS.md"), "Workdir rules");
+
+    let mut d = ws.start_opts(&[], Some((&state, &sock)));
+    let sock_s = s(&sock);
+    let env = [("AGENTD_SOCKET", sock_s.as_str())];
+
+    // Workspace-wide add (no --chat, no CODER_CHAT_ID), from the cwd.
+    let r = ctx(&["add"], &env, &src).await;
+    assert_eq!(
+        (r.code, r.stdout.as_str(), r.stderr.as_str()),
+        (0, "Added 3 context part(s) to all chats\n", "")
+    );
+    // Chat A via CODER_CHAT_ID; chat B via --chat.
+    let r = ctx(
+        &["add", "--dir", &s(&other)],
+        &[env[0], ("CODER_CHAT_ID", A)],
+        tmp.path(),
+    )
+    .await;
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, format!("Added 1 context part(s) to chat {A}\n").as_str())
+    );
+    let r = ctx(
+        &["add", "--dir", "other", "--chat", B, "--socket", &sock_s],
+        &[],
+        tmp.path(),
+    )
+    .await;
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, format!("Added 1 context part(s) to chat {B}\n").as_str())
+    );
+    // Re-adding is deduplicated by path (replaced, not duplicated).
+    let r = ctx(&["add", "--dir", &s(&src)], &env, tmp.path()).await;
+    assert_eq!(r.code, 0, "{r:?}");
+
+    let workspace_parts = vec![
+        file_part(&src.join("AGENTS.md"), "Extra rules", "workspace"),
+        skill_part(
+            &src.join(".agents/skills/deploy"),
+            "deploy",
+            "Deploys things",
+            "SKILL.md",
+            "workspace",
+        ),
+        skill_part(
+            &src.join("skills/lint"),
+            "lint",
+            "Lints",
+            "SKILL.md",
+            "workspace",
+        ),
+    ];
+    let discovered = file_part(&ws.work.join("AGENTS.md"), "Workdir rules", "discovered");
+    let check = async |d: &Agentd| {
+        // No chat: discovered + workspace-wide parts.
+        let mut want = vec![discovered.clone()];
+        want.extend(workspace_parts.clone());
+        assert_eq!(config(d, None).await["parts"], json!(want));
+        // Chat A: plus its own part, tagged "chat".
+        let mut want_a = want.clone();
+        want_a.push(file_part(&other.join("agents.md"), "Chat B only", "chat"));
+        assert_eq!(config(d, Some(A)).await["parts"], json!(want_a));
+        // A chat with nothing of its own sees only the shared parts.
+        assert_eq!(
+            config(d, Some("11111111-2222-4333-8444-555555555555")).await["parts"],
+            json!(want)
+        );
+    };
+    check(&d).await;
+
+    // list (text and JSON).
+    let r = ctx(&["list"], &env, tmp.path()).await;
+    assert_eq!(r.code, 0);
+    let (first, second) = if A < B { (A, B) } else { (B, A) };
+    assert_eq!(
+        r.stdout,
+        format!(
+            "all chats:\n  context-file  {} (11 bytes)\n  skill         deploy ({}) - Deploys things\n  skill         lint ({}) - Lints\n\
+             chat {first}:\n  context-file  {} (11 bytes)\nchat {second}:\n  context-file  {} (11 bytes)\n",
+            s(&src.join("AGENTS.md")),
+            s(&src.join(".agents/skills/deploy")),
+            s(&src.join("skills/lint")),
+            s(&other.join("agents.md")),
+            s(&other.join("agents.md")),
+        )
+    );
+    let r = ctx(&["list", "--json", "--chat", A], &env, tmp.path()).await;
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        v,
+        json!({"scopes": [{"chat_id": A, "parts": [{"type": "context-file",
+            "context_file_path": s(&other.join("agents.md")), "context_file_content": "Chat B only", "skill_name": ""}]}]})
+    );
+
+    // A restart (SIGTERM, new daemon on the same state dir) keeps everything.
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(
+        d.wait_exit(Duration::from_secs(10))
+            .is_some_and(|s| s.success())
+    );
+    drop(d);
+    let d = ws.start_opts(&[], Some((&state, &sock)));
+    check(&d).await;
+    assert!(
+        d.client()
+            .get(d.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .contains("agentd_context_parts_stored 5\n")
+    );
+
+    // clear: chat A only, then the workspace-wide parts.
+    let r = ctx(&["clear", "--chat", A], &env, tmp.path()).await;
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (
+            0,
+            format!("Cleared 1 context part(s) from chat {A}\n").as_str()
+        )
+    );
+    let r = ctx(&["clear", "--chat", A], &env, tmp.path()).await;
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (
+            0,
+            format!("No context parts to clear for chat {A}\n").as_str()
+        )
+    );
+    assert_eq!(
+        config(&d, Some(A)).await["parts"].as_array().unwrap().len(),
+        4
+    );
+    let r = ctx(&["clear"], &env, tmp.path()).await;
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "Cleared 3 context part(s) from all chats\n")
+    );
+    assert_eq!(config(&d, Some(A)).await["parts"], json!([discovered]));
+    let r = ctx(&["list", "--chat", B], &env, tmp.path()).await;
+    assert_eq!(
+        r.stdout,
+        format!(
+            "chat {B}:\n  context-file  {} (11 bytes)\n",
+            s(&other.join("agents.md"))
+        )
+    );
+}
+
+#[tokio::test]
+async fn store_routes_limits_and_corrupt_file() {
+    let ws = Ws::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let (state, sock) = (tmp.path().join("state"), tmp.path().join("b.sock"));
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(
+        state.join("context-store.json"),
+        b"{\"version\":1,\"scopes\":[tru",
+    )
+    .unwrap();
+    let d = ws.start_opts(&[], Some((&state, &sock)));
+    let warn = d
+        .logs
+        .wait_for(Duration::from_secs(5), |l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("context store file is unreadable"))
+        })
+        .unwrap();
+    let moved = PathBuf::from(warn["moved_to"].as_str().unwrap());
+    assert_eq!(
+        std::fs::read(&moved).unwrap(),
+        b"{\"version\":1,\"scopes\":[tru"
+    );
+    assert!(!state.join("context-store.json").exists());
+
+    // Over TCP too, with Coder's limits and messages.
+    let many: Vec<Value> = (0..101)
+        .map(|i| json!({"type": "context-file", "context_file_path": format!("/f{i}"), "context_file_content": "x"}))
+        .collect();
+    let (st, v) = d
+        .post_json("/api/v0/context-store", &json!({"parts": many}))
+        .await;
+    assert_eq!(
+        (st, v),
+        (
+            400,
+            json!({"message": "Too many context parts: 101 (at most 100 per request)."})
+        )
+    );
+    let (st, v) = d
+        .post_json(
+            "/api/v0/context-store",
+            &json!({"parts": [{"type": "text", "text": "hi"}, {"type": "context-file", "context_file_path": "/e", "context_file_content": " \u{200B} "}]}),
+        )
+        .await;
+    assert_eq!(
+        (st, v),
+        (
+            400,
+            json!({"message": "No context-file or skill parts provided."})
+        )
+    );
+    let (st, v) = d
+        .post_json(
+            "/api/v0/context-store",
+            &json!({"chat_id": "nope", "parts": []}),
+        )
+        .await;
+    assert_eq!(
+        (st, v),
+        (
+            400,
+            json!({"message": "Invalid chat ID.", "detail": "\"nope\" is not a UUID"})
+        )
+    );
+    // Content is sanitised, then capped at 64 KiB on a UTF-8 boundary.
+    let big = format!("{}{}", "\u{200B}".repeat(100), "€".repeat(30_000));
+    let (st, v) = d
+        .post_json(
+            "/api/v0/context-store",
+            &json!({"chat_id": NIL, "parts": [{"type": "context-file", "context_file_path": "/big", "context_file_content": big}]}),
+        )
+        .await;
+    assert_eq!(
+        (st, v),
+        (
+            200,
+            json!({"chat_id": NIL, "count": 1, "replaced": 0, "total": 1})
+        )
+    );
+    let (_, v) = d.get_json("/api/v0/context-store").await;
+    let c = v["scopes"][0]["parts"][0]["context_file_content"]
+        .as_str()
+        .unwrap();
+    assert_eq!((c.len(), c.chars().all(|ch| ch == '€')), (65535, true));
+    assert_eq!(v["scopes"][0]["parts"][0]["context_file_truncated"], true);
+    // The chat header picks the scope when the body names none.
+    let res = d
+        .client()
+        .post(d.url("/api/v0/context-store"))
+        .header("Coder-Chat-Id", B)
+        .json(&json!({"parts": [{"type": "skill", "skill_name": "x", "skill_dir": "/x"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"chat_id": B, "count": 1, "replaced": 0, "total": 1})
+    );
+    // The file on disk is complete JSON after every acknowledged write.
+    let on_disk: Value =
+        serde_json::from_slice(&std::fs::read(state.join("context-store.json")).unwrap()).unwrap();
+    assert_eq!(on_disk["scopes"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn ctx_cli_errors() {
+    let ws = Ws::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let dead = tmp.path().join("nobody.sock");
+    let env = [("AGENTD_SOCKET", dead.to_str().unwrap())];
+    write(&tmp.path().join("full/AGENTS.md"), "x");
+    std::fs::create_dir_all(tmp.path().join("empty")).unwrap();
+    write(&tmp.path().join("file"), "x");
+
+    let r = ctx(&["add", "--dir", "missing"], &env, tmp.path()).await;
+    assert_eq!(r.code, 1);
+    assert_eq!(
+        r.stderr,
+        format!(
+            "agentd: cannot read directory {}: No such file or directory (os error 2)\n",
+            s(&tmp.path().join("missing"))
+        )
+    );
+    let r = ctx(&["add", "--dir", "file"], &env, tmp.path()).await;
+    assert_eq!(
+        (r.code, r.stderr.clone()),
+        (
+            1,
+            format!(
+                "agentd: {} is not a directory\n",
+                s(&tmp.path().join("file"))
+            )
+        )
+    );
+    let r = ctx(&["add", "--dir", "empty"], &env, tmp.path()).await;
+    assert_eq!(
+        (r.code, r.stdout.as_str(), r.stderr.clone()),
+        (
+            0,
+            "",
+            format!(
+                "No context files or skills found in {}\n",
+                s(&tmp.path().join("empty"))
+            )
+        )
+    );
+    for args in [
+        vec!["add", "--chat", "not-a-uuid"],
+        vec!["clear", "--chat", "not-a-uuid"],
+        vec!["list", "--chat", "not-a-uuid"],
+    ] {
+        let r = ctx(&args, &env, &tmp.path().join("full")).await;
+        assert_eq!(
+            (r.code, r.stderr.as_str()),
+            (
+                1,
+                "agentd: invalid chat ID \"not-a-uuid\": it must be a UUID (from --chat or CODER_CHAT_ID)\n"
+            ),
+            "{args:?}"
+        );
+    }
+    // Daemon not running: the socket tried and how to start it.
+    let r = ctx(&["add"], &env, &tmp.path().join("full")).await;
+    assert_eq!(r.code, 1);
+    assert_eq!(
+        r.stderr,
+        format!(
+            "agentd: agentd is not running: cannot connect to {d} (No such file or directory (os error 2)).\n\
+             Start it with `agentd serve` (add `--socket {d}` if it is not the default), or point --socket / AGENTD_SOCKET at the running daemon's socket.\n",
+            d = s(&dead)
+        )
+    );
+    // Default socket: $XDG_RUNTIME_DIR/agentd.sock, as `serve` picks it.
+    let r = ctx(
+        &["list"],
+        &[("XDG_RUNTIME_DIR", tmp.path().to_str().unwrap())],
+        tmp.path(),
+    )
+    .await;
+    assert!(
+        r.stderr.contains(&format!(
+            "cannot connect to {}",
+            s(&tmp.path().join("agentd.sock"))
+        )),
+        "{r:?}"
+    );
+    // --upstream without CODER_AGENT_URL/TOKEN.
+    let r = ctx(&["clear", "--upstream"], &env, tmp.path()).await;
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (
+            1,
+            "agentd: --upstream needs CODER_AGENT_URL and CODER_AGENT_TOKEN to be set\n"
+        )
+    );
+    drop(ws);
+}
+
+/// A one-shot recording HTTP server: answers each request with `status`/`body` and sends
+/// what it received (head, body) on the channel.
+async fn recording_server(
+    answers: Vec<(u16, &'static str)>,
+) -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        for (status, body) in answers {
+            let (mut c, _) = l.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let (head, rest) = loop {
+                let mut chunk = [0u8; 4096];
+                let n = c.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break (
+                        String::from_utf8_lossy(&buf[..i]).into_owned(),
+                        buf[i + 4..].to_vec(),
+                    );
+                }
+            };
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            let mut body_in = rest;
+            while body_in.len() < len {
+                let mut chunk = [0u8; 4096];
+                let n = c.read(&mut chunk).await.unwrap();
+                body_in.extend_from_slice(&chunk[..n]);
+            }
+            let resp = format!(
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            c.write_all(resp.as_bytes()).await.unwrap();
+            let _ = c.shutdown().await;
+            tx.send((head, String::from_utf8(body_in).unwrap()))
+                .unwrap();
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test]
+async fn upstream_mode_sends_coders_request() {
+    let ws = Ws::new();
+    let d = ws.start(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    write(&tmp.path().join("AGENTS.md"), "Up rules");
+    skill(&tmp.path().join("skills"), "up", "up", "Upstream skill");
+    let (addr, mut rx) = recording_server(vec![
+        (
+            200,
+            "{\"chat_id\":\"5f0c5b6e-1111-4222-8333-444455556666\",\"count\":2}",
+        ),
+        (
+            409,
+            "{\"message\":\"Cannot modify context: this chat is no longer active.\"}",
+        ),
+        (
+            200,
+            "{\"chat_id\":\"00000000-0000-0000-0000-000000000000\"}",
+        ),
+    ])
+    .await;
+    let url = format!("http://{addr}/");
+    let sock = s(&d.socket);
+    let env = [
+        ("AGENTD_SOCKET", sock.as_str()),
+        ("CODER_AGENT_URL", url.as_str()),
+        ("CODER_AGENT_TOKEN", "agent-tok"),
+    ];
+    let r = ctx(&["add"], &env, tmp.path()).await;
+    assert_eq!(
+        (r.code, r.stdout.as_str(), r.stderr.as_str()),
+        (
+            0,
+            "Added 2 context part(s) to all chats\nCoder: added 2 context part(s) to chat 5f0c5b6e-1111-4222-8333-444455556666\n",
+            ""
+        )
+    );
+    let (head, body) = rx.recv().await.unwrap();
+    assert!(
+        head.starts_with("POST /api/v2/workspaceagents/me/experimental/chat-context HTTP/1.1\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.contains("\r\nCoder-Session-Token: agent-tok"),
+        "{head}"
+    );
+    assert!(
+        head.contains("\r\nContent-Type: application/json"),
+        "{head}"
+    );
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        body,
+        json!({"chat_id": NIL, "parts": [
+            {"type": "context-file", "context_file_path": s(&tmp.path().join("AGENTS.md")),
+             "context_file_content": "Up rules", "skill_name": ""},
+            {"type": "skill", "context_file_path": "", "skill_name": "up", "skill_description": "Upstream skill",
+             "skill_dir": s(&tmp.path().join("skills/up")), "context_file_skill_meta_file": "SKILL.md"},
+        ]})
+    );
+    // An upstream error is printed and fails the command; the local add still happened.
+    let r = ctx(&["add", "--chat", A], &env, tmp.path()).await;
+    assert_eq!(
+        (r.code, r.stdout.as_str(), r.stderr.as_str()),
+        (
+            1,
+            format!("Added 2 context part(s) to chat {A}\n").as_str(),
+            "agentd: Coder answered 409: Cannot modify context: this chat is no longer active.\n"
+        )
+    );
+    let (_, body) = rx.recv().await.unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["chat_id"], A);
+    // clear: DELETE with Coder's body.
+    let r = ctx(&["clear"], &env, tmp.path()).await;
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (
+            0,
+            "Cleared 2 context part(s) from all chats\nCoder: No active chats to clear.\n"
+        )
+    );
+    let (head, body) = rx.recv().await.unwrap();
+    assert!(
+        head.starts_with(
+            "DELETE /api/v2/workspaceagents/me/experimental/chat-context HTTP/1.1\r\n"
+        ),
+        "{head}"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"chat_id": NIL})
+    );
+}
+
+#[tokio::test]
+async fn hostile_inputs() {
+    let ws = Ws::new();
+    let coder = ws.home.join(".coder");
+    // Binary content with NULs and invalid UTF-8.
+    write(
+        &coder.join("AGENTS.md"),
+        b"bin\x00ary\xff\xfe tail".as_slice(),
+    );
+    // 10 MB workdir AGENTS.md.
+    write(&ws.work.join("AGENTS.md"), "0123456789".repeat(1_000_000));
+    // 10 000 skill dirs.
+    let sk = ws.work.join(".agents/skills");
+    for i in 0..10_000 {
+        let name = format!("s{i:05}");
+        write(
+            &sk.join(&name).join("SKILL.md"),
+            format!("---\nname: {name}\n---\n"),
+        );
+    }
+    // Symlink loops: a self-referencing skill link and a skill whose SKILL.md loops.
+    std::os::unix::fs::symlink(sk.join("zz-loop"), sk.join("zz-loop")).unwrap();
+    std::fs::create_dir_all(sk.join("zz-meta-loop")).unwrap();
+    std::os::unix::fs::symlink(
+        sk.join("zz-meta-loop/SKILL.md"),
+        sk.join("zz-meta-loop/SKILL.md"),
+    )
+    .unwrap();
+    // A FIFO named like a skill meta file must not hang discovery.
+    std::fs::create_dir_all(sk.join("zz-fifo")).unwrap();
+    nix::unistd::mkfifo(
+        &sk.join("zz-fifo/SKILL.md"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    // An unreadable SKILL.md (mode 000). Root reads it anyway; say which case we are in.
+    write(
+        &sk.join("zz-locked/SKILL.md"),
+        "---\nname: zz-locked\n---\n",
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        sk.join("zz-locked/SKILL.md"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
+    let root = nix::unistd::geteuid().is_root();
+
+    let d = ws.start(&[]);
+    let t0 = Instant::now();
+    let v = config(&d, None).await;
+    let took = t0.elapsed();
+    let parts = v["parts"].as_array().unwrap();
+    assert_eq!(
+        parts[0]["context_file_content"],
+        "bin\u{0}ary\u{FFFD}\u{FFFD} tail"
+    );
+    assert_eq!(
+        parts[1]["context_file_content"].as_str().unwrap().len(),
+        64 * 1024
+    );
+    assert_eq!(parts[1]["context_file_truncated"], true);
+    let skills = parts.iter().filter(|p| p["type"] == "skill").count();
+    assert_eq!(skills, 10_000 + usize::from(root));
+    let skipped: Vec<(&str, &str)> = v["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["path"].as_str().unwrap(), s["reason"].as_str().unwrap()))
+        .collect();
+    let p = |n: &str| s(&sk.join(n));
+    let (loop_p, fifo_p, locked_p, meta_p) = (
+        p("zz-loop"),
+        p("zz-fifo"),
+        p("zz-locked"),
+        p("zz-meta-loop"),
+    );
+    let mut want = vec![
+        (fifo_p.as_str(), "SKILL.md is not a regular file"),
+        (
+            loop_p.as_str(),
+            "cannot resolve symlink: Too many levels of symbolic links (os error 40)",
+        ),
+        (
+            meta_p.as_str(),
+            "cannot read SKILL.md: Too many levels of symbolic links (os error 40)",
+        ),
+    ];
+    if !root {
+        want.insert(
+            1,
+            (
+                locked_p.as_str(),
+                "cannot read SKILL.md: Permission denied (os error 13)",
+            ),
+        );
+    }
+    assert_eq!(skipped, want);
+    // Generous bound for a debug build on a shared 2-core machine.
+    assert!(took < Duration::from_secs(20), "{took:?}");
+
+    // ctx add of the same hostile directory: more than 100 parts is refused by the daemon
+    // with Coder's message, and nothing is stored.
+    let r = ctx(
+        &["add", "--dir", &s(&ws.work)],
+        &[("AGENTD_SOCKET", &s(&d.socket))],
+        &ws.work,
+    )
+    .await;
+    assert_eq!(r.code, 1);
+    let want = format!(
+        "agentd: Too many context parts: {} (at most 100 per request).\n",
+        10_001 + usize::from(root)
+    );
+    assert!(
+        r.stderr.ends_with(&want),
+        "{}",
+        &r.stderr[r.stderr.len().saturating_sub(300)..]
+    );
+    let (_, v) = d.get_json("/api/v0/context-store").await;
+    assert_eq!(v, json!({"scopes": []}));
+}
