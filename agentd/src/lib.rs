@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod git_api;
 pub mod logging;
 pub mod metrics;
 pub mod middleware;

@@ -41,22 +41,30 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Events between subsystems (process exits feed the git watcher).
     pub events: Events,
+    /// Git watch: path store and shared per-repo scan workers.
+    pub git: Arc<crate::git_api::GitApi>,
 }
 
 impl AppState {
     /// Builds the state and starts the capability subsystems.
     pub fn new(config: ServeConfig, shutdown: CancellationToken) -> Self {
+        let metrics = Arc::new(Metrics::new());
+        let events = Events::default();
+        let git = crate::git_api::GitApi::new(config.child_env.clone(), &events, &metrics);
         Self {
             config: Arc::new(config),
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             shutdown,
-            events: Events::default(),
+            events,
+            git,
         }
     }
 
     /// Stops every subsystem: processes get TERM, a grace period, then KILL; MCP servers are
     /// stopped with their process groups. Called once, after the listeners have drained.
-    pub async fn shutdown_subsystems(&self) {}
+    pub async fn shutdown_subsystems(&self) {
+        self.git.shutdown().await;
+    }
 
     /// The last resort on a second signal: kill every process group now, synchronously.
     pub fn kill_everything_now(&self) {}
@@ -67,7 +75,8 @@ pub fn routes(state: AppState, tcp: bool) -> Router {
     let router = Router::new()
         .route("/", get(hello))
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics));
+        .route("/metrics", get(metrics))
+        .merge(crate::git_api::routes());
     with_middleware(router, state, tcp)
 }
 
