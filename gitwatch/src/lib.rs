@@ -25,7 +25,7 @@ pub use diffcap::{file_too_large_line, humanize_bytes, total_too_large};
 pub use discover::{RepoLocation, discover};
 pub use hub::{GitWatch, RepoChange, Stats, Subscription, Update};
 pub use pathstore::PathStore;
-pub use scan::{Outcome, ScanError, Snapshot, scan};
+pub use scan::{Outcome, ScanError, Snapshot, read_meta, scan};
 
 /// Configuration, passed in by the daemon.
 #[derive(Debug, Clone)]

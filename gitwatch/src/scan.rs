@@ -81,6 +81,12 @@ struct Meta {
     head: Option<String>,
 }
 
+/// Branch, origin URL and HEAD commit, read in-process (what a scan uses; public for the
+/// benchmark that compares it with three forked `git` calls).
+pub fn read_meta(root: &Path) -> Result<(String, String, Option<String>), ScanError> {
+    meta(root).map(|m| (m.branch, m.origin, m.head))
+}
+
 fn meta(root: &Path) -> Result<Meta, ScanError> {
     let repo = git2::Repository::open_ext(
         root,
