@@ -13,6 +13,7 @@ pub mod context_api;
 pub mod ctx_cli;
 pub mod error;
 pub mod events;
+pub mod git_api;
 pub mod logging;
 pub mod metrics;
 pub mod middleware;

@@ -43,6 +43,8 @@ pub struct AppState {
     pub events: Events,
     /// Context config and the `agentd ctx` store.
     pub context: Arc<crate::context_api::ContextState>,
+    /// Git watch: path store and shared per-repo scan workers.
+    pub git: Arc<crate::git_api::GitApi>,
 }
 
 impl AppState {
@@ -53,18 +55,23 @@ impl AppState {
             &config.state_dir,
             &metrics,
         ));
+        let events = Events::default();
+        let git = crate::git_api::GitApi::new(config.child_env.clone(), &events, &metrics);
         Self {
             config: Arc::new(config),
             metrics,
             shutdown,
-            events: Events::default(),
             context,
+            events,
+            git,
         }
     }
 
     /// Stops every subsystem: processes get TERM, a grace period, then KILL; MCP servers are
     /// stopped with their process groups. Called once, after the listeners have drained.
-    pub async fn shutdown_subsystems(&self) {}
+    pub async fn shutdown_subsystems(&self) {
+        self.git.shutdown().await;
+    }
 
     /// The last resort on a second signal: kill every process group now, synchronously.
     pub fn kill_everything_now(&self) {}
@@ -76,7 +83,8 @@ pub fn routes(state: AppState, tcp: bool) -> Router {
         .route("/", get(hello))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .merge(crate::context_api::router());
+        .merge(crate::context_api::router())
+        .merge(crate::git_api::routes());
     with_middleware(router, state, tcp)
 }
 

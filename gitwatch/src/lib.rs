@@ -1,4 +1,73 @@
 //! Git watch for agentd: repository discovery, snapshots (branch, origin, unified diff),
 //! change detection, the per-chat path store and scan scheduling shared by all subscribers.
 //!
-//! It must not know HTTP or WebSocket; `agentd` streams its snapshots to clients.
+//! Shape: a [`GitWatch`] owns a [`PathStore`] and one worker per watched repository. A
+//! [`Subscription`] (one per client connection) follows a chat's paths, attaches to the
+//! workers of the repos they resolve to, and yields [`Update`]s with Coder's delta semantics
+//! (first update carries every repo, later ones only what changed, `removed` for vanished
+//! repos, empty updates as heartbeats). However many subscriptions share a repo, it is scanned
+//! once per trigger.
+//!
+//! It must not know HTTP or WebSocket (`agentd` streams the updates), must not read the
+//! environment (configuration comes in [`Config`]), and must never write into a repository.
+
+mod diffcap;
+pub mod discover;
+mod hub;
+pub mod pathstore;
+mod scan;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use diffcap::{file_too_large_line, humanize_bytes, total_too_large};
+pub use discover::{RepoLocation, discover};
+pub use hub::{GitWatch, RepoChange, Stats, Subscription, Update};
+pub use pathstore::PathStore;
+pub use scan::{Outcome, ScanError, Snapshot, read_meta, scan};
+
+/// Configuration, passed in by the daemon.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The `git` binary.
+    pub git: PathBuf,
+    /// Base environment of git processes (`GIT_*` variables are dropped from it).
+    pub env: Vec<(OsString, OsString)>,
+    /// Where throwaway index files for untracked diffs go.
+    pub tmp_dir: PathBuf,
+    /// A scan taking longer is killed and logged (the repo stays watched).
+    pub scan_timeout: Duration,
+    /// At most one scan start per repo per this interval (Coder's `scanCooldown`).
+    pub cooldown: Duration,
+    /// The fallback poll while things change (Coder's 5 s).
+    pub poll_min: Duration,
+    /// The fallback poll backs off (doubling) up to this while nothing changes.
+    pub poll_max: Duration,
+    /// A file whose patch is larger becomes Coder's "File diff too large" stub.
+    pub max_file_diff: usize,
+    /// A diff whose total is larger becomes Coder's "Total diff too large" placeholder.
+    pub max_total_diff: usize,
+    /// Tracked-change pathspecs longer than this diff the whole tree instead.
+    pub max_pathspec_bytes: usize,
+    /// Touched-path watches per repository (beyond it, the poll covers them).
+    pub max_path_watches: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            git: PathBuf::from("git"),
+            env: Vec::new(),
+            tmp_dir: PathBuf::from("/tmp"),
+            scan_timeout: Duration::from_secs(30),
+            cooldown: Duration::from_secs(1),
+            poll_min: Duration::from_secs(5),
+            poll_max: Duration::from_secs(60),
+            max_file_diff: 256 * 1024,
+            max_total_diff: 3 * 1024 * 1024,
+            max_pathspec_bytes: 64 * 1024,
+            max_path_watches: 64,
+        }
+    }
+}

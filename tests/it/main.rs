@@ -9,3 +9,4 @@
 
 mod context;
 mod foundation;
+mod gitwatch;

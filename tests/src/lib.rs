@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod context;
+pub mod gitwatch;
 
 /// A binary of this package, next to the running test executable's `deps/` folder (cargo
 /// builds the package's binaries before its tests and benches).

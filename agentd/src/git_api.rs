@@ -1,0 +1,471 @@
+//! Git watch routes: `GET /api/v0/git/watch?chat_id=<uuid>` (Coder's WebSocket: live branch,
+//! origin and diff of the repos a chat touched) and the additive
+//! `POST /api/v0/git/watch/paths` (record paths for a chat, as Coder's file endpoints do).
+//!
+//! Also wires process exits (`events.process_exited`) into the path store and exports the
+//! scan metrics. Discovery, scanning and scheduling live in `gitwatch`; this module only
+//! speaks the wire protocol and must not contain git logic.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use gitwatch::{GitWatch, PathStore, Update};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use crate::chat::{ChatIdentity, parse_uuid};
+use crate::error::{ApiError, ApiJson, Json};
+use crate::events::{Events, ProcessExited};
+use crate::metrics::Metrics;
+use crate::server::AppState;
+
+/// WebSocket read limit (Coder: `1<<22`).
+pub const READ_LIMIT: usize = 4 << 20;
+/// Ping interval (Coder's `HeartbeatInterval`).
+pub const PING_INTERVAL: Duration = Duration::from_secs(15);
+
+/// The git watch subsystem as `agentd` holds it.
+pub struct GitApi {
+    /// The watcher (path store, per-repo workers).
+    pub watch: GitWatch,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl GitApi {
+    /// Builds the watcher, subscribes to process exits (when a runtime is running) and
+    /// registers the metrics collector.
+    pub fn new(
+        child_env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+        events: &Events,
+        metrics: &Metrics,
+    ) -> Arc<Self> {
+        let cfg = gitwatch::Config {
+            env: child_env,
+            tmp_dir: std::env::temp_dir(),
+            ..gitwatch::Config::default()
+        };
+        let api = Arc::new(Self {
+            watch: GitWatch::new(cfg),
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        });
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let rx = events.process_exited.subscribe();
+            let watch = api.watch.clone();
+            let cancel = api.cancel.clone();
+            api.tasks
+                .spawn(async move { feed_process_exits(rx, watch.paths(), cancel).await });
+        }
+        let watch = api.watch.clone();
+        metrics.register(Box::new(move |out: &mut String| {
+            render_metrics(&watch, out)
+        }));
+        api
+    }
+
+    /// Stops the event feed and every scan worker (running git processes are killed).
+    pub async fn shutdown(&self) {
+        self.cancel.cancel();
+        self.tasks.close();
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.tasks.wait()).await;
+        self.watch.shutdown(Duration::from_secs(2)).await;
+    }
+}
+
+/// Records each exited process's workdir for its chat and ancestors (or just notifies them
+/// when it had none), until cancelled.
+pub async fn feed_process_exits(
+    mut rx: broadcast::Receiver<ProcessExited>,
+    paths: &PathStore,
+    cancel: CancellationToken,
+) {
+    loop {
+        let ev = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = rx.recv() => r,
+        };
+        match ev {
+            Ok(ev) => {
+                let mut ids = vec![ev.chat_id];
+                ids.extend(ev.ancestors.iter().copied());
+                match ev.workdir {
+                    Some(dir) => {
+                        paths.add_paths(&ids, &[dir]);
+                    }
+                    None => paths.notify(&ids),
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(
+                    missed = n,
+                    "git watch missed process-exit events; the fallback poll covers them"
+                );
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// The git routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v0/git/watch", get(watch))
+        .route("/api/v0/git/watch/paths", post(add_paths))
+}
+
+/// Agent → client message (`codersdk.WorkspaceAgentGitServerMessage`).
+#[derive(Debug, Serialize)]
+pub struct ServerMessage {
+    /// `changes` or `error`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Error text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// RFC 3339 scan time (changes only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scanned_at: Option<String>,
+    /// Changed repos (changes only; empty for a heartbeat).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repositories: Option<Vec<RepoChanges>>,
+}
+
+/// One repository (`codersdk.WorkspaceAgentRepoChanges`).
+#[derive(Debug, Serialize)]
+pub struct RepoChanges {
+    /// Absolute worktree root.
+    pub repo_root: String,
+    /// Short branch name.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub branch: String,
+    /// `remote.origin.url`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub remote_origin: String,
+    /// The working tree against HEAD.
+    pub unified_diff: String,
+    /// The repo vanished and is no longer watched.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub removed: bool,
+}
+
+impl ServerMessage {
+    /// A `changes` message for an update.
+    pub fn changes(u: Update) -> Self {
+        Self {
+            kind: "changes",
+            message: None,
+            scanned_at: Some(crate::logging::rfc3339_nano(u.scanned_at)),
+            repositories: Some(
+                u.repositories
+                    .into_iter()
+                    .map(|r| RepoChanges {
+                        repo_root: r.repo_root.to_string_lossy().into_owned(),
+                        branch: r.branch,
+                        remote_origin: r.remote_origin,
+                        unified_diff: r.unified_diff,
+                        removed: r.removed,
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    /// An `error` message.
+    pub fn error(message: &str) -> Self {
+        Self {
+            kind: "error",
+            message: Some(message.to_owned()),
+            scanned_at: None,
+            repositories: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ClientMessage {
+    #[serde(rename = "type", default)]
+    kind: String,
+}
+
+async fn watch(
+    ws: WebSocketUpgrade,
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let chat = q
+        .get("chat_id")
+        .and_then(|s| parse_uuid(s))
+        .filter(|u| !u.is_nil());
+    ws.max_message_size(READ_LIMIT)
+        .max_frame_size(READ_LIMIT)
+        .on_upgrade(move |socket| serve(socket, state, chat))
+}
+
+async fn serve(mut socket: WebSocket, state: AppState, chat: Option<Uuid>) {
+    tracing::debug!(chat_id = ?chat, "git watch connected");
+    let mut sub = state.git.watch.subscribe(chat);
+    let mut ping =
+        tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => {
+                let _ = socket.send(Message::Close(None)).await;
+                break;
+            }
+            u = sub.next() => {
+                if send(&mut socket, &ServerMessage::changes(u)).await.is_err() {
+                    break;
+                }
+            }
+            m = socket.recv() => {
+                let text = match m {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                    Some(Ok(Message::Text(t))) => t.as_bytes().to_vec(),
+                    Some(Ok(Message::Binary(b))) => b.to_vec(),
+                    Some(Ok(_)) => continue,
+                };
+                match serde_json::from_slice::<ClientMessage>(&text) {
+                    Ok(m) if m.kind == "refresh" => sub.refresh(),
+                    _ => {
+                        if send(&mut socket, &ServerMessage::error("unknown message type")).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            _ = ping.tick() => {
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    tracing::debug!(chat_id = ?chat, "git watch disconnected");
+}
+
+async fn send(socket: &mut WebSocket, msg: &ServerMessage) -> Result<(), axum::Error> {
+    let text = serde_json::to_string(msg).unwrap_or_default();
+    socket.send(Message::Text(Utf8Bytes::from(text))).await
+}
+
+/// `POST /api/v0/git/watch/paths` body.
+#[derive(Debug, Deserialize)]
+pub struct AddPathsRequest {
+    /// The chat; defaults to the request's `Coder-Chat-Id`.
+    #[serde(default)]
+    pub chat_id: Option<String>,
+    /// Ancestors; default to the request's `Coder-Ancestor-Chat-Ids`.
+    #[serde(default)]
+    pub ancestor_chat_ids: Option<Vec<String>>,
+    /// Absolute paths (relative ones are ignored).
+    #[serde(default)]
+    pub paths: Vec<String>,
+}
+
+/// `POST /api/v0/git/watch/paths` answer.
+#[derive(Debug, Serialize)]
+pub struct AddPathsResponse {
+    /// Absolute paths recorded.
+    pub accepted: usize,
+    /// Repository roots the paths resolve to, sorted.
+    pub repo_roots: Vec<String>,
+}
+
+async fn add_paths(
+    State(state): State<AppState>,
+    identity: Option<axum::Extension<ChatIdentity>>,
+    ApiJson(req): ApiJson<AddPathsRequest>,
+) -> Result<Json<AddPathsResponse>, ApiError> {
+    let header = identity.map(|axum::Extension(i)| i);
+    let chat = match &req.chat_id {
+        Some(s) => Some(
+            parse_uuid(s)
+                .ok_or_else(|| ApiError::bad_request("Invalid chat_id.").detail(s.clone()))?,
+        ),
+        None => header.as_ref().and_then(ChatIdentity::effective_id),
+    }
+    .filter(|u| !u.is_nil())
+    .ok_or_else(|| {
+        ApiError::bad_request("Missing chat id.")
+            .detail("pass chat_id in the body or the Coder-Chat-Id header")
+    })?;
+    let ancestors: Vec<Uuid> = match &req.ancestor_chat_ids {
+        Some(list) => list.iter().filter_map(|s| parse_uuid(s)).collect(),
+        None => header.map(|h| h.ancestors).unwrap_or_default(),
+    };
+    let mut ids = vec![chat];
+    ids.extend(ancestors);
+    let paths: Vec<PathBuf> = req.paths.iter().map(PathBuf::from).collect();
+    let accepted = state.git.watch.paths().add_paths(&ids, &paths);
+    let roots: BTreeSet<String> = tokio::task::spawn_blocking(move || {
+        paths
+            .iter()
+            .filter(|p| p.is_absolute())
+            .filter_map(|p| gitwatch::discover(p))
+            .map(|l| l.root.to_string_lossy().into_owned())
+            .collect()
+    })
+    .await
+    .unwrap_or_default();
+    Ok(Json(AddPathsResponse {
+        accepted,
+        repo_roots: roots.into_iter().collect(),
+    }))
+}
+
+fn render_metrics(watch: &GitWatch, out: &mut String) {
+    use std::fmt::Write;
+    let s = watch.stats();
+    let mut counter = |name: &str, help: &str, v: u64| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let _ = writeln!(out, "{name} {v}");
+    };
+    counter(
+        "agentd_git_scans_total",
+        "Git scans started (one per repo per trigger, shared by all subscribers).",
+        s.scans_total,
+    );
+    counter(
+        "agentd_git_scans_failed_total",
+        "Git scans that failed or timed out.",
+        s.scans_failed,
+    );
+    counter(
+        "agentd_git_scans_cancelled_total",
+        "Git scans cancelled by a newer trigger.",
+        s.scans_cancelled,
+    );
+    counter(
+        "agentd_git_scans_unchanged_total",
+        "Git scans whose fingerprint was unchanged (no diff generated).",
+        s.scans_unchanged,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP agentd_git_repos_watched Repositories with a live scan worker."
+    );
+    let _ = writeln!(out, "# TYPE agentd_git_repos_watched gauge");
+    let _ = writeln!(out, "agentd_git_repos_watched {}", s.repos_watched);
+    let _ = writeln!(
+        out,
+        "# HELP agentd_git_scan_duration_seconds Duration of completed git scans."
+    );
+    let _ = writeln!(out, "# TYPE agentd_git_scan_duration_seconds histogram");
+    for (le, n) in &s.duration_buckets {
+        let _ = writeln!(
+            out,
+            "agentd_git_scan_duration_seconds_bucket{{le=\"{le}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "agentd_git_scan_duration_seconds_bucket{{le=\"+Inf\"}} {}",
+        s.duration_count
+    );
+    let _ = writeln!(
+        out,
+        "agentd_git_scan_duration_seconds_sum {}",
+        s.duration_sum
+    );
+    let _ = writeln!(
+        out,
+        "agentd_git_scan_duration_seconds_count {}",
+        s.duration_count
+    );
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn process_exits_feed_the_path_store_for_chat_and_ancestors() {
+        let events = Events::default();
+        let store = Arc::new(PathStore::new());
+        let cancel = CancellationToken::new();
+        let (chat, parent) = (Uuid::from_u128(7), Uuid::from_u128(8));
+        let mut parent_rx = store.subscribe(parent);
+        let task = {
+            let rx = events.process_exited.subscribe();
+            let store = store.clone();
+            let cancel = cancel.clone();
+            tokio::spawn(async move { feed_process_exits(rx, &store, cancel).await })
+        };
+        events
+            .process_exited
+            .send(ProcessExited {
+                chat_id: chat,
+                ancestors: vec![parent],
+                workdir: Some("/work/repo/./sub/".into()),
+            })
+            .unwrap();
+        parent_rx.changed().await.unwrap();
+        let want: Vec<PathBuf> = vec!["/work/repo/sub".into()];
+        assert_eq!(store.paths(chat), want);
+        assert_eq!(store.paths(parent), want);
+        // No workdir: only a notification.
+        events
+            .process_exited
+            .send(ProcessExited {
+                chat_id: chat,
+                ancestors: vec![parent],
+                workdir: None,
+            })
+            .unwrap();
+        parent_rx.changed().await.unwrap();
+        assert_eq!(store.paths(parent), want);
+        cancel.cancel();
+        task.await.unwrap();
+    }
+
+    #[test]
+    fn wire_shapes_match_coder() {
+        let e = serde_json::to_string(&ServerMessage::error("unknown message type")).unwrap();
+        assert_eq!(e, r#"{"type":"error","message":"unknown message type"}"#);
+        let t = std::time::SystemTime::UNIX_EPOCH + Duration::from_millis(1_500);
+        let hb = ServerMessage::changes(Update {
+            scanned_at: t,
+            repositories: vec![],
+        });
+        assert_eq!(
+            serde_json::to_string(&hb).unwrap(),
+            r#"{"type":"changes","scanned_at":"1970-01-01T00:00:01.5Z","repositories":[]}"#
+        );
+        let m = ServerMessage::changes(Update {
+            scanned_at: t,
+            repositories: vec![
+                gitwatch::RepoChange {
+                    repo_root: "/r".into(),
+                    branch: "main".into(),
+                    remote_origin: String::new(),
+                    unified_diff: "d".into(),
+                    removed: false,
+                },
+                gitwatch::RepoChange {
+                    repo_root: "/gone".into(),
+                    branch: String::new(),
+                    remote_origin: String::new(),
+                    unified_diff: String::new(),
+                    removed: true,
+                },
+            ],
+        });
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            r#"{"type":"changes","scanned_at":"1970-01-01T00:00:01.5Z","repositories":[{"repo_root":"/r","branch":"main","unified_diff":"d"},{"repo_root":"/gone","unified_diff":"","removed":true}]}"#
+        );
+    }
+}
