@@ -16,7 +16,10 @@ use agentd_tests::{Agentd, Options, agentd_command};
 fn stats(mut v: Vec<Duration>) -> (f64, f64) {
     v.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    (ms(v[v.len() / 2]), ms(v[(v.len() * 95 / 100).min(v.len() - 1)]))
+    (
+        ms(v[v.len() / 2]),
+        ms(v[(v.len() * 95 / 100).min(v.len() - 1)]),
+    )
 }
 
 fn line(name: &str, (p50, p95): (f64, f64)) {
@@ -42,7 +45,12 @@ fn main() {
     let sk = work.join(".agents/skills");
     for i in 0..200 {
         let name = format!("skill-{i:03}");
-        skill(&sk, &name, &name, &format!("Skill number {i}, does useful things"));
+        skill(
+            &sk,
+            &name,
+            &name,
+            &format!("Skill number {i}, does useful things"),
+        );
     }
     std::fs::create_dir_all(&home).unwrap();
     let dirs_var = dirs.join(",");
