@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod logging;
+pub mod mcp_api;
 pub mod metrics;
 pub mod middleware;
 pub mod server;

@@ -41,25 +41,35 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Events between subsystems (process exits feed the git watcher).
     pub events: Events,
+    /// The workspace's MCP servers (`mcp_api`).
+    pub mcp: agentmcp::Manager,
 }
 
 impl AppState {
     /// Builds the state and starts the capability subsystems.
     pub fn new(config: ServeConfig, shutdown: CancellationToken) -> Self {
+        let mcp = agentmcp::Manager::start(crate::mcp_api::options(&config));
+        let metrics = Arc::new(Metrics::new());
+        crate::mcp_api::register_metrics(&metrics, mcp.clone());
         Self {
             config: Arc::new(config),
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             shutdown,
             events: Events::default(),
+            mcp,
         }
     }
 
     /// Stops every subsystem: processes get TERM, a grace period, then KILL; MCP servers are
     /// stopped with their process groups. Called once, after the listeners have drained.
-    pub async fn shutdown_subsystems(&self) {}
+    pub async fn shutdown_subsystems(&self) {
+        self.mcp.shutdown(Duration::from_secs(5)).await;
+    }
 
     /// The last resort on a second signal: kill every process group now, synchronously.
-    pub fn kill_everything_now(&self) {}
+    pub fn kill_everything_now(&self) {
+        self.mcp.kill_now();
+    }
 }
 
 /// All routes with the middleware stack. `tcp` adds the auth layer when a token is set.
@@ -67,7 +77,8 @@ pub fn routes(state: AppState, tcp: bool) -> Router {
     let router = Router::new()
         .route("/", get(hello))
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics));
+        .route("/metrics", get(metrics))
+        .merge(crate::mcp_api::routes());
     with_middleware(router, state, tcp)
 }
 

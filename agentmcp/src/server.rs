@@ -268,6 +268,9 @@ async fn drain_stderr(err: impl AsyncRead + Unpin, name: String) {
         tokens = (tokens + now.duration_since(last).as_secs_f64() * RATE).min(BURST);
         last = now;
         if tokens < 1.0 {
+            if dropped == 0 {
+                tracing::warn!(server = %name, "MCP server stderr rate-limited; dropping lines");
+            }
             dropped += 1;
             continue;
         }
@@ -276,13 +279,13 @@ async fn drain_stderr(err: impl AsyncRead + Unpin, name: String) {
         let line = String::from_utf8_lossy(&buf);
         let line = line.trim_end();
         if dropped > 0 {
-            tracing::warn!(server = %name, dropped, "MCP server stderr rate-limited");
+            tracing::info!(server = %name, dropped, "MCP server stderr resumed");
             dropped = 0;
         }
         tracing::info!(server = %name, line = %line, "MCP server stderr");
     }
     if dropped > 0 {
-        tracing::warn!(server = %name, dropped, "MCP server stderr rate-limited");
+        tracing::info!(server = %name, dropped, "MCP server stderr closed after dropping lines");
     }
 }
 

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod mcp;
+
 /// A binary of this package, next to the running test executable's `deps/` folder (cargo
 /// builds the package's binaries before its tests and benches).
 pub fn package_bin(name: &str) -> PathBuf {
