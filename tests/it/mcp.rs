@@ -620,3 +620,68 @@ async fn server_everything_stdio_streamable_http_and_sse() {
     let names = tool_names(&d).await;
     assert!(names.contains(&"ev-sse__echo".to_string()), "{names:?}");
 }
+
+/// A loopback HTTP server that answers every request with a 307 to `redirect_to` (or a 404)
+/// and records the value
+/// of the `x-secret` header of each request it sees.
+async fn recorder(
+    redirect_to: Option<String>,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>,
+) {
+    use axum::http::{HeaderMap, StatusCode, header};
+    use axum::response::IntoResponse;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let s = seen.clone();
+    let app = axum::Router::new().fallback(move |h: HeaderMap| {
+        let s = s.clone();
+        let to = redirect_to.clone();
+        async move {
+            s.lock()
+                .unwrap()
+                .push(h.get("x-secret").map(|v| v.to_str().unwrap().to_owned()));
+            match to {
+                Some(to) => {
+                    (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, to)]).into_response()
+                }
+                None => StatusCode::NOT_FOUND.into_response(),
+            }
+        }
+    });
+    tokio::spawn(async move { axum::serve(l, app).await });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn headers_stay_on_the_server_origin() {
+    let (other, other_seen) = recorder(None).await;
+    let (origin, origin_seen) = recorder(Some(format!("{other}/elsewhere"))).await;
+    let (d, _w) = start(
+        json!({
+            "redir-http": {"type": "http", "url": format!("{origin}/mcp"), "headers": {"X-Secret": "s3cret-value"}},
+            "redir-sse": {"type": "sse", "url": format!("{origin}/sse"), "headers": {"X-Secret": "s3cret-value"}},
+        }),
+        &[],
+    );
+    let a = wait_state(&d, "redir-http", "failed", T).await;
+    let b = wait_state(&d, "redir-sse", "failed", T).await;
+    // The origin saw the header; the other origin was never contacted.
+    assert!(!origin_seen.lock().unwrap().is_empty());
+    assert!(
+        origin_seen
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|h| h.as_deref() == Some("s3cret-value"))
+    );
+    assert_eq!(other_seen.lock().unwrap().len(), 0);
+    for s in [a, b] {
+        assert!(
+            !s["last_error"].as_str().unwrap().contains("s3cret-value"),
+            "{s}"
+        );
+    }
+}
