@@ -685,3 +685,57 @@ async fn headers_stay_on_the_server_origin() {
         );
     }
 }
+
+#[tokio::test]
+async fn several_files_first_wins_late_parent_dir_and_refresh() {
+    let work = tempfile::tempdir().unwrap();
+    let first = work.path().join("first.json");
+    let late = work.path().join("not/yet/late.json");
+    std::fs::write(
+        &first,
+        serde_json::to_vec(&json!({"mcpServers": {"shared": fake(&[])}})).unwrap(),
+    )
+    .unwrap();
+    let d = Agentd::start_with(Options {
+        workdir: Some(work.path().to_path_buf()),
+        env: vec![(
+            "CODER_AGENT_EXP_MCP_CONFIG_FILES".into(),
+            format!("first.json, {}", late.display()),
+        )],
+        ..Options::default()
+    });
+    let s = wait_state(&d, "shared", "ready", T).await;
+    assert_eq!(s["config_file"], first.display().to_string());
+
+    // The second file appears later in a directory that did not exist: picked up; its
+    // duplicate "shared" loses to the first file's.
+    std::fs::create_dir_all(late.parent().unwrap()).unwrap();
+    std::fs::write(
+        &late,
+        serde_json::to_vec(
+            &json!({"mcpServers": {"shared": {"command": "/nonexistent"}, "extra": fake(&[])}}),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let e = wait_state(&d, "extra", "ready", T).await;
+    assert_eq!(e["config_file"], late.display().to_string());
+    let s2 = server(&d, "shared").await;
+    assert_eq!(
+        (&s2["pid"], &s2["config_file"]),
+        (&s["pid"], &json!(first.display().to_string()))
+    );
+
+    // ?refresh=true answers 200 with the same (sorted) catalogue.
+    let before = tool_names(&d).await;
+    let (st, v) = d.get_json("/api/v0/mcp/tools?refresh=true").await;
+    assert_eq!(st, 200);
+    let after: Vec<String> = v["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(before, after);
+    assert_eq!(after.len(), 18);
+}
