@@ -125,6 +125,9 @@ pub struct ServerStatus {
     pub tools: usize,
     /// Last error, secrets redacted.
     pub last_error: Option<String>,
+    /// A new config for this server has not connected yet; the previous connection is
+    /// still serving (redacted).
+    pub warning: Option<String>,
     /// How many times it has been (re)started after the first attempt.
     pub restarts: u32,
     /// The config file that declared it.

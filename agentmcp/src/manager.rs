@@ -27,6 +27,8 @@ use crate::{
 struct Inner {
     opts: ManagerOptions,
     servers: Mutex<BTreeMap<String, Arc<Server>>>,
+    /// Changed servers whose new config is connecting while the old one keeps serving.
+    pending: Mutex<BTreeMap<String, Arc<Server>>>,
     invalid: Mutex<BTreeMap<String, EntryError>>,
     file_errors: Mutex<Vec<FileError>>,
     tasks: TaskTracker,
@@ -63,6 +65,7 @@ impl Manager {
             inner: Arc::new(Inner {
                 opts,
                 servers: Mutex::new(BTreeMap::new()),
+                pending: Mutex::new(BTreeMap::new()),
                 invalid: Mutex::new(BTreeMap::new()),
                 file_errors: Mutex::new(Vec::new()),
                 tasks: TaskTracker::new(),
@@ -130,33 +133,98 @@ impl Manager {
             *inv = cfg.invalid;
         }
         let mut servers = lock(&self.inner.servers);
+        let mut pending = lock(&self.inner.pending);
+        pending.retain(|n, p| {
+            let keep = cfg.servers.get(n) == Some(&p.spec);
+            if !keep {
+                p.cancel.cancel();
+            }
+            keep
+        });
         let removed: Vec<String> = servers
-            .iter()
-            .filter(|(n, s)| cfg.servers.get(*n) != Some(&s.spec))
-            .map(|(n, _)| n.clone())
+            .keys()
+            .filter(|n| !cfg.servers.contains_key(*n))
+            .cloned()
             .collect();
         for n in removed {
             if let Some(s) = servers.remove(&n) {
-                tracing::info!(server = %n, "MCP server removed or changed; stopping it");
+                tracing::info!(server = %n, "MCP server removed; stopping it");
                 s.cancel.cancel();
                 changed = true;
             }
         }
         for (n, spec) in cfg.servers {
-            if servers.contains_key(&n) {
+            let Some(cur) = servers.get(&n).cloned() else {
+                changed = true;
+                servers.insert(n, self.spawn_server(spec));
+                continue;
+            };
+            if cur.spec == spec || pending.contains_key(&n) {
                 continue;
             }
             changed = true;
-            let secrets = secrets_of(&spec, &self.inner.inherited);
-            let srv = Arc::new(Server::new(spec, secrets, self.inner.cancel.child_token()));
-            self.inner.tasks.spawn(supervise(
-                srv.clone(),
-                self.inner.opts.clone(),
-                self.inner.tasks.clone(),
-            ));
-            servers.insert(n, srv);
+            let ready = cur.lock().state == ServerState::Ready;
+            let new = self.spawn_server(spec);
+            if ready {
+                // Keep the working connection until the new config connects.
+                tracing::info!(server = %n, "MCP server config changed; connecting the new one");
+                pending.insert(n.clone(), new.clone());
+                self.inner.tasks.spawn(self.clone().hand_over(n, cur, new));
+            } else {
+                tracing::info!(server = %n, "MCP server config changed; replacing it");
+                cur.cancel.cancel();
+                servers.insert(n, new);
+            }
         }
         changed
+    }
+
+    fn spawn_server(&self, spec: config::ServerSpec) -> Arc<Server> {
+        let secrets = secrets_of(&spec, &self.inner.inherited);
+        let srv = Arc::new(Server::new(spec, secrets, self.inner.cancel.child_token()));
+        self.inner.tasks.spawn(supervise(
+            srv.clone(),
+            self.inner.opts.clone(),
+            self.inner.tasks.clone(),
+        ));
+        srv
+    }
+
+    /// Swaps `new` in for `old` once it is ready; while it fails, `old` keeps serving and
+    /// carries a warning.
+    async fn hand_over(self, name: String, old: Arc<Server>, new: Arc<Server>) {
+        let mut rx = new.state_tx.subscribe();
+        loop {
+            let st = *rx.borrow_and_update();
+            match st {
+                ServerState::Ready => {
+                    let mut servers = lock(&self.inner.servers);
+                    let mut pending = lock(&self.inner.pending);
+                    if pending.get(&name).is_some_and(|p| Arc::ptr_eq(p, &new)) {
+                        pending.remove(&name);
+                        if servers.get(&name).is_some_and(|s| Arc::ptr_eq(s, &old)) {
+                            tracing::info!(server = %name, "MCP server reconnected with its new config");
+                            servers.insert(name, new);
+                            old.cancel.cancel();
+                        } else {
+                            new.cancel.cancel();
+                        }
+                    }
+                    return;
+                }
+                ServerState::Failed => {
+                    let err = new.lock().last_error.clone().unwrap_or_default();
+                    old.lock().warning = Some(format!(
+                        "the changed config has not connected yet ({err}); the previous connection is kept"
+                    ));
+                }
+                ServerState::Stopped => return,
+                _ => {}
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     fn server(&self, name: &str) -> Option<Arc<Server>> {
@@ -291,6 +359,7 @@ impl Manager {
                     state: d.state,
                     tools: d.tools.len(),
                     last_error: d.last_error.clone(),
+                    warning: d.warning.clone(),
                     restarts: d.restarts,
                     config_file: s.spec.config_file.clone(),
                     pid: d.pid,
@@ -303,6 +372,7 @@ impl Manager {
             state: ServerState::Failed,
             tools: 0,
             last_error: Some(redact(&e.error, &e.secrets)),
+            warning: None,
             restarts: 0,
             config_file: e.config_file.clone(),
             pid: None,

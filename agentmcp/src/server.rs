@@ -55,6 +55,7 @@ pub(crate) struct Dyn {
     pub(crate) state: ServerState,
     pub(crate) tools: Vec<ToolDef>,
     pub(crate) last_error: Option<String>,
+    pub(crate) warning: Option<String>,
     pub(crate) restarts: u32,
     pub(crate) peer: Option<Peer<RoleClient>>,
     pub(crate) pid: Option<u32>,
@@ -68,6 +69,8 @@ pub(crate) struct Server {
     pub(crate) relist: Arc<Notify>,
     /// Woken when a call saw the transport fail: check and reconnect.
     pub(crate) suspect: Notify,
+    /// Every state change, for the manager's hand-over on config changes.
+    pub(crate) state_tx: tokio::sync::watch::Sender<ServerState>,
     dynamic: Mutex<Dyn>,
 }
 
@@ -79,10 +82,12 @@ impl Server {
             cancel,
             relist: Arc::new(Notify::new()),
             suspect: Notify::new(),
+            state_tx: tokio::sync::watch::Sender::new(ServerState::Connecting),
             dynamic: Mutex::new(Dyn {
                 state: ServerState::Connecting,
                 tools: Vec::new(),
                 last_error: None,
+                warning: None,
                 restarts: 0,
                 peer: None,
                 pid: None,
@@ -103,10 +108,19 @@ impl Server {
     fn set_error(&self, state: ServerState, err: &str) {
         let red = self.redact(err);
         tracing::warn!(server = %self.spec.name, state = state.as_str(), error = %red, "MCP server not available");
-        let mut d = self.lock();
-        d.state = state;
-        d.last_error = Some(red);
-        d.peer = None;
+        {
+            let mut d = self.lock();
+            d.state = state;
+            d.last_error = Some(red);
+            d.peer = None;
+        }
+        self.publish();
+    }
+
+    /// Broadcasts the current state.
+    pub(crate) fn publish(&self) {
+        let s = self.lock().state;
+        self.state_tx.send_replace(s);
     }
 }
 
@@ -360,6 +374,7 @@ pub(crate) async fn supervise(srv: Arc<Server>, opts: ManagerOptions, tasks: Tas
                 d.state
             };
         }
+        srv.publish();
         let t0 = Instant::now();
         let res = tokio::select! {
             _ = srv.cancel.cancelled() => break,
@@ -396,10 +411,20 @@ pub(crate) async fn supervise(srv: Arc<Server>, opts: ManagerOptions, tasks: Tas
                     d.tools = tools;
                     d.peer = Some(conn.service.peer().clone());
                     d.last_error = None;
+                    d.warning = None;
                 }
+                srv.publish();
                 attempt = 0;
                 was_ready = true;
-                let down = run_until_down(&srv, &mut conn, &opts).await;
+                let mut down = run_until_down(&srv, &mut conn, &opts).await;
+                // A stdio transport that closed usually means the process died: say how.
+                if let (Down::Lost(msg), Some(child)) = (&mut down, conn.child.as_mut())
+                    && !msg.starts_with("server process exited")
+                    && let Ok(Ok(st)) =
+                        tokio::time::timeout(Duration::from_millis(300), child.wait()).await
+                {
+                    *msg = format!("server process exited ({st})");
+                }
                 srv.lock().peer = None;
                 match down {
                     Down::Cancelled => {
@@ -436,8 +461,11 @@ pub(crate) async fn supervise(srv: Arc<Server>, opts: ManagerOptions, tasks: Tas
             _ = tokio::time::sleep(delay) => {}
         }
     }
-    let mut d = srv.lock();
-    d.state = ServerState::Stopped;
-    d.peer = None;
-    d.pid = None;
+    {
+        let mut d = srv.lock();
+        d.state = ServerState::Stopped;
+        d.peer = None;
+        d.pid = None;
+    }
+    srv.publish();
 }

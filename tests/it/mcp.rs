@@ -211,7 +211,7 @@ async fn coder_contract_tools_and_call() {
         by("needs_var"),
         json!({"name": "needs_var", "transport": "stdio", "state": "failed", "tools": 0,
                "last_error": "server \"needs_var\": environment variable \"MCP_TEST_UNSET_VAR\" in env.K is not set and has no default",
-               "restarts": 0, "config_file": cfg, "pid": null})
+               "warning": null, "restarts": 0, "config_file": cfg, "pid": null})
     );
     assert_eq!(
         by("bad__name")["last_error"],
