@@ -7,3 +7,12 @@ cd "$(dirname "$0")/.."
 git config --global user.name >/dev/null 2>&1 || git config --global user.name "agentd tests"
 git config --global user.email >/dev/null 2>&1 || git config --global user.email "tests@agentd.invalid"
 git config --global init.defaultBranch >/dev/null 2>&1 || git config --global init.defaultBranch main
+
+# Real MCP servers (pinned in tests/fixtures/node/package-lock.json). Skipped when installed.
+if command -v npm >/dev/null 2>&1; then
+  if [ ! -f tests/fixtures/node/node_modules/@modelcontextprotocol/server-everything/package.json ]; then
+    npm ci --prefix tests/fixtures/node --no-audit --no-fund
+  fi
+else
+  echo "setup-test-deps: npm not found; the server-everything MCP tests will fail" >&2
+fi

@@ -15,6 +15,7 @@ pub mod error;
 pub mod events;
 pub mod git_api;
 pub mod logging;
+pub mod mcp_api;
 pub mod metrics;
 pub mod middleware;
 pub mod server;

@@ -45,6 +45,8 @@ pub struct AppState {
     pub context: Arc<crate::context_api::ContextState>,
     /// Git watch: path store and shared per-repo scan workers.
     pub git: Arc<crate::git_api::GitApi>,
+    /// The workspace's MCP servers (`mcp_api`).
+    pub mcp: agentmcp::Manager,
 }
 
 impl AppState {
@@ -57,6 +59,8 @@ impl AppState {
         ));
         let events = Events::default();
         let git = crate::git_api::GitApi::new(config.child_env.clone(), &events, &metrics);
+        let mcp = agentmcp::Manager::start(crate::mcp_api::options(&config));
+        crate::mcp_api::register_metrics(&metrics, mcp.clone());
         Self {
             config: Arc::new(config),
             metrics,
@@ -64,17 +68,23 @@ impl AppState {
             context,
             events,
             git,
+            mcp,
         }
     }
 
     /// Stops every subsystem: processes get TERM, a grace period, then KILL; MCP servers are
     /// stopped with their process groups. Called once, after the listeners have drained.
     pub async fn shutdown_subsystems(&self) {
-        self.git.shutdown().await;
+        tokio::join!(
+            self.git.shutdown(),
+            self.mcp.shutdown(Duration::from_secs(5))
+        );
     }
 
     /// The last resort on a second signal: kill every process group now, synchronously.
-    pub fn kill_everything_now(&self) {}
+    pub fn kill_everything_now(&self) {
+        self.mcp.kill_now();
+    }
 }
 
 /// All routes with the middleware stack. `tcp` adds the auth layer when a token is set.
@@ -84,7 +94,8 @@ pub fn routes(state: AppState, tcp: bool) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .merge(crate::context_api::router())
-        .merge(crate::git_api::routes());
+        .merge(crate::git_api::routes())
+        .merge(crate::mcp_api::routes());
     with_middleware(router, state, tcp)
 }
 

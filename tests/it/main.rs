@@ -10,3 +10,4 @@
 mod context;
 mod foundation;
 mod gitwatch;
+mod mcp;

@@ -21,6 +21,7 @@ use serde_json::Value;
 
 pub mod context;
 pub mod gitwatch;
+pub mod mcp;
 
 /// A binary of this package, next to the running test executable's `deps/` folder (cargo
 /// builds the package's binaries before its tests and benches).

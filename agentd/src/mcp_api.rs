@@ -1,0 +1,283 @@
+//! MCP routes: `GET /api/v0/mcp/tools`, `POST /api/v0/mcp/call-tool` (Coder-compatible) and
+//! `GET /api/v0/mcp/servers` (status), plus the manager's options and metrics collector.
+//!
+//! Wire shapes and status mapping only; all MCP logic lives in `agentmcp`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::config::ServeConfig;
+use crate::error::{ApiError, ApiJson, Json};
+use crate::metrics::Metrics;
+use crate::server::AppState;
+
+/// Environment knobs (milliseconds) for the MCP timeouts; mainly for tests and slow hosts.
+pub const ENV_CALL_TIMEOUT_MS: &str = "AGENTD_MCP_CALL_TIMEOUT_MS";
+/// Connect (start + initialize + first tools/list) budget per server, milliseconds.
+pub const ENV_CONNECT_TIMEOUT_MS: &str = "AGENTD_MCP_CONNECT_TIMEOUT_MS";
+/// First restart delay, milliseconds.
+pub const ENV_BACKOFF_MIN_MS: &str = "AGENTD_MCP_BACKOFF_MIN_MS";
+/// Restart delay cap, milliseconds.
+pub const ENV_BACKOFF_MAX_MS: &str = "AGENTD_MCP_BACKOFF_MAX_MS";
+
+fn ms(name: &str) -> Option<Duration> {
+    std::env::var(name)
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|v| *v > 0)
+        .map(Duration::from_millis)
+}
+
+/// Builds the manager's options from the daemon configuration.
+pub fn options(config: &ServeConfig) -> agentmcp::ManagerOptions {
+    let files = config
+        .context
+        .resolve(Some(&config.workdir), config.home.as_deref())
+        .mcp_config_files;
+    let mut o = agentmcp::ManagerOptions::new(files, config.workdir.clone());
+    o.base_env = config.child_env.clone();
+    let vars: HashMap<String, String> = config
+        .child_env
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
+    o.lookup = Arc::new(move |k| vars.get(k).cloned());
+    o.client_version = env!("CARGO_PKG_VERSION").to_owned();
+    if let Some(d) = ms(ENV_CALL_TIMEOUT_MS) {
+        o.call_timeout = d;
+    }
+    if let Some(d) = ms(ENV_CONNECT_TIMEOUT_MS) {
+        o.connect_timeout = d;
+    }
+    if let Some(d) = ms(ENV_BACKOFF_MIN_MS) {
+        o.backoff_min = d;
+    }
+    if let Some(d) = ms(ENV_BACKOFF_MAX_MS) {
+        o.backoff_max = d;
+    }
+    o
+}
+
+/// Registers the `agentd_mcp_servers{state=...}` gauge.
+pub fn register_metrics(metrics: &Metrics, mcp: agentmcp::Manager) {
+    metrics.register(Box::new(move |out: &mut String| {
+        let st = mcp.status();
+        out.push_str("# HELP agentd_mcp_servers MCP servers by state.\n");
+        out.push_str("# TYPE agentd_mcp_servers gauge\n");
+        for s in agentmcp::ServerState::ALL {
+            let n = st.servers.iter().filter(|x| x.state == s).count();
+            out.push_str(&format!(
+                "agentd_mcp_servers{{state=\"{}\"}} {n}\n",
+                s.as_str()
+            ));
+        }
+    }));
+}
+
+/// The MCP routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v0/mcp/tools", get(list_tools))
+        .route("/api/v0/mcp/call-tool", post(call_tool))
+        .route("/api/v0/mcp/servers", get(servers))
+}
+
+#[derive(Deserialize)]
+struct ToolsQuery {
+    refresh: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ToolsResponse {
+    tools: Vec<ToolDto>,
+}
+
+#[derive(Serialize)]
+struct ToolDto {
+    server_name: String,
+    name: String,
+    description: String,
+    /// The input schema's `properties` (`{}` when absent).
+    schema: Value,
+    required: Vec<String>,
+    /// Additive: the whole input schema (`$defs`, `anyOf`, ... kept).
+    input_schema: Value,
+    /// Additive: the server's own tool name.
+    tool_name: String,
+}
+
+async fn list_tools(
+    State(state): State<AppState>,
+    Query(q): Query<ToolsQuery>,
+) -> Json<ToolsResponse> {
+    if q.refresh.as_deref() == Some("true") {
+        state.mcp.refresh().await;
+    }
+    let tools = state
+        .mcp
+        .tools()
+        .into_iter()
+        .map(|t| {
+            let schema = match t.tool.input_schema.get("properties") {
+                Some(Value::Object(p)) => Value::Object(p.clone()),
+                _ => Value::Object(Map::new()),
+            };
+            let required = t
+                .tool
+                .input_schema
+                .get("required")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
+            ToolDto {
+                server_name: t.server,
+                name: t.name,
+                description: t.tool.description,
+                schema,
+                required,
+                input_schema: Value::Object(t.tool.input_schema),
+                tool_name: t.tool.name,
+            }
+        })
+        .collect();
+    Json(ToolsResponse { tools })
+}
+
+#[derive(Deserialize)]
+struct CallRequest {
+    #[serde(default)]
+    tool_name: String,
+    #[serde(default)]
+    arguments: Option<Map<String, Value>>,
+}
+
+#[derive(Serialize)]
+struct CallResponse {
+    content: Vec<ContentDto>,
+    is_error: bool,
+}
+
+#[derive(Serialize)]
+struct ContentDto {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    media_type: Option<String>,
+    /// Additive: the resource URI for resource content.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uri: Option<String>,
+}
+
+const CALL_FAILED: &str = "MCP tool call failed.";
+
+async fn call_tool(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<CallRequest>,
+) -> Result<Json<CallResponse>, ApiError> {
+    let args = req.arguments.unwrap_or_default();
+    let out = state
+        .mcp
+        .call_tool(&req.tool_name, args)
+        .await
+        .map_err(|e| {
+            let status = match e {
+                agentmcp::CallError::InvalidName(_) => StatusCode::BAD_REQUEST,
+                agentmcp::CallError::UnknownServer(_) => StatusCode::NOT_FOUND,
+                agentmcp::CallError::Failed(_) => StatusCode::BAD_GATEWAY,
+            };
+            tracing::warn!(tool = %req.tool_name, status = status.as_u16(), error = %e, "MCP tool call failed");
+            ApiError::new(status, CALL_FAILED).detail(e.to_string())
+        })?;
+    Ok(Json(CallResponse {
+        content: out
+            .content
+            .into_iter()
+            .map(|c| ContentDto {
+                kind: c.kind,
+                text: c.text,
+                data: c.data,
+                media_type: c.media_type,
+                uri: c.uri,
+            })
+            .collect(),
+        is_error: out.is_error,
+    }))
+}
+
+#[derive(Serialize)]
+struct ServersResponse {
+    servers: Vec<ServerDto>,
+    config_errors: Vec<ConfigErrorDto>,
+}
+
+#[derive(Serialize)]
+struct ServerDto {
+    name: String,
+    transport: Option<&'static str>,
+    state: &'static str,
+    tools: usize,
+    last_error: Option<String>,
+    warning: Option<String>,
+    restarts: u32,
+    config_file: String,
+    pid: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct ConfigErrorDto {
+    path: String,
+    error: String,
+}
+
+async fn servers(State(state): State<AppState>) -> Json<ServersResponse> {
+    let st = state.mcp.status();
+    Json(ServersResponse {
+        servers: st
+            .servers
+            .into_iter()
+            .map(|s| ServerDto {
+                name: s.name,
+                transport: s.transport.map(agentmcp::Transport::as_str),
+                state: s.state.as_str(),
+                tools: s.tools,
+                last_error: s.last_error,
+                warning: s.warning,
+                restarts: s.restarts,
+                config_file: s.config_file.display().to_string(),
+                pid: s.pid,
+            })
+            .collect(),
+        config_errors: st
+            .config_errors
+            .into_iter()
+            .map(|e| ConfigErrorDto {
+                path: e.path.display().to_string(),
+                error: e.error,
+            })
+            .collect(),
+    })
+}

@@ -1,0 +1,437 @@
+//! The `.mcp.json` model (Claude Code format): parsing one file, merging several (first wins),
+//! transport inference, server-name rules and `${VAR}` / `${VAR:-default}` expansion.
+//!
+//! Pure: it reads the files it is given and nothing else; variables come from the lookup
+//! passed in. It must not connect to anything.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::expand::{ExpandError, expand};
+
+/// How a server is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// A child process speaking JSON-RPC lines on stdin/stdout.
+    Stdio,
+    /// Streamable HTTP (2025-03-26 and later).
+    Http,
+    /// Legacy HTTP+SSE (2024-11-05).
+    Sse,
+}
+
+impl Transport {
+    /// The wire name: `stdio`, `http` or `sse`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stdio => "stdio",
+            Self::Http => "http",
+            Self::Sse => "sse",
+        }
+    }
+}
+
+/// One server entry after validation and expansion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSpec {
+    /// The server name (key in `mcpServers`).
+    pub name: String,
+    /// The transport.
+    pub transport: Transport,
+    /// Executable (stdio).
+    pub command: String,
+    /// Arguments (stdio).
+    pub args: Vec<String>,
+    /// Extra environment (stdio), sorted by key.
+    pub env: BTreeMap<String, String>,
+    /// URL (http/sse).
+    pub url: String,
+    /// Headers (http/sse), sorted by name.
+    pub headers: BTreeMap<String, String>,
+    /// The file this entry came from.
+    pub config_file: PathBuf,
+}
+
+/// An entry that could not be used, with the reason (not redacted yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryError {
+    /// The server name.
+    pub name: String,
+    /// Transport if it could be inferred.
+    pub transport: Option<Transport>,
+    /// The file.
+    pub config_file: PathBuf,
+    /// What is wrong.
+    pub error: String,
+    /// Values to redact from anything shown about this entry.
+    pub secrets: Vec<String>,
+}
+
+/// A whole file that could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileError {
+    /// The file.
+    pub path: PathBuf,
+    /// What is wrong.
+    pub error: String,
+}
+
+/// The merged configuration of every file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct McpConfig {
+    /// Usable servers by name.
+    pub servers: BTreeMap<String, ServerSpec>,
+    /// Entries with errors by name.
+    pub invalid: BTreeMap<String, EntryError>,
+    /// Files that could not be read or parsed.
+    pub file_errors: Vec<FileError>,
+}
+
+/// Variable lookup for `${VAR}` expansion.
+pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Parses several files in priority order; the first definition of a name wins, later
+/// duplicates are dropped. Missing files are skipped silently.
+pub fn load(paths: &[PathBuf], lookup: Lookup<'_>) -> McpConfig {
+    let mut out = McpConfig::default();
+    for path in paths {
+        let text = match std::fs::read(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                out.file_errors.push(FileError {
+                    path: path.clone(),
+                    error: format!("read: {e}"),
+                });
+                continue;
+            }
+        };
+        match parse(&text, path, lookup) {
+            Ok(entries) => {
+                for e in entries {
+                    let name = match &e {
+                        Ok(s) => s.name.clone(),
+                        Err(e) => e.name.clone(),
+                    };
+                    if out.servers.contains_key(&name) || out.invalid.contains_key(&name) {
+                        continue;
+                    }
+                    match e {
+                        Ok(s) => {
+                            out.servers.insert(name, s);
+                        }
+                        Err(e) => {
+                            out.invalid.insert(name, e);
+                        }
+                    }
+                }
+            }
+            Err(e) => out.file_errors.push(e),
+        }
+    }
+    out
+}
+
+/// Parses one file's bytes. Malformed JSON fails the file; bad entries fail alone.
+/// Entries come back sorted by name.
+pub fn parse(
+    bytes: &[u8],
+    path: &Path,
+    lookup: Lookup<'_>,
+) -> Result<Vec<Result<ServerSpec, EntryError>>, FileError> {
+    let ferr = |error: String| FileError {
+        path: path.to_path_buf(),
+        error,
+    };
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| ferr(format!("invalid JSON: {e}")))?;
+    let Some(obj) = v.as_object() else {
+        return Err(ferr("top level is not a JSON object".into()));
+    };
+    let servers = match obj.get("mcpServers") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err(ferr("\"mcpServers\" is not an object".into())),
+    };
+    let mut names: Vec<&String> = servers.keys().collect();
+    names.sort();
+    Ok(names
+        .into_iter()
+        .map(|name| parse_entry(name, &servers[name], path, lookup))
+        .collect())
+}
+
+fn parse_entry(
+    name: &str,
+    v: &Value,
+    path: &Path,
+    lookup: Lookup<'_>,
+) -> Result<ServerSpec, EntryError> {
+    let mut secrets = Vec::new();
+    let err = |transport: Option<Transport>, error: String, secrets: &mut Vec<String>| EntryError {
+        name: name.to_owned(),
+        transport,
+        config_file: path.to_path_buf(),
+        error,
+        secrets: std::mem::take(secrets),
+    };
+    validate_name(name).map_err(|e| err(None, e, &mut secrets))?;
+    let Some(o) = v.as_object() else {
+        return Err(err(
+            None,
+            format!("server {name:?} is not an object"),
+            &mut secrets,
+        ));
+    };
+    let s = |k: &str| -> Result<String, String> {
+        match o.get(k) {
+            None | Some(Value::Null) => Ok(String::new()),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(format!("server {name:?}: \"{k}\" must be a string")),
+        }
+    };
+    let map = |k: &str| -> Result<BTreeMap<String, String>, String> {
+        match o.get(k) {
+            None | Some(Value::Null) => Ok(BTreeMap::new()),
+            Some(Value::Object(m)) => m
+                .iter()
+                .map(|(k2, v)| match v {
+                    Value::String(s) => Ok((k2.clone(), s.clone())),
+                    Value::Number(n) => Ok((k2.clone(), n.to_string())),
+                    Value::Bool(b) => Ok((k2.clone(), b.to_string())),
+                    _ => Err(format!("server {name:?}: \"{k}.{k2}\" must be a string")),
+                })
+                .collect(),
+            Some(_) => Err(format!("server {name:?}: \"{k}\" must be an object")),
+        }
+    };
+    let raw = (|| -> Result<_, String> {
+        let args = match o.get("args") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|x| match x {
+                    Value::String(s) => Ok(s.clone()),
+                    Value::Number(n) => Ok(n.to_string()),
+                    _ => Err(format!("server {name:?}: \"args\" must be strings")),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(format!("server {name:?}: \"args\" must be an array")),
+        };
+        Ok((
+            s("type")?,
+            s("command")?,
+            args,
+            map("env")?,
+            s("url")?,
+            map("headers")?,
+        ))
+    })();
+    let (ty, command, args, env, url, headers) = raw.map_err(|e| err(None, e, &mut secrets))?;
+    // Secrets are the raw values too (the unexpanded text may itself be a token).
+    secrets.extend(env.values().cloned());
+    secrets.extend(headers.values().cloned());
+    let transport = match ty.as_str() {
+        "stdio" => Transport::Stdio,
+        "http" | "streamable-http" | "streamableHttp" => Transport::Http,
+        "sse" => Transport::Sse,
+        "" if !command.is_empty() => Transport::Stdio,
+        "" if !url.is_empty() => Transport::Http,
+        "" => {
+            return Err(err(
+                None,
+                format!("server {name:?} has no command or url"),
+                &mut secrets,
+            ));
+        }
+        other => {
+            return Err(err(
+                None,
+                format!("server {name:?}: unsupported transport {other:?}"),
+                &mut secrets,
+            ));
+        }
+    };
+    let mut spec = ServerSpec {
+        name: name.to_owned(),
+        transport,
+        command,
+        args,
+        env,
+        url,
+        headers,
+        config_file: path.to_path_buf(),
+    };
+    if let Err(e) = expand_spec(&mut spec, lookup) {
+        secrets.extend(spec.env.values().cloned());
+        return Err(err(Some(transport), e, &mut secrets));
+    }
+    match transport {
+        Transport::Stdio if spec.command.is_empty() => Err(err(
+            Some(transport),
+            format!("server {name:?}: stdio transport needs a command"),
+            &mut secrets,
+        )),
+        Transport::Http | Transport::Sse if spec.url.is_empty() => Err(err(
+            Some(transport),
+            format!(
+                "server {name:?}: {} transport needs a url",
+                transport.as_str()
+            ),
+            &mut secrets,
+        )),
+        _ => Ok(spec),
+    }
+}
+
+fn expand_spec(spec: &mut ServerSpec, lookup: Lookup<'_>) -> Result<(), String> {
+    let name = spec.name.clone();
+    let e = |field: &str, v: &str| -> Result<String, String> {
+        expand(v, lookup).map_err(|ExpandError::Unset(var)| {
+            format!("server {name:?}: environment variable {var:?} in {field} is not set and has no default")
+        })
+    };
+    spec.command = e("command", &spec.command)?;
+    for a in &mut spec.args {
+        *a = e("args", a)?;
+    }
+    for (k, v) in &mut spec.env {
+        *v = e(&format!("env.{k}"), v)?;
+    }
+    spec.url = e("url", &spec.url)?;
+    for (k, v) in &mut spec.headers {
+        *v = e(&format!("headers.{k}"), v)?;
+    }
+    Ok(())
+}
+
+/// Server names must not contain the `__` separator, nor start or end with `_`.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("server name is empty".into());
+    }
+    if name.contains(crate::names::SEP) {
+        return Err(format!(
+            "server name {name:?} contains the reserved separator \"__\""
+        ));
+    }
+    if name.starts_with('_') || name.ends_with('_') {
+        return Err(format!(
+            "server name {name:?} must not start or end with \"_\""
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn env(k: &str) -> Option<String> {
+        match k {
+            "TEST_MCP_TOKEN" => Some("tok-123".into()),
+            "HOST" => Some("example.com".into()),
+            _ => None,
+        }
+    }
+
+    fn one(json: &str) -> Vec<Result<ServerSpec, EntryError>> {
+        parse(json.as_bytes(), Path::new("/w/.mcp.json"), &env).unwrap()
+    }
+
+    #[test]
+    fn stdio_http_sse_and_explicit_type() {
+        let r = one(r#"{"mcpServers":{
+              "a":{"command":"npx","args":["-y","x"],"env":{"K":"v"}},
+              "b":{"url":"https://h/mcp","headers":{"Authorization":"Bearer t"}},
+              "c":{"type":"sse","url":"https://h/sse"},
+              "d":{"type":"http","command":"x","url":"http://h"}}}"#);
+        let s: Vec<_> = r.into_iter().map(Result::unwrap).collect();
+        assert_eq!(
+            s.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            ["a", "b", "c", "d"]
+        );
+        assert_eq!(s[0].transport, Transport::Stdio);
+        assert_eq!(s[0].args, ["-y", "x"]);
+        assert_eq!(s[0].env["K"], "v");
+        assert_eq!(s[1].transport, Transport::Http);
+        assert_eq!(s[1].headers["Authorization"], "Bearer t");
+        assert_eq!(s[2].transport, Transport::Sse);
+        assert_eq!(s[3].transport, Transport::Http);
+    }
+
+    #[test]
+    fn empty_missing_and_malformed() {
+        assert!(one(r#"{"mcpServers":{}}"#).is_empty());
+        assert!(one(r#"{"other":1}"#).is_empty());
+        let e = parse(b"{nope", Path::new("/f"), &env).unwrap_err();
+        assert!(e.error.starts_with("invalid JSON"), "{e:?}");
+    }
+
+    #[test]
+    fn name_rules_and_bad_entries_keep_siblings() {
+        let r = one(
+            r#"{"mcpServers":{"a__b":{"command":"x"},"_a":{"command":"x"},"a_":{"command":"x"},
+                "none":{},"ok":{"command":"x"},"weird":{"type":"ws","url":"x"}}}"#,
+        );
+        let errs: Vec<String> = r
+            .iter()
+            .filter_map(|e| e.as_ref().err())
+            .map(|e| e.error.clone())
+            .collect();
+        assert_eq!(errs.len(), 5, "{errs:?}");
+        assert!(errs.iter().any(|e| e.contains("reserved separator")));
+        assert!(
+            errs.iter()
+                .any(|e| e == "server \"none\" has no command or url")
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("unsupported transport \"ws\""))
+        );
+        assert_eq!(r.iter().filter(|e| e.is_ok()).count(), 1);
+    }
+
+    #[test]
+    fn expansion_everywhere_with_defaults_and_unset_error() {
+        let r = one(r#"{"mcpServers":{
+              "a":{"command":"${NOPE:-node}","args":["${HOST}"],"env":{"T":"${TEST_MCP_TOKEN}"}},
+              "b":{"url":"https://${HOST}/mcp","headers":{"X":"${NOPE:-d}"}},
+              "c":{"url":"https://h","headers":{"Authorization":"Bearer ${MISSING}"}}}}"#);
+        let a = r[0].as_ref().unwrap();
+        assert_eq!(
+            (a.command.as_str(), a.args[0].as_str(), a.env["T"].as_str()),
+            ("node", "example.com", "tok-123")
+        );
+        let b = r[1].as_ref().unwrap();
+        assert_eq!(
+            (b.url.as_str(), b.headers["X"].as_str()),
+            ("https://example.com/mcp", "d")
+        );
+        let c = r[2].as_ref().unwrap_err();
+        assert_eq!(
+            c.error,
+            "server \"c\": environment variable \"MISSING\" in headers.Authorization is not set and has no default"
+        );
+    }
+
+    #[test]
+    fn merge_first_wins_and_missing_file_is_fine() {
+        let dir = tempfile::tempdir().unwrap();
+        let f1 = dir.path().join("1.json");
+        let f2 = dir.path().join("2.json");
+        std::fs::write(&f1, r#"{"mcpServers":{"a":{"command":"one"}}}"#).unwrap();
+        std::fs::write(
+            &f2,
+            r#"{"mcpServers":{"a":{"command":"two"},"b":{"command":"b"}}}"#,
+        )
+        .unwrap();
+        let c = load(&[dir.path().join("missing.json"), f1.clone(), f2], &env);
+        assert_eq!(c.servers["a"].command, "one");
+        assert_eq!(c.servers["a"].config_file, f1);
+        assert_eq!(c.servers.len(), 2);
+        assert!(c.file_errors.is_empty());
+    }
+}

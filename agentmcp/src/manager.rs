@@ -1,0 +1,417 @@
+//! The manager: owns every server's supervisor, applies configuration differentially,
+//! builds the tool catalogue and proxies calls. Cheap to clone.
+//!
+//! Nothing here blocks on a server: listing answers from the cache, a down server fails a
+//! call at once, and every server operation has a timeout.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use agentproc::group::{GroupSignal, signal_group};
+use rmcp::model::CallToolRequestParams;
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{self, EntryError, FileError};
+use crate::convert::result_from_json;
+use crate::names;
+use crate::redact::{redact, secrets_of};
+use crate::server::{Server, list_tools, supervise};
+use crate::{
+    CallError, CallOutput, CatalogTool, ConfigFileError, ManagerOptions, ServerState, ServerStatus,
+    Status,
+};
+
+struct Inner {
+    opts: ManagerOptions,
+    servers: Mutex<BTreeMap<String, Arc<Server>>>,
+    /// Changed servers whose new config is connecting while the old one keeps serving.
+    pending: Mutex<BTreeMap<String, Arc<Server>>>,
+    invalid: Mutex<BTreeMap<String, EntryError>>,
+    file_errors: Mutex<Vec<FileError>>,
+    tasks: TaskTracker,
+    cancel: CancellationToken,
+    reload: tokio::sync::Mutex<()>,
+    inherited: Vec<(String, String)>,
+}
+
+/// The MCP manager.
+#[derive(Clone)]
+pub struct Manager {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Manager {
+    /// Loads the config and starts connecting every server in the background (never
+    /// waits for them), plus the config watcher. Must be called inside a tokio runtime.
+    pub fn start(opts: ManagerOptions) -> Self {
+        let inherited = opts
+            .base_env
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.to_string_lossy().into_owned(),
+                )
+            })
+            .collect();
+        let m = Self {
+            inner: Arc::new(Inner {
+                opts,
+                servers: Mutex::new(BTreeMap::new()),
+                pending: Mutex::new(BTreeMap::new()),
+                invalid: Mutex::new(BTreeMap::new()),
+                file_errors: Mutex::new(Vec::new()),
+                tasks: TaskTracker::new(),
+                cancel: CancellationToken::new(),
+                reload: tokio::sync::Mutex::new(()),
+                inherited,
+            }),
+        };
+        m.apply(m.load());
+        if m.inner.opts.watch {
+            crate::watch::spawn(m.clone());
+        }
+        m
+    }
+
+    pub(crate) fn options(&self) -> &ManagerOptions {
+        &self.inner.opts
+    }
+
+    pub(crate) fn cancelled(&self) -> CancellationToken {
+        self.inner.cancel.clone()
+    }
+
+    pub(crate) fn tasks(&self) -> &TaskTracker {
+        &self.inner.tasks
+    }
+
+    fn load(&self) -> config::McpConfig {
+        let lookup = self.inner.opts.lookup.clone();
+        config::load(&self.inner.opts.config_files, &|k| lookup(k))
+    }
+
+    /// Re-reads the config files and applies the difference: unchanged servers keep their
+    /// connection, changed ones reconnect, removed ones stop. Returns whether anything
+    /// changed.
+    pub async fn reload(&self) -> bool {
+        let _g = self.inner.reload.lock().await;
+        if self.inner.cancel.is_cancelled() {
+            return false;
+        }
+        let cfg = self.load();
+        self.apply(cfg)
+    }
+
+    fn apply(&self, cfg: config::McpConfig) -> bool {
+        let mut changed = false;
+        {
+            let mut fe = lock(&self.inner.file_errors);
+            for e in &cfg.file_errors {
+                if !fe.contains(e) {
+                    tracing::warn!(path = %e.path.display(), error = %e.error, "MCP config file error");
+                }
+            }
+            *fe = cfg.file_errors;
+        }
+        {
+            let mut inv = lock(&self.inner.invalid);
+            for (n, e) in &cfg.invalid {
+                if inv.get(n) != Some(e) {
+                    changed = true;
+                    tracing::warn!(server = %n, error = %redact(&e.error, &e.secrets), "MCP server config error");
+                }
+            }
+            changed |= inv.keys().any(|k| !cfg.invalid.contains_key(k));
+            *inv = cfg.invalid;
+        }
+        let mut servers = lock(&self.inner.servers);
+        let mut pending = lock(&self.inner.pending);
+        pending.retain(|n, p| {
+            let keep = cfg.servers.get(n) == Some(&p.spec);
+            if !keep {
+                p.cancel.cancel();
+            }
+            keep
+        });
+        let removed: Vec<String> = servers
+            .keys()
+            .filter(|n| !cfg.servers.contains_key(*n))
+            .cloned()
+            .collect();
+        for n in removed {
+            if let Some(s) = servers.remove(&n) {
+                tracing::info!(server = %n, "MCP server removed; stopping it");
+                s.cancel.cancel();
+                changed = true;
+            }
+        }
+        for (n, spec) in cfg.servers {
+            let Some(cur) = servers.get(&n).cloned() else {
+                changed = true;
+                servers.insert(n, self.spawn_server(spec));
+                continue;
+            };
+            if cur.spec == spec || pending.contains_key(&n) {
+                continue;
+            }
+            changed = true;
+            let ready = cur.lock().state == ServerState::Ready;
+            let new = self.spawn_server(spec);
+            if ready {
+                // Keep the working connection until the new config connects.
+                tracing::info!(server = %n, "MCP server config changed; connecting the new one");
+                pending.insert(n.clone(), new.clone());
+                self.inner.tasks.spawn(self.clone().hand_over(n, cur, new));
+            } else {
+                tracing::info!(server = %n, "MCP server config changed; replacing it");
+                cur.cancel.cancel();
+                servers.insert(n, new);
+            }
+        }
+        changed
+    }
+
+    fn spawn_server(&self, spec: config::ServerSpec) -> Arc<Server> {
+        let secrets = secrets_of(&spec, &self.inner.inherited);
+        let srv = Arc::new(Server::new(spec, secrets, self.inner.cancel.child_token()));
+        self.inner.tasks.spawn(supervise(
+            srv.clone(),
+            self.inner.opts.clone(),
+            self.inner.tasks.clone(),
+        ));
+        srv
+    }
+
+    /// Swaps `new` in for `old` once it is ready; while it fails, `old` keeps serving and
+    /// carries a warning.
+    async fn hand_over(self, name: String, old: Arc<Server>, new: Arc<Server>) {
+        let mut rx = new.state_tx.subscribe();
+        loop {
+            let st = *rx.borrow_and_update();
+            match st {
+                ServerState::Ready => {
+                    let mut servers = lock(&self.inner.servers);
+                    let mut pending = lock(&self.inner.pending);
+                    if pending.get(&name).is_some_and(|p| Arc::ptr_eq(p, &new)) {
+                        pending.remove(&name);
+                        if servers.get(&name).is_some_and(|s| Arc::ptr_eq(s, &old)) {
+                            tracing::info!(server = %name, "MCP server reconnected with its new config");
+                            servers.insert(name, new);
+                            old.cancel.cancel();
+                        } else {
+                            new.cancel.cancel();
+                        }
+                    }
+                    return;
+                }
+                ServerState::Failed => {
+                    let err = new.lock().last_error.clone().unwrap_or_default();
+                    old.lock().warning = Some(format!(
+                        "the changed config has not connected yet ({err}); the previous connection is kept"
+                    ));
+                }
+                ServerState::Stopped => return,
+                _ => {}
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn server(&self, name: &str) -> Option<Arc<Server>> {
+        lock(&self.inner.servers).get(name).cloned()
+    }
+
+    fn all(&self) -> Vec<Arc<Server>> {
+        lock(&self.inner.servers).values().cloned().collect()
+    }
+
+    /// The catalogue, sorted by exposed name. Servers that are down keep their last tools.
+    pub fn tools(&self) -> Vec<CatalogTool> {
+        let mut per: BTreeMap<(String, String), crate::ToolDef> = BTreeMap::new();
+        for s in self.all() {
+            let d = s.lock();
+            if matches!(d.state, ServerState::Ready | ServerState::Restarting) {
+                for t in &d.tools {
+                    per.entry((s.spec.name.clone(), t.name.clone()))
+                        .or_insert_with(|| t.clone());
+                }
+            }
+        }
+        let pairs: Vec<(String, String)> = per.keys().cloned().collect();
+        names::assign(&pairs)
+            .into_iter()
+            .filter_map(|(exposed, key)| {
+                per.remove(&key).map(|tool| CatalogTool {
+                    server: key.0,
+                    name: exposed,
+                    tool,
+                })
+            })
+            .collect()
+    }
+
+    /// Re-reads the config, then re-lists tools of every ready server (in parallel, each
+    /// bounded by the connect timeout); failures keep the cached tools.
+    pub async fn refresh(&self) {
+        self.reload().await;
+        let timeout = self.inner.opts.connect_timeout;
+        let jobs = self.all().into_iter().filter_map(|s| {
+            let peer = s.lock().peer.clone()?;
+            Some(async move {
+                match tokio::time::timeout(timeout, list_tools(&peer)).await {
+                    Ok(Ok(tools)) => s.lock().tools = tools,
+                    Ok(Err(e)) => {
+                        tracing::warn!(server = %s.spec.name, error = %s.redact(&e), "MCP re-list failed")
+                    }
+                    Err(_) => tracing::warn!(server = %s.spec.name, "MCP re-list timed out"),
+                }
+            })
+        });
+        futures::future::join_all(jobs).await;
+    }
+
+    /// Calls a tool by its exposed name or the raw `server__tool`, with the default
+    /// timeout. A hung call is cancelled at the timeout; other calls are unaffected.
+    pub async fn call_tool(
+        &self,
+        name: &str,
+        arguments: Map<String, Value>,
+    ) -> Result<CallOutput, CallError> {
+        let catalog = self.tools();
+        let (server, tool) = match catalog.iter().find(|t| t.name == name) {
+            Some(t) => (t.server.clone(), t.tool.name.clone()),
+            None => {
+                let (s, t) =
+                    names::split(name).ok_or_else(|| CallError::InvalidName(name.to_owned()))?;
+                (s.to_owned(), t.to_owned())
+            }
+        };
+        let Some(srv) = self.server(&server) else {
+            if lock(&self.inner.invalid).contains_key(&server) {
+                return Err(CallError::Failed(format!(
+                    "MCP server {server:?} is not usable: its config entry is invalid"
+                )));
+            }
+            return Err(CallError::UnknownServer(server));
+        };
+        let (peer, state, last) = {
+            let d = srv.lock();
+            (d.peer.clone(), d.state, d.last_error.clone())
+        };
+        let Some(peer) = peer else {
+            let mut msg = format!(
+                "MCP server {server:?} is not connected (state {})",
+                state.as_str()
+            );
+            if let Some(e) = last {
+                msg.push_str(": ");
+                msg.push_str(&e);
+            }
+            return Err(CallError::Failed(msg));
+        };
+        let timeout = self.inner.opts.call_timeout;
+        let params = CallToolRequestParams::new(tool.clone()).with_arguments(arguments);
+        match tokio::time::timeout(timeout, peer.call_tool(params)).await {
+            Err(_) => Err(CallError::Failed(format!(
+                "tool {tool:?} on MCP server {server:?} timed out after {}s",
+                timeout.as_secs_f64()
+            ))),
+            Ok(Err(e)) => {
+                let transport = matches!(
+                    e,
+                    rmcp::ServiceError::TransportClosed | rmcp::ServiceError::TransportSend(_)
+                );
+                if transport {
+                    srv.suspect.notify_one();
+                }
+                Err(CallError::Failed(srv.redact(&format!(
+                    "calling tool {tool:?} on MCP server {server:?}: {e}"
+                ))))
+            }
+            Ok(Ok(res)) => {
+                let v = serde_json::to_value(&res).unwrap_or(Value::Null);
+                let (content, is_error) = result_from_json(&v);
+                Ok(CallOutput { content, is_error })
+            }
+        }
+    }
+
+    /// Per-server status and config-file errors.
+    pub fn status(&self) -> Status {
+        let mut servers: Vec<ServerStatus> = self
+            .all()
+            .iter()
+            .map(|s| {
+                let d = s.lock();
+                ServerStatus {
+                    name: s.spec.name.clone(),
+                    transport: Some(s.spec.transport),
+                    state: d.state,
+                    tools: d.tools.len(),
+                    last_error: d.last_error.clone(),
+                    warning: d.warning.clone(),
+                    restarts: d.restarts,
+                    config_file: s.spec.config_file.clone(),
+                    pid: d.pid,
+                }
+            })
+            .collect();
+        servers.extend(lock(&self.inner.invalid).values().map(|e| ServerStatus {
+            name: e.name.clone(),
+            transport: e.transport,
+            state: ServerState::Failed,
+            tools: 0,
+            last_error: Some(redact(&e.error, &e.secrets)),
+            warning: None,
+            restarts: 0,
+            config_file: e.config_file.clone(),
+            pid: None,
+        }));
+        servers.sort_by(|a, b| a.name.cmp(&b.name));
+        let config_errors = lock(&self.inner.file_errors)
+            .iter()
+            .map(|e| ConfigFileError {
+                path: e.path.clone(),
+                error: e.error.clone(),
+            })
+            .collect();
+        Status {
+            servers,
+            config_errors,
+        }
+    }
+
+    /// Stops every server (TERM, grace, KILL of each process group) and the watcher.
+    /// Waits at most `limit`; whatever is left is killed.
+    pub async fn shutdown(&self, limit: Duration) {
+        self.inner.cancel.cancel();
+        self.inner.tasks.close();
+        if tokio::time::timeout(limit, self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("MCP servers did not stop in time; killing them");
+        }
+        self.kill_now();
+    }
+
+    /// Kills every server's process group now (synchronous, last resort).
+    pub fn kill_now(&self) {
+        self.inner.cancel.cancel();
+        for s in self.all() {
+            if let Some(pid) = s.lock().pid {
+                let _ = signal_group(pid, GroupSignal::Kill);
+            }
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Secret redaction for errors shown over the API (Coder `redact.go` rules): config env
+//! values, inherited env values, header values (and the credential after the first
+//! space), non-flag args and `--flag=value` values, URL userinfo, query values and path.
+//! Values shorter than 4 bytes are kept; output capped at 4096 bytes on a char boundary.
+
+use crate::config::ServerSpec;
+
+const MIN_LEN: usize = 4;
+/// Cap on a diagnostic.
+pub const MAX_BYTES: usize = 4096;
+const MARK: &str = "[redacted]";
+
+/// Collects every secret-looking value of a server entry plus the inherited environment.
+pub fn secrets_of(spec: &ServerSpec, inherited: &[(String, String)]) -> Vec<String> {
+    let mut s: Vec<String> = Vec::new();
+    s.extend(spec.env.values().cloned());
+    s.extend(inherited.iter().map(|(_, v)| v.clone()));
+    for v in spec.headers.values() {
+        s.push(v.clone());
+        if let Some((_, cred)) = v.split_once(' ') {
+            s.push(cred.to_owned());
+        }
+    }
+    for a in &spec.args {
+        if let Some(rest) = a.strip_prefix('-') {
+            if let Some((_, v)) = rest.split_once('=') {
+                s.push(v.to_owned());
+            }
+        } else {
+            s.push(a.clone());
+        }
+    }
+    if let Ok(u) = reqwest::Url::parse(&spec.url) {
+        if !u.username().is_empty() {
+            s.push(u.username().to_owned());
+        }
+        if let Some(p) = u.password() {
+            s.push(p.to_owned());
+        }
+        if let Some(q) = u.query() {
+            s.push(q.to_owned());
+            s.extend(u.query_pairs().map(|(_, v)| v.into_owned()));
+        }
+        if u.path() != "/" && !u.path().is_empty() {
+            s.push(u.path().to_owned());
+        }
+    }
+    s
+}
+
+/// Replaces each secret (longest first) by `[redacted]` and caps the result.
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut v: Vec<&String> = secrets.iter().filter(|s| s.len() >= MIN_LEN).collect();
+    v.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    v.dedup();
+    let mut out = text.to_owned();
+    for s in v {
+        if out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), MARK);
+        }
+    }
+    cap(out)
+}
+
+fn cap(mut s: String) -> String {
+    const SUFFIX: &str = "... [truncated]";
+    if s.len() <= MAX_BYTES {
+        return s;
+    }
+    let mut cut = MAX_BYTES - SUFFIX.len();
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    s.truncate(cut);
+    s.push_str(SUFFIX);
+    s
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_longest_first_and_caps() {
+        let spec = ServerSpec {
+            name: "x".into(),
+            transport: crate::config::Transport::Http,
+            command: String::new(),
+            args: vec![
+                "--token=abcdef".into(),
+                "positional-secret".into(),
+                "-v".into(),
+            ],
+            env: [("K".to_string(), "envsecret".to_string())].into(),
+            url: "https://u:pw12345@h/p/ath?key=qv123".into(),
+            headers: [("Authorization".to_string(), "Bearer tok-999".to_string())].into(),
+            config_file: "/f".into(),
+        };
+        let sec = secrets_of(&spec, &[("AWS_SECRET_ACCESS_KEY".into(), "aws-xyz".into())]);
+        let r = redact(
+            "envsecret tok-999 abcdef positional-secret aws-xyz pw12345 qv123 /p/ath -v ab",
+            &sec,
+        );
+        assert_eq!(
+            r,
+            "[redacted] [redacted] [redacted] [redacted] [redacted] [redacted] [redacted] [redacted] -v ab"
+        );
+        let big = "é".repeat(5000);
+        let c = redact(&big, &[]);
+        assert!(c.len() <= MAX_BYTES && c.ends_with("... [truncated]"));
+    }
+}

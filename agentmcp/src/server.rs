@@ -1,0 +1,471 @@
+//! One configured server: its supervisor task (connect, list tools, watch for exit/drop,
+//! restart with capped exponential backoff), its stdio process and stderr drain, and the
+//! shared state the manager reads (state, tools, last error, the live peer).
+//!
+//! Must never replay a `tools/call`, and must leave no process of its group behind when
+//! stopped.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use agentproc::group::{GroupSignal, new_group, signal_group};
+use rmcp::model::{ClientCapabilities, ClientConfig, Implementation};
+use rmcp::service::{NotificationContext, RoleClient, RunningService};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{Peer, ServiceExt};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{ServerSpec, Transport};
+use crate::convert::tool_from_json;
+use crate::redact::redact;
+use crate::{ManagerOptions, ServerState, ToolDef};
+
+/// Grace period between TERM and KILL of a stdio server's group.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// rmcp client handler: reports `tools/list_changed` to the supervisor.
+#[derive(Clone)]
+pub(crate) struct Handler {
+    relist: Arc<Notify>,
+    version: String,
+}
+
+impl rmcp::ClientHandler for Handler {
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("agentd", self.version.clone()),
+        )
+    }
+
+    async fn on_tool_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
+        self.relist.notify_one();
+    }
+}
+
+/// Mutable state of a server.
+#[derive(Debug)]
+pub(crate) struct Dyn {
+    pub(crate) state: ServerState,
+    pub(crate) tools: Vec<ToolDef>,
+    pub(crate) last_error: Option<String>,
+    pub(crate) warning: Option<String>,
+    pub(crate) restarts: u32,
+    pub(crate) peer: Option<Peer<RoleClient>>,
+    pub(crate) pid: Option<u32>,
+}
+
+/// A configured server and its supervisor's shared state.
+pub(crate) struct Server {
+    pub(crate) spec: ServerSpec,
+    pub(crate) secrets: Vec<String>,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) relist: Arc<Notify>,
+    /// Woken when a call saw the transport fail: check and reconnect.
+    pub(crate) suspect: Notify,
+    /// Every state change, for the manager's hand-over on config changes.
+    pub(crate) state_tx: tokio::sync::watch::Sender<ServerState>,
+    dynamic: Mutex<Dyn>,
+}
+
+impl Server {
+    pub(crate) fn new(spec: ServerSpec, secrets: Vec<String>, cancel: CancellationToken) -> Self {
+        Self {
+            spec,
+            secrets,
+            cancel,
+            relist: Arc::new(Notify::new()),
+            suspect: Notify::new(),
+            state_tx: tokio::sync::watch::Sender::new(ServerState::Connecting),
+            dynamic: Mutex::new(Dyn {
+                state: ServerState::Connecting,
+                tools: Vec::new(),
+                last_error: None,
+                warning: None,
+                restarts: 0,
+                peer: None,
+                pid: None,
+            }),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Dyn> {
+        self.dynamic
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn redact(&self, s: &str) -> String {
+        redact(s, &self.secrets)
+    }
+
+    fn set_error(&self, state: ServerState, err: &str) {
+        let red = self.redact(err);
+        tracing::warn!(server = %self.spec.name, state = state.as_str(), error = %red, "MCP server not available");
+        {
+            let mut d = self.lock();
+            d.state = state;
+            d.last_error = Some(red);
+            d.peer = None;
+        }
+        self.publish();
+    }
+
+    /// Broadcasts the current state.
+    pub(crate) fn publish(&self) {
+        let s = self.lock().state;
+        self.state_tx.send_replace(s);
+    }
+}
+
+/// A live connection.
+struct Conn {
+    service: RunningService<RoleClient, Handler>,
+    child: Option<tokio::process::Child>,
+}
+
+impl Conn {
+    /// Stops the connection and, for stdio, the whole process group: TERM, grace, KILL.
+    async fn stop(self, name: &str) {
+        let Conn { service, child } = self;
+        service.cancellation_token().cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(2), service.waiting()).await;
+        if let Some(child) = child {
+            stop_child(child, name).await;
+        }
+    }
+}
+
+async fn stop_child(mut child: tokio::process::Child, name: &str) {
+    let Some(pgid) = child.id() else {
+        let _ = child.wait().await;
+        return;
+    };
+    let _ = signal_group(pgid, GroupSignal::Term);
+    if tokio::time::timeout(STOP_GRACE, child.wait())
+        .await
+        .is_err()
+    {
+        tracing::debug!(server = %name, pgid, "MCP server ignored SIGTERM; killing its group");
+    }
+    // Always KILL the group: grandchildren may outlive the leader.
+    let _ = signal_group(pgid, GroupSignal::Kill);
+    let _ = tokio::time::timeout(Duration::from_secs(1), child.wait()).await;
+}
+
+/// Connects according to the transport. On error the message is not yet redacted.
+async fn connect(
+    srv: &Arc<Server>,
+    opts: &ManagerOptions,
+    tasks: &TaskTracker,
+) -> Result<Conn, String> {
+    let handler = Handler {
+        relist: srv.relist.clone(),
+        version: opts.client_version.clone(),
+    };
+    let spec = &srv.spec;
+    match spec.transport {
+        Transport::Stdio => {
+            let mut cmd = tokio::process::Command::new(&spec.command);
+            cmd.args(&spec.args)
+                .current_dir(&opts.workdir)
+                .env_clear()
+                .envs(opts.base_env.iter().map(|(k, v)| (k, v)))
+                .envs(&spec.env)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true);
+            new_group(&mut cmd);
+            let mut child = cmd
+                .spawn()
+                .map_err(|e| format!("cannot start {:?}: {e}", spec.command))?;
+            let pid = child.id();
+            srv.lock().pid = pid;
+            if let Some(err) = child.stderr.take() {
+                tasks.spawn(drain_stderr(err, spec.name.clone()));
+            }
+            let (Some(stdout), Some(stdin)) = (child.stdout.take(), child.stdin.take()) else {
+                stop_child(child, &spec.name).await;
+                return Err("stdio pipes missing".into());
+            };
+            match handler.serve((stdout, stdin)).await {
+                Ok(service) => Ok(Conn {
+                    service,
+                    child: Some(child),
+                }),
+                Err(e) => {
+                    // Prefer the exit status when the process died during the handshake.
+                    let status =
+                        tokio::time::timeout(Duration::from_millis(200), child.wait()).await;
+                    stop_child(child, &spec.name).await;
+                    srv.lock().pid = None;
+                    match status {
+                        Ok(Ok(st)) => Err(format!("server exited during initialize ({st}): {e}")),
+                        _ => Err(format!("initialize failed: {e}")),
+                    }
+                }
+            }
+        }
+        Transport::Http => {
+            let mut headers = HashMap::new();
+            for (k, v) in &spec.headers {
+                let name = http::HeaderName::from_bytes(k.as_bytes())
+                    .map_err(|e| format!("header {k:?}: {e}"))?;
+                let value =
+                    http::HeaderValue::from_str(v).map_err(|e| format!("header {k:?}: {e}"))?;
+                headers.insert(name, value);
+            }
+            let cfg = StreamableHttpClientTransportConfig::with_uri(spec.url.clone())
+                .custom_headers(headers);
+            let transport = StreamableHttpClientTransport::from_config(cfg);
+            let service = handler
+                .serve(transport)
+                .await
+                .map_err(|e| format!("initialize failed: {e}"))?;
+            Ok(Conn {
+                service,
+                child: None,
+            })
+        }
+        Transport::Sse => {
+            let (sink, stream, stop) = crate::sse::connect(&spec.url, &spec.headers, tasks).await?;
+            let res = handler.serve((sink, stream)).await;
+            match res {
+                // The adapter's tasks stop when the service drops its sink.
+                Ok(service) => Ok(Conn {
+                    service,
+                    child: None,
+                }),
+                Err(e) => {
+                    stop.cancel();
+                    Err(format!("initialize failed: {e}"))
+                }
+            }
+        }
+    }
+}
+
+/// Lists every tool (follows pagination).
+pub(crate) async fn list_tools(peer: &Peer<RoleClient>) -> Result<Vec<ToolDef>, String> {
+    let tools = peer.list_all_tools().await.map_err(|e| e.to_string())?;
+    Ok(tools
+        .iter()
+        .filter_map(|t| serde_json::to_value(t).ok())
+        .filter_map(|v| tool_from_json(&v))
+        .collect())
+}
+
+/// Drains a stdio server's stderr into the log, tagged with its name, rate-limited (a
+/// burst of 100 lines, then 20 lines/s; dropped lines are counted).
+async fn drain_stderr(err: impl AsyncRead + Unpin, name: String) {
+    const BURST: f64 = 100.0;
+    const RATE: f64 = 20.0;
+    let mut r = BufReader::new(err);
+    let mut buf = Vec::new();
+    let mut tokens = BURST;
+    let mut last = Instant::now();
+    let mut dropped: u64 = 0;
+    loop {
+        buf.clear();
+        match r.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let now = Instant::now();
+        tokens = (tokens + now.duration_since(last).as_secs_f64() * RATE).min(BURST);
+        last = now;
+        if tokens < 1.0 {
+            if dropped == 0 {
+                tracing::warn!(server = %name, "MCP server stderr rate-limited; dropping lines");
+            }
+            dropped += 1;
+            continue;
+        }
+        tokens -= 1.0;
+        buf.truncate(4096);
+        let line = String::from_utf8_lossy(&buf);
+        let line = line.trim_end();
+        if dropped > 0 {
+            tracing::info!(server = %name, dropped, "MCP server stderr resumed");
+            dropped = 0;
+        }
+        tracing::info!(server = %name, line = %line, "MCP server stderr");
+    }
+    if dropped > 0 {
+        tracing::info!(server = %name, dropped, "MCP server stderr closed after dropping lines");
+    }
+}
+
+enum Down {
+    Cancelled,
+    Lost(String),
+}
+
+/// Waits until the connection goes away, re-listing tools on `list_changed`.
+async fn run_until_down(srv: &Arc<Server>, conn: &mut Conn, opts: &ManagerOptions) -> Down {
+    let peer = conn.service.peer().clone();
+    loop {
+        let child_exit = async {
+            match conn.child.as_mut() {
+                Some(c) => c
+                    .wait()
+                    .await
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|e| e.to_string()),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = srv.cancel.cancelled() => return Down::Cancelled,
+            st = child_exit => return Down::Lost(format!("server process exited ({st})")),
+            _ = srv.relist.notified() => {
+                match tokio::time::timeout(opts.connect_timeout, list_tools(&peer)).await {
+                    Ok(Ok(tools)) => {
+                        tracing::info!(server = %srv.spec.name, tools = tools.len(), "MCP tool list changed");
+                        srv.lock().tools = tools;
+                    }
+                    Ok(Err(e)) => tracing::warn!(server = %srv.spec.name, error = %srv.redact(&e), "MCP re-list failed"),
+                    Err(_) => tracing::warn!(server = %srv.spec.name, "MCP re-list timed out"),
+                }
+            }
+            _ = srv.suspect.notified() => {
+                if peer.is_transport_closed() {
+                    return Down::Lost("connection closed".into());
+                }
+                // Ping with a cheap request; a dead HTTP server fails it.
+                match tokio::time::timeout(Duration::from_secs(5), peer.list_tools(None)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Down::Lost(format!("connection lost: {e}")),
+                    Err(_) => return Down::Lost("connection lost: ping timed out".into()),
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                if peer.is_transport_closed() {
+                    return Down::Lost("connection closed".into());
+                }
+            }
+        }
+    }
+}
+
+/// The supervisor: runs until the server's token is cancelled.
+pub(crate) async fn supervise(srv: Arc<Server>, opts: ManagerOptions, tasks: TaskTracker) {
+    let name = srv.spec.name.clone();
+    let mut attempt: u32 = 0;
+    let mut was_ready = false;
+    loop {
+        if attempt > 0 {
+            srv.lock().restarts += 1;
+        }
+        {
+            let mut d = srv.lock();
+            d.state = if was_ready {
+                ServerState::Restarting
+            } else if attempt == 0 {
+                ServerState::Connecting
+            } else {
+                d.state
+            };
+        }
+        srv.publish();
+        let t0 = Instant::now();
+        let res = tokio::select! {
+            _ = srv.cancel.cancelled() => break,
+            r = tokio::time::timeout(opts.connect_timeout, async {
+                let mut conn = connect(&srv, &opts, &tasks).await?;
+                match list_tools(conn.service.peer()).await {
+                    Ok(tools) => Ok((conn, tools)),
+                    Err(e) => {
+                        let msg = format!("tools/list failed: {e}");
+                        conn.child.take().map(|c| tasks.spawn(async move { stop_child(c, "").await }));
+                        conn.service.cancellation_token().cancel();
+                        Err(msg)
+                    }
+                }
+            }) => r,
+        };
+        let fail_state = if was_ready {
+            ServerState::Restarting
+        } else {
+            ServerState::Failed
+        };
+        match res {
+            Ok(Ok((mut conn, tools))) => {
+                tracing::info!(
+                    server = %name,
+                    transport = srv.spec.transport.as_str(),
+                    tools = tools.len(),
+                    connect_ms = t0.elapsed().as_secs_f64() * 1000.0,
+                    "MCP server ready"
+                );
+                {
+                    let mut d = srv.lock();
+                    d.state = ServerState::Ready;
+                    d.tools = tools;
+                    d.peer = Some(conn.service.peer().clone());
+                    d.last_error = None;
+                    d.warning = None;
+                }
+                srv.publish();
+                attempt = 0;
+                was_ready = true;
+                let mut down = run_until_down(&srv, &mut conn, &opts).await;
+                // A stdio transport that closed usually means the process died: say how.
+                if let (Down::Lost(msg), Some(child)) = (&mut down, conn.child.as_mut())
+                    && !msg.starts_with("server process exited")
+                    && let Ok(Ok(st)) =
+                        tokio::time::timeout(Duration::from_millis(300), child.wait()).await
+                {
+                    *msg = format!("server process exited ({st})");
+                }
+                srv.lock().peer = None;
+                match down {
+                    Down::Cancelled => {
+                        conn.stop(&name).await;
+                        break;
+                    }
+                    Down::Lost(msg) => {
+                        srv.set_error(ServerState::Restarting, &msg);
+                        conn.stop(&name).await;
+                        srv.lock().pid = None;
+                    }
+                }
+            }
+            Ok(Err(e)) => srv.set_error(fail_state, &e),
+            Err(_) => srv.set_error(
+                fail_state,
+                &format!(
+                    "connect timed out after {}s",
+                    opts.connect_timeout.as_secs_f64()
+                ),
+            ),
+        }
+        // A failed attempt may have left a process behind (timeout mid-handshake).
+        if let Some(pid) = srv.lock().pid.take() {
+            let _ = signal_group(pid, GroupSignal::Kill);
+        }
+        let exp = opts
+            .backoff_min
+            .saturating_mul(2u32.saturating_pow(attempt.min(16)));
+        let delay = exp.min(opts.backoff_max);
+        attempt = attempt.saturating_add(1);
+        tokio::select! {
+            _ = srv.cancel.cancelled() => break,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+    {
+        let mut d = srv.lock();
+        d.state = ServerState::Stopped;
+        d.peer = None;
+        d.pid = None;
+    }
+    srv.publish();
+}

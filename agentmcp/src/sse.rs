@@ -1,0 +1,145 @@
+//! Legacy HTTP+SSE client transport (MCP 2024-11-05), which rmcp no longer ships:
+//! `GET` the SSE URL, wait for the `endpoint` event, then POST every client message to that
+//! endpoint and read server messages as `message` events from the stream.
+//!
+//! The endpoint must be on the SSE URL's origin (headers never leave it). A failed POST or
+//! a closed stream ends the transport so the supervisor reconnects.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
+use tokio::sync::mpsc;
+use tokio_util::sync::{CancellationToken, PollSender};
+
+use crate::http::{origin, same_origin_client};
+
+/// How long to wait for the `endpoint` event.
+const ENDPOINT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The transport halves rmcp accepts as `(Sink, Stream)`, plus a token that stops both tasks.
+pub(crate) type SseParts = (
+    PollSender<ClientJsonRpcMessage>,
+    futures::stream::BoxStream<'static, ServerJsonRpcMessage>,
+    CancellationToken,
+);
+
+fn with_headers(
+    mut rb: reqwest::RequestBuilder,
+    headers: &BTreeMap<String, String>,
+) -> reqwest::RequestBuilder {
+    for (k, v) in headers {
+        rb = rb.header(k.as_str(), v.as_str());
+    }
+    rb
+}
+
+/// Connects; the returned tasks stop when the token is cancelled or the stream ends.
+pub(crate) async fn connect(
+    url: &str,
+    headers: &BTreeMap<String, String>,
+    tasks: &tokio_util::task::TaskTracker,
+) -> Result<SseParts, String> {
+    let base = reqwest::Url::parse(url).map_err(|e| format!("invalid url: {e}"))?;
+    let http = same_origin_client(&base).map_err(|e| e.to_string())?;
+    let resp = with_headers(http.get(base.clone()), headers)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    if !resp.status().is_success() {
+        return Err(format!("GET {url}: HTTP {}", resp.status()));
+    }
+    let mut events = sse_stream::SseStream::from_bytes_stream(resp.bytes_stream());
+    let endpoint = tokio::time::timeout(ENDPOINT_TIMEOUT, async {
+        loop {
+            match events.next().await {
+                Some(Ok(ev)) if ev.event.as_deref() == Some("endpoint") => {
+                    break Ok(ev.data.unwrap_or_default());
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => break Err(format!("sse error before endpoint event: {e}")),
+                None => break Err("sse stream closed before the endpoint event".to_owned()),
+            }
+        }
+    })
+    .await
+    .map_err(|_| "no endpoint event within 15s".to_owned())??;
+    let post_url = base
+        .join(endpoint.trim())
+        .map_err(|e| format!("bad endpoint {endpoint:?}: {e}"))?;
+    if origin(&post_url) != origin(&base) {
+        return Err("endpoint on another origin refused".to_owned());
+    }
+
+    let stop = CancellationToken::new();
+    let (in_tx, mut in_rx) = mpsc::channel::<ServerJsonRpcMessage>(64);
+    tasks.spawn({
+        let stop = stop.clone();
+        async move {
+            loop {
+                let ev = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    ev = events.next() => ev,
+                };
+                let Some(Ok(ev)) = ev else { break };
+                if ev.event.as_deref().unwrap_or("message") != "message" {
+                    continue;
+                }
+                let Some(data) = ev.data else { continue };
+                match serde_json::from_str::<ServerJsonRpcMessage>(&data) {
+                    Ok(m) => {
+                        if in_tx.send(m).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "sse: skipping a non-JSON-RPC message"),
+                }
+            }
+            stop.cancel();
+        }
+    });
+    let (out_tx, mut out_rx) = mpsc::channel::<ClientJsonRpcMessage>(64);
+    let headers = headers.clone();
+    tasks.spawn({
+        let stop = stop.clone();
+        async move {
+            loop {
+                let msg = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    m = out_rx.recv() => m,
+                };
+                let Some(msg) = msg else { break };
+                let res = with_headers(http.post(post_url.clone()), &headers)
+                    .timeout(Duration::from_secs(30))
+                    .json(&msg)
+                    .send()
+                    .await;
+                match res {
+                    Ok(r) if r.status().is_success() => {}
+                    Ok(r) => {
+                        tracing::warn!(status = r.status().as_u16(), "sse: POST refused; closing");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "sse: POST failed; closing");
+                        break;
+                    }
+                }
+            }
+            stop.cancel();
+        }
+    });
+    let stream = {
+        let stop = stop.clone();
+        futures::stream::poll_fn(move |cx| {
+            if stop.is_cancelled() {
+                return std::task::Poll::Ready(None);
+            }
+            in_rx.poll_recv(cx)
+        })
+        .boxed()
+    };
+    Ok((PollSender::new(out_tx), stream, stop))
+}
