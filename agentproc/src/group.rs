@@ -81,6 +81,21 @@ pub fn group_members(pgid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// Process group ids that have at least one live (non-zombie) member, from one `/proc` scan.
+pub fn live_groups() -> std::collections::HashSet<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Default::default();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (state, pgrp) = parse_stat(&stat)?;
+            (state != 'Z' && state != 'X').then_some(pgrp)
+        })
+        .collect()
+}
+
 /// `(state, pgrp)` from a `/proc/<pid>/stat` line (the command name may contain spaces and
 /// parentheses, so fields are counted from the last `)`).
 fn parse_stat(stat: &str) -> Option<(char, u32)> {
