@@ -14,6 +14,7 @@ pub mod events;
 pub mod logging;
 pub mod metrics;
 pub mod middleware;
+pub mod proc_api;
 pub mod server;
 
 use std::io::IsTerminal;

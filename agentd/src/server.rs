@@ -41,25 +41,34 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Events between subsystems (process exits feed the git watcher).
     pub events: Events,
+    /// The process supervisor (`proc_api`).
+    pub procs: agentproc::Supervisor,
 }
 
 impl AppState {
     /// Builds the state and starts the capability subsystems.
     pub fn new(config: ServeConfig, shutdown: CancellationToken) -> Self {
+        let metrics = Arc::new(Metrics::new());
+        let procs = crate::proc_api::supervisor(&config, &metrics);
         Self {
             config: Arc::new(config),
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             shutdown,
             events: Events::default(),
+            procs,
         }
     }
 
     /// Stops every subsystem: processes get TERM, a grace period, then KILL; MCP servers are
     /// stopped with their process groups. Called once, after the listeners have drained.
-    pub async fn shutdown_subsystems(&self) {}
+    pub async fn shutdown_subsystems(&self) {
+        self.procs.shutdown(crate::proc_api::KILL_GRACE).await;
+    }
 
     /// The last resort on a second signal: kill every process group now, synchronously.
-    pub fn kill_everything_now(&self) {}
+    pub fn kill_everything_now(&self) {
+        self.procs.kill_all_now();
+    }
 }
 
 /// All routes with the middleware stack. `tcp` adds the auth layer when a token is set.
@@ -67,7 +76,8 @@ pub fn routes(state: AppState, tcp: bool) -> Router {
     let router = Router::new()
         .route("/", get(hello))
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics));
+        .route("/metrics", get(metrics))
+        .merge(crate::proc_api::routes());
     with_middleware(router, state, tcp)
 }
 
@@ -374,6 +384,7 @@ mod tests {
             child_env: vec![],
             context: Default::default(),
             home: None,
+            processes: Default::default(),
         };
         AppState::new(config, CancellationToken::new())
     }
