@@ -8,3 +8,4 @@
 )]
 
 mod foundation;
+mod proc;
