@@ -540,8 +540,86 @@ async fn signal(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    fn state(workdir: &std::path::Path) -> AppState {
+        let config = ServeConfig {
+            listen: vec![],
+            socket: "/nonexistent.sock".into(),
+            workdir: workdir.to_path_buf(),
+            state_dir: "/tmp".into(),
+            auth_token: None,
+            log_format: crate::cli::LogFormat::Json,
+            log_filter: "info".into(),
+            child_env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            context: Default::default(),
+            home: None,
+            processes: Default::default(),
+        };
+        AppState::new(config, tokio_util::sync::CancellationToken::new())
+    }
+
+    async fn post(app: &Router, chat: Option<&str>, anc: &str, body: &str) -> StatusCode {
+        let mut r = axum::http::Request::post("/api/v0/processes/start");
+        if let Some(c) = chat {
+            r = r
+                .header("Coder-Chat-Id", c)
+                .header("Coder-Ancestor-Chat-Ids", anc);
+        }
+        app.clone()
+            .oneshot(r.body(Body::from(body.to_owned())).unwrap())
+            .await
+            .unwrap()
+            .status()
+    }
+
+    #[tokio::test]
+    async fn chat_process_exit_is_published() {
+        let dir = std::env::temp_dir();
+        let st = state(&dir);
+        let mut rx = st.events.process_exited.subscribe();
+        let app = crate::server::routes(st.clone(), false);
+        let chat = "3f0e6a54-9b1c-4a8e-9d7e-2a1b8c3d4e5f";
+        let parent = "8d0f5a3e-4c1b-4f7a-9a2e-6b5c4d3e2f1a";
+        // Not a chat request: no event.
+        assert_eq!(
+            post(&app, None, "", r#"{"command":"true"}"#).await,
+            StatusCode::OK
+        );
+        // Empty workdir: notify without a path (Coder's EmptyWorkDir_StillNotifies).
+        let anc = format!("[\"{parent}\"]");
+        assert_eq!(
+            post(&app, Some(chat), &anc, r#"{"command":"true"}"#).await,
+            StatusCode::OK
+        );
+        let ev = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ev.chat_id.to_string(), chat);
+        assert_eq!(
+            ev.ancestors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            vec![parent.to_owned()]
+        );
+        assert_eq!(ev.workdir, None);
+        // With a (relative) workdir: the resolved directory.
+        let body = r#"{"command":"true","workdir":"."}"#;
+        assert_eq!(post(&app, Some(chat), "null", body).await, StatusCode::OK);
+        let ev = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ev.workdir, Some(dir.join(".")));
+        assert!(ev.ancestors.is_empty());
+        st.shutdown_subsystems().await;
+    }
 
     #[test]
     fn keys_fold_like_go() {
