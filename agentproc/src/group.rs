@@ -67,6 +67,13 @@ pub fn group_alive(pgid: u32) -> bool {
 
 /// Pids of the live (non-zombie) members of group `pgid`, read from `/proc`.
 pub fn group_members(pgid: u32) -> Vec<u32> {
+    // Cheap check first: no process at all (not even a zombie) is in the group.
+    if let Ok(raw) = i32::try_from(pgid)
+        && raw > 1
+        && killpg(Pid::from_raw(raw), None) == Err(nix::errno::Errno::ESRCH)
+    {
+        return Vec::new();
+    }
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };

@@ -470,6 +470,8 @@ impl Supervisor {
             .stderr(Stdio::from(writer2))
             .kill_on_drop(false);
         group::new_group(&mut cmd);
+        // In the child, before exec: applying it from the parent after spawn races with the
+        // shell's first fork (seen on a loaded machine), and descendants would miss it.
         cfg.priority.apply_in_child(&mut cmd);
         let spawned = cmd.spawn();
         // The parent's copies of the write end must go now, or the pipe never reports EOF.
