@@ -84,6 +84,42 @@ pub struct ServeArgs {
     /// Log filter, an `EnvFilter` string such as `info` or `agentd=debug,agentmcp=trace`.
     #[arg(long, env = "AGENTD_LOG", default_value = "info")]
     pub log_level: String,
+
+    /// Do not give processes chatd's non-interactive defaults (`GIT_EDITOR=true`, `TERM=dumb`,
+    /// `PAGER=cat`, ...) beneath the request's own `env`.
+    #[arg(long, env = "AGENTD_NO_DEFAULT_CHILD_ENV")]
+    pub no_default_child_env: bool,
+
+    /// Processes that may run at once; further starts answer 429.
+    #[arg(long, env = "AGENTD_MAX_PROCESSES", default_value_t = 1024)]
+    pub max_processes: usize,
+
+    /// How long an exited process stays readable, in milliseconds (tests shorten it).
+    #[arg(
+        long,
+        env = "AGENTD_PROCESS_RETENTION_MS",
+        default_value_t = 300_000,
+        hide = true
+    )]
+    pub process_retention_ms: u64,
+
+    /// How often exited processes are swept, in milliseconds.
+    #[arg(
+        long,
+        env = "AGENTD_PROCESS_SWEEP_MS",
+        default_value_t = 60_000,
+        hide = true
+    )]
+    pub process_sweep_ms: u64,
+
+    /// Longest `?wait=true` long-poll, in milliseconds (tests shorten it).
+    #[arg(
+        long,
+        env = "AGENTD_PROCESS_MAX_WAIT_MS",
+        default_value_t = 300_000,
+        hide = true
+    )]
+    pub process_max_wait_ms: u64,
 }
 
 /// `agentd ctx` subcommands.

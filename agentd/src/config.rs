@@ -55,6 +55,52 @@ pub struct ServeConfig {
     pub context: agentcontextconfig::RawConfig,
     /// `$HOME`, if set.
     pub home: Option<PathBuf>,
+    /// Process API settings.
+    pub processes: ProcessSettings,
+}
+
+/// Process API settings (see `proc_api`).
+#[derive(Debug, Clone)]
+pub struct ProcessSettings {
+    /// Apply chatd's non-interactive env defaults beneath the request's env.
+    pub default_child_env: bool,
+    /// Running processes allowed at once.
+    pub max_running: usize,
+    /// How long an exited process stays readable.
+    pub retention: std::time::Duration,
+    /// Sweep period.
+    pub sweep_interval: std::time::Duration,
+    /// Longest `?wait=true`.
+    pub max_wait: std::time::Duration,
+    /// `CODER_PROC_OOM_SCORE`.
+    pub oom_score: Option<i32>,
+    /// `CODER_PROC_NICE_SCORE`.
+    pub nice_score: Option<i32>,
+}
+
+impl Default for ProcessSettings {
+    fn default() -> Self {
+        Self {
+            default_child_env: true,
+            max_running: 1024,
+            retention: std::time::Duration::from_secs(300),
+            sweep_interval: std::time::Duration::from_secs(60),
+            max_wait: std::time::Duration::from_secs(300),
+            oom_score: None,
+            nice_score: None,
+        }
+    }
+}
+
+fn env_int(name: &str) -> Result<Option<i32>, ConfigError> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse().map(Some).map_err(|_| {
+            ConfigError(format!(
+                "{name}={v:?} is not an integer (unset it or give a number)"
+            ))
+        }),
+        _ => Ok(None),
+    }
 }
 
 /// A startup error with a message meant for a person.
@@ -126,6 +172,15 @@ impl ServeConfig {
             log_filter: args.log_level.clone(),
             context: agentcontextconfig::RawConfig::from_lookup(|k| std::env::var(k).ok()),
             home,
+            processes: ProcessSettings {
+                default_child_env: !args.no_default_child_env,
+                max_running: args.max_processes,
+                retention: std::time::Duration::from_millis(args.process_retention_ms),
+                sweep_interval: std::time::Duration::from_millis(args.process_sweep_ms),
+                max_wait: std::time::Duration::from_millis(args.process_max_wait_ms),
+                oom_score: env_int("CODER_PROC_OOM_SCORE")?,
+                nice_score: env_int("CODER_PROC_NICE_SCORE")?,
+            },
         })
     }
 }

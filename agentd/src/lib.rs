@@ -18,6 +18,7 @@ pub mod logging;
 pub mod mcp_api;
 pub mod metrics;
 pub mod middleware;
+pub mod proc_api;
 pub mod server;
 
 use std::io::IsTerminal;

@@ -47,6 +47,8 @@ pub struct AppState {
     pub git: Arc<crate::git_api::GitApi>,
     /// The workspace's MCP servers (`mcp_api`).
     pub mcp: agentmcp::Manager,
+    /// The process supervisor (`proc_api`).
+    pub procs: agentproc::Supervisor,
 }
 
 impl AppState {
@@ -61,6 +63,7 @@ impl AppState {
         let git = crate::git_api::GitApi::new(config.child_env.clone(), &events, &metrics);
         let mcp = agentmcp::Manager::start(crate::mcp_api::options(&config));
         crate::mcp_api::register_metrics(&metrics, mcp.clone());
+        let procs = crate::proc_api::supervisor(&config, &metrics);
         Self {
             config: Arc::new(config),
             metrics,
@@ -69,6 +72,7 @@ impl AppState {
             events,
             git,
             mcp,
+            procs,
         }
     }
 
@@ -76,6 +80,7 @@ impl AppState {
     /// stopped with their process groups. Called once, after the listeners have drained.
     pub async fn shutdown_subsystems(&self) {
         tokio::join!(
+            self.procs.shutdown(crate::proc_api::KILL_GRACE),
             self.git.shutdown(),
             self.mcp.shutdown(Duration::from_secs(5))
         );
@@ -84,6 +89,7 @@ impl AppState {
     /// The last resort on a second signal: kill every process group now, synchronously.
     pub fn kill_everything_now(&self) {
         self.mcp.kill_now();
+        self.procs.kill_all_now();
     }
 }
 
@@ -95,7 +101,8 @@ pub fn routes(state: AppState, tcp: bool) -> Router {
         .route("/metrics", get(metrics))
         .merge(crate::context_api::router())
         .merge(crate::git_api::routes())
-        .merge(crate::mcp_api::routes());
+        .merge(crate::mcp_api::routes())
+        .merge(crate::proc_api::routes());
     with_middleware(router, state, tcp)
 }
 
@@ -402,6 +409,7 @@ mod tests {
             child_env: vec![],
             context: Default::default(),
             home: None,
+            processes: Default::default(),
         };
         AppState::new(config, CancellationToken::new())
     }

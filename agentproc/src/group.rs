@@ -67,6 +67,13 @@ pub fn group_alive(pgid: u32) -> bool {
 
 /// Pids of the live (non-zombie) members of group `pgid`, read from `/proc`.
 pub fn group_members(pgid: u32) -> Vec<u32> {
+    // Cheap check first: no process at all (not even a zombie) is in the group.
+    if let Ok(raw) = i32::try_from(pgid)
+        && raw > 1
+        && killpg(Pid::from_raw(raw), None) == Err(nix::errno::Errno::ESRCH)
+    {
+        return Vec::new();
+    }
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -77,6 +84,21 @@ pub fn group_members(pgid: u32) -> Vec<u32> {
                 .ok()
                 .and_then(|stat| parse_stat(&stat))
                 .is_some_and(|(state, pgrp)| pgrp == pgid && state != 'Z' && state != 'X')
+        })
+        .collect()
+}
+
+/// Process group ids that have at least one live (non-zombie) member, from one `/proc` scan.
+pub fn live_groups() -> std::collections::HashSet<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Default::default();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (state, pgrp) = parse_stat(&stat)?;
+            (state != 'Z' && state != 'X').then_some(pgrp)
         })
         .collect()
 }

@@ -2,6 +2,18 @@
 //! captures their combined output into bounded head+tail buffers, reports exit status,
 //! delivers signals to whole groups, reaps, and kills everything on shutdown.
 //!
-//! It must not know HTTP or JSON; `agentd` maps its types to the wire.
+//! It must not know HTTP or JSON; `agentd` maps its types to the wire. It never reads
+//! environment variables: everything comes in through [`supervisor::Config`].
 
+pub mod buffer;
 pub mod group;
+pub mod priority;
+pub mod supervisor;
+
+pub use buffer::{OutputBuffer, SinceRead, Strategy, Truncation};
+pub use group::GroupSignal;
+pub use priority::Priority;
+pub use supervisor::{
+    Config, Exit, NON_INTERACTIVE_ENV, OnExit, OutputView, Process, SignalError, StartError,
+    StartRequest, Status, Supervisor,
+};

@@ -10,4 +10,6 @@
 mod context;
 mod foundation;
 mod gitwatch;
+mod integration;
 mod mcp;
+mod proc;

@@ -1,0 +1,647 @@
+//! The process API (`/api/v0/processes/...`), wire-compatible with Coder's `agentproc`:
+//! start, list, output (snapshot, `?wait=true` long-poll, opt-in `?since=` incremental
+//! reads) and signal, with Coder's status codes, error strings and chat isolation.
+//!
+//! This module only translates between JSON and [`agentproc::Supervisor`]; it must not
+//! spawn, buffer or signal anything itself. Additions over Coder are `omitempty` fields
+//! (`exit_signal`, `pid`, `descendants_running`, `descendant_pids`, `next_offset`,
+//! `gap_bytes`) and statuses Coder never produced for a well-formed request (400 for a
+//! missing working directory, 429 at the running-process cap).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::Extension;
+use axum::Router;
+use axum::extract::{FromRequest, Path, RawQuery, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use agentproc::{
+    GroupSignal, Priority, Process, SignalError, StartError, StartRequest, Supervisor,
+};
+
+use crate::chat::ChatIdentity;
+use crate::config::ServeConfig;
+use crate::error::{ApiError, ApiJson, Json, json_response};
+use crate::events::ProcessExited;
+use crate::metrics::Metrics;
+use crate::server::AppState;
+
+/// Grace between TERM and KILL of every process group at shutdown.
+pub const KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// Coder's `maxListProcesses`.
+const MAX_LIST: usize = 10;
+
+/// Builds the supervisor from the daemon's configuration and registers its metrics.
+pub fn supervisor(config: &ServeConfig, metrics: &Metrics) -> Supervisor {
+    let s = &config.processes;
+    let mut c = agentproc::Config::new(config.child_env.clone(), config.workdir.clone());
+    if !s.default_child_env {
+        c.default_env.clear();
+    }
+    c.home = config.home.clone();
+    let (own_oom, own_nice) = Priority::own();
+    c.priority = Priority::coder_rules(own_oom, own_nice, s.oom_score, s.nice_score);
+    c.max_running = s.max_running;
+    c.retention = s.retention;
+    c.sweep_interval = s.sweep_interval;
+    let sup = Supervisor::new(c);
+    let m = sup.clone();
+    metrics.register(Box::new(move |out: &mut String| {
+        use std::fmt::Write;
+        let _ = writeln!(
+            out,
+            "# HELP agentd_processes_running Processes whose shell is running.\n\
+             # TYPE agentd_processes_running gauge\n\
+             agentd_processes_running {}\n\
+             # HELP agentd_processes_started_total Processes started since the daemon started.\n\
+             # TYPE agentd_processes_started_total counter\n\
+             agentd_processes_started_total {}",
+            m.running_count(),
+            m.started_total()
+        );
+    }));
+    sup
+}
+
+/// The process routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v0/processes/start", post(start))
+        .route("/api/v0/processes/list", get(list))
+        .route("/api/v0/processes/{id}/output", get(output))
+        .route("/api/v0/processes/{id}/signal", post(signal))
+}
+
+/// `StartProcessRequest`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct StartBody {
+    command: Option<String>,
+    workdir: Option<String>,
+    env: Option<HashMap<String, String>>,
+    background: Option<bool>,
+}
+
+/// `StartProcessResponse`.
+#[derive(Debug, Serialize)]
+struct StartResponse {
+    id: String,
+    started: bool,
+}
+
+/// A start failure (Coder's shape plus `spawn_error` when `sh` could not start).
+#[derive(Debug, Serialize)]
+struct StartFailure {
+    message: &'static str,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spawn_error: Option<String>,
+}
+
+/// `ProcessTruncation`.
+#[derive(Debug, Serialize)]
+struct TruncationDto {
+    original_bytes: u64,
+    retained_bytes: u64,
+    omitted_bytes: u64,
+    strategy: &'static str,
+}
+
+/// `ProcessInfo`, plus additive fields.
+#[derive(Debug, Serialize)]
+struct ProcessInfo {
+    id: String,
+    command: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    workdir: String,
+    background: bool,
+    running: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_code: Option<i32>,
+    started_at_unix: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exited_at_unix: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_signal: Option<String>,
+    pid: u32,
+}
+
+#[derive(Debug, Serialize)]
+struct ListResponse {
+    processes: Vec<ProcessInfo>,
+}
+
+/// `ProcessOutputResponse`, plus additive fields.
+#[derive(Debug, Serialize)]
+struct OutputResponse {
+    output: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    truncated: Option<TruncationDto>,
+    running: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_signal: Option<String>,
+    pid: u32,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    descendants_running: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    descendant_pids: Vec<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_offset: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gap_bytes: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct SignalBody {
+    signal: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Message {
+    message: String,
+}
+
+/// Go's `%q` for the ids and signals that appear in messages.
+fn quote(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::not_found(format!("Process {} not found.", quote(id)))
+}
+
+fn unix_secs(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn effective_chat(chat: &Option<Extension<ChatIdentity>>) -> Option<uuid::Uuid> {
+    chat.as_ref().and_then(|c| c.effective_id())
+}
+
+/// Coder's rule: a chat request cannot see another chat's process; a process started
+/// without a chat is visible to every request.
+fn hidden_from(proc: &Process, chat: Option<uuid::Uuid>) -> bool {
+    match (chat, &proc.chat_id) {
+        (Some(c), Some(p)) => *p != c.to_string(),
+        _ => false,
+    }
+}
+
+/// Go's decoder matches keys case-insensitively when there is no exact match.
+fn fold_keys(v: Value, fields: &[&str]) -> Value {
+    let Value::Object(map) = v else { return v };
+    let mut out = serde_json::Map::new();
+    for (k, val) in &map {
+        if fields.contains(&k.as_str()) {
+            out.insert(k.clone(), val.clone());
+        }
+    }
+    for (k, val) in map {
+        if !fields.contains(&k.as_str())
+            && let Some(f) = fields.iter().find(|f| f.eq_ignore_ascii_case(&k))
+            && !out.contains_key(*f)
+        {
+            out.insert((*f).to_owned(), val);
+        }
+    }
+    Value::Object(out)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(v: Value, fields: &[&str]) -> Result<T, ApiError> {
+    serde_json::from_value(fold_keys(v, fields)).map_err(|e| {
+        ApiError::bad_request("Request body must be valid JSON.").detail(e.to_string())
+    })
+}
+
+async fn start(
+    State(state): State<AppState>,
+    chat: Option<Extension<ChatIdentity>>,
+    ApiJson(body): ApiJson<Value>,
+) -> Response {
+    let body: StartBody = match decode(body, &["command", "workdir", "env", "background"]) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let command = body.command.unwrap_or_default();
+    if command.is_empty() {
+        return ApiError::bad_request("Command is required.").into_response();
+    }
+    let procs = &state.procs;
+    let chat_id = effective_chat(&chat);
+    let ancestors = chat
+        .as_ref()
+        .map(|c| c.ancestors.clone())
+        .unwrap_or_default();
+    let workdir = body.workdir.filter(|w| !w.is_empty()).map(PathBuf::from);
+    let id = uuid::Uuid::new_v4().to_string();
+
+    let span = tracing::info_span!(
+        parent: None,
+        "process",
+        process_id = %id,
+        chat_id = tracing::field::Empty,
+        ancestor_chat_ids = tracing::field::Empty,
+    );
+    let on_exit: Option<agentproc::OnExit> = chat_id.map(|c| {
+        span.record("chat_id", tracing::field::display(c));
+        if !ancestors.is_empty() {
+            let list: Vec<String> = ancestors.iter().map(ToString::to_string).collect();
+            span.record(
+                "ancestor_chat_ids",
+                serde_json::to_string(&list).unwrap_or_default().as_str(),
+            );
+        }
+        let tx = state.events.process_exited.clone();
+        let notify_dir = workdir
+            .as_deref()
+            .and_then(|w| procs.resolve_workdir(Some(w)).ok());
+        let ancestors = ancestors.clone();
+        Box::new(move |_: &agentproc::Exit| {
+            let _ = tx.send(ProcessExited {
+                chat_id: c,
+                ancestors,
+                workdir: notify_dir,
+            });
+        }) as agentproc::OnExit
+    });
+
+    let mut env: Vec<(String, String)> = body.env.unwrap_or_default().into_iter().collect();
+    env.sort();
+    let req = StartRequest {
+        id,
+        command,
+        workdir,
+        env,
+        background: body.background.unwrap_or(false),
+        chat_id: chat_id.map(|c| c.to_string()),
+        span,
+        on_exit,
+    };
+    match procs.start(req) {
+        Ok(p) => Json(StartResponse {
+            id: p.id.clone(),
+            started: true,
+        })
+        .into_response(),
+        Err(StartError::Closed) => json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &StartFailure {
+                message: "Failed to start process.",
+                detail: "manager is closed".into(),
+                spawn_error: None,
+            },
+        ),
+        Err(StartError::TooMany { limit }) => {
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Too many running processes.")
+                .detail(format!(
+                    "{limit} processes are already running (the limit is set with \
+                     --max-processes); wait for some to exit or signal them"
+                ))
+                .into_response()
+        }
+        Err(e @ StartError::Workdir { .. }) => {
+            let StartError::Workdir { path, reason } = &e else {
+                return ApiError::internal("Failed to start process.").into_response();
+            };
+            let what = if reason == "not a directory" {
+                "is not a directory"
+            } else {
+                "does not exist"
+            };
+            ApiError::bad_request(format!(
+                "Working directory {} {what}.",
+                quote(&path.display().to_string())
+            ))
+            .detail(format!(
+                "{e} (relative paths are resolved against {})",
+                state.config.workdir.display()
+            ))
+            .into_response()
+        }
+        Err(e @ (StartError::Spawn(_) | StartError::DuplicateId(_))) => json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &StartFailure {
+                message: "Failed to start process.",
+                detail: format!("start process: {e}"),
+                spawn_error: Some(e.to_string()),
+            },
+        ),
+    }
+}
+
+fn info(p: &Process) -> ProcessInfo {
+    let exit = p.exit();
+    ProcessInfo {
+        id: p.id.clone(),
+        command: p.command.clone(),
+        workdir: p.workdir.display().to_string(),
+        background: p.background,
+        running: exit.is_none(),
+        exit_code: exit.map(|e| e.code),
+        started_at_unix: unix_secs(p.started_at),
+        exited_at_unix: exit.map(|e| unix_secs(e.at)),
+        exit_signal: exit.and_then(|e| e.signal_name()),
+        pid: p.pid,
+    }
+}
+
+async fn list(
+    State(state): State<AppState>,
+    chat: Option<Extension<ChatIdentity>>,
+) -> Json<ListResponse> {
+    let chat = effective_chat(&chat).map(|c| c.to_string());
+    let mut procs: Vec<(bool, u64, Arc<Process>)> = state
+        .procs
+        .list()
+        .into_iter()
+        .filter(|p| match &chat {
+            Some(c) => p.chat_id.as_deref() == Some(c.as_str()),
+            None => true,
+        })
+        .map(|p| (p.running(), p.seq, p))
+        .collect();
+    // Running first, then newest first; start order breaks ties deterministically.
+    procs.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
+    Json(ListResponse {
+        processes: procs
+            .iter()
+            .take(MAX_LIST)
+            .map(|(_, _, p)| info(p))
+            .collect(),
+    })
+}
+
+struct OutputQuery {
+    wait: bool,
+    since: Option<u64>,
+}
+
+fn parse_query(raw: Option<&str>) -> Result<OutputQuery, ApiError> {
+    let mut q = OutputQuery {
+        wait: false,
+        since: None,
+    };
+    for pair in raw.unwrap_or("").split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            // Coder: only the exact lowercase `true` turns waiting on.
+            "wait" => q.wait = v == "true",
+            "since" => {
+                q.since = Some(v.parse().map_err(|_| {
+                    ApiError::bad_request("Invalid \"since\" query parameter.").detail(format!(
+                        "since must be a byte offset (a non-negative integer), got {}",
+                        quote(v)
+                    ))
+                })?);
+            }
+            _ => {}
+        }
+    }
+    Ok(q)
+}
+
+async fn output(
+    State(state): State<AppState>,
+    chat: Option<Extension<ChatIdentity>>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let q = match parse_query(raw.as_deref()) {
+        Ok(q) => q,
+        Err(e) => return e.into_response(),
+    };
+    let Some(proc) = state.procs.get(&id) else {
+        return not_found(&id).into_response();
+    };
+    if hidden_from(&proc, effective_chat(&chat)) {
+        return not_found(&id).into_response();
+    }
+    if q.wait {
+        let max = state.config.processes.max_wait;
+        let done = async {
+            match q.since {
+                Some(n) => proc.wait_output_after(n).await,
+                None => proc.wait_exit().await,
+            }
+        };
+        tokio::select! {
+            _ = done => {}
+            _ = tokio::time::sleep(max) => {}
+            _ = state.shutdown.cancelled() => {}
+        }
+    }
+    let (output, truncated, exit, closed, next_offset, gap) = match q.since {
+        Some(n) => {
+            let (r, exit, closed) = proc.read_since(n);
+            let gap = (r.gap_bytes > 0).then_some(r.gap_bytes);
+            (r.output, None, exit, closed, Some(r.next_offset), gap)
+        }
+        None => {
+            let v = proc.output();
+            let t = v.truncation.map(|t| TruncationDto {
+                original_bytes: t.original_bytes,
+                retained_bytes: t.retained_bytes,
+                omitted_bytes: t.omitted_bytes,
+                strategy: t.strategy.as_str(),
+            });
+            (v.output, t, v.exit, v.closed, None, None)
+        }
+    };
+    let descendants = if exit.is_some() {
+        proc.group_members()
+    } else {
+        Vec::new()
+    };
+    Json(OutputResponse {
+        output,
+        truncated,
+        running: exit.is_none(),
+        exit_code: exit.map(|e| e.code),
+        exit_signal: exit.and_then(|e| e.signal_name()),
+        pid: proc.pid,
+        descendants_running: !descendants.is_empty() || (exit.is_some() && !closed),
+        descendant_pids: descendants,
+        next_offset,
+        gap_bytes: gap,
+    })
+    .into_response()
+}
+
+async fn signal(
+    State(state): State<AppState>,
+    chat: Option<Extension<ChatIdentity>>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Response {
+    // Coder checks chat isolation before it reads the body.
+    let proc = state.procs.get(&id);
+    if let Some(p) = &proc
+        && hidden_from(p, effective_chat(&chat))
+    {
+        return not_found(&id).into_response();
+    }
+    let body: SignalBody = match ApiJson::<Value>::from_request(req, &()).await {
+        Ok(ApiJson(v)) => match decode(v, &["signal"]) {
+            Ok(b) => b,
+            Err(e) => return e.into_response(),
+        },
+        Err(e) => return e.into_response(),
+    };
+    let name = body.signal.unwrap_or_default();
+    let sig = match name.as_str() {
+        "" => return ApiError::bad_request("Signal is required.").into_response(),
+        "kill" => GroupSignal::Kill,
+        "terminate" => GroupSignal::Term,
+        other => {
+            return ApiError::bad_request(format!(
+                "Unsupported signal {}. Use \"kill\" or \"terminate\".",
+                quote(other)
+            ))
+            .into_response();
+        }
+    };
+    let Some(proc) = proc else {
+        return not_found(&id).into_response();
+    };
+    match state.procs.signal(&proc, sig) {
+        Ok(()) => Json(Message {
+            message: format!("Signal {} sent to process {}.", quote(&name), quote(&id)),
+        })
+        .into_response(),
+        Err(SignalError::NotRunning) => ApiError::new(
+            StatusCode::CONFLICT,
+            format!("Process {} is not running.", quote(&id)),
+        )
+        .into_response(),
+        Err(SignalError::Os(e)) => {
+            let verb = if sig == GroupSignal::Kill {
+                "kill"
+            } else {
+                "terminate"
+            };
+            ApiError::internal("Failed to signal process.")
+                .detail(format!("{verb} process: {e}"))
+                .into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    fn state(workdir: &std::path::Path) -> AppState {
+        let config = ServeConfig {
+            listen: vec![],
+            socket: "/nonexistent.sock".into(),
+            workdir: workdir.to_path_buf(),
+            state_dir: "/tmp".into(),
+            auth_token: None,
+            log_format: crate::cli::LogFormat::Json,
+            log_filter: "info".into(),
+            child_env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            context: Default::default(),
+            home: None,
+            processes: Default::default(),
+        };
+        AppState::new(config, tokio_util::sync::CancellationToken::new())
+    }
+
+    async fn post(app: &Router, chat: Option<&str>, anc: &str, body: &str) -> StatusCode {
+        let mut r = axum::http::Request::post("/api/v0/processes/start");
+        if let Some(c) = chat {
+            r = r
+                .header("Coder-Chat-Id", c)
+                .header("Coder-Ancestor-Chat-Ids", anc);
+        }
+        app.clone()
+            .oneshot(r.body(Body::from(body.to_owned())).unwrap())
+            .await
+            .unwrap()
+            .status()
+    }
+
+    #[tokio::test]
+    async fn chat_process_exit_is_published() {
+        let dir = std::env::temp_dir();
+        let st = state(&dir);
+        let mut rx = st.events.process_exited.subscribe();
+        let app = crate::server::routes(st.clone(), false);
+        let chat = "3f0e6a54-9b1c-4a8e-9d7e-2a1b8c3d4e5f";
+        let parent = "8d0f5a3e-4c1b-4f7a-9a2e-6b5c4d3e2f1a";
+        // Not a chat request: no event.
+        assert_eq!(
+            post(&app, None, "", r#"{"command":"true"}"#).await,
+            StatusCode::OK
+        );
+        // Empty workdir: notify without a path (Coder's EmptyWorkDir_StillNotifies).
+        let anc = format!("[\"{parent}\"]");
+        assert_eq!(
+            post(&app, Some(chat), &anc, r#"{"command":"true"}"#).await,
+            StatusCode::OK
+        );
+        let ev = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ev.chat_id.to_string(), chat);
+        assert_eq!(
+            ev.ancestors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            vec![parent.to_owned()]
+        );
+        assert_eq!(ev.workdir, None);
+        // With a (relative) workdir: the resolved directory.
+        let body = r#"{"command":"true","workdir":"."}"#;
+        assert_eq!(post(&app, Some(chat), "null", body).await, StatusCode::OK);
+        let ev = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ev.workdir, Some(dir.join(".")));
+        assert!(ev.ancestors.is_empty());
+        st.shutdown_subsystems().await;
+    }
+
+    #[test]
+    fn keys_fold_like_go() {
+        let v = fold_keys(
+            serde_json::json!({"Command": "a", "WORKDIR": "/x", "other": 1}),
+            &["command", "workdir"],
+        );
+        assert_eq!(v, serde_json::json!({"command": "a", "workdir": "/x"}));
+        let v = fold_keys(
+            serde_json::json!({"Command": "a", "command": "b"}),
+            &["command"],
+        );
+        assert_eq!(v, serde_json::json!({"command": "b"}));
+    }
+
+    #[test]
+    fn query_parsing() {
+        assert!(parse_query(Some("wait=true")).is_ok_and(|q| q.wait));
+        assert!(parse_query(Some("wait=TRUE")).is_ok_and(|q| !q.wait));
+        assert!(parse_query(Some("wait=1")).is_ok_and(|q| !q.wait));
+        assert!(parse_query(Some("since=12&wait=true")).is_ok_and(|q| q.since == Some(12)));
+        assert!(parse_query(Some("since=-1")).is_err());
+        assert!(parse_query(None).is_ok_and(|q| !q.wait && q.since.is_none()));
+    }
+}

@@ -1,0 +1,916 @@
+//! The process supervisor: starts `sh -c` commands in their own process groups, captures
+//! their combined output, records how they ended, signals their groups, forgets them some
+//! minutes after exit, and stops them all on shutdown.
+//!
+//! One owned task per process reads its pipe and waits for its shell; nothing else runs per
+//! process. When the shell exits but descendants it backgrounded still hold the pipe, the
+//! shell's own status is reported after a short linger and capture goes on until the pipe
+//! closes. This module must not know HTTP or JSON, and never reads environment variables.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::net::unix::pipe;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::buffer::{OutputBuffer, SinceRead, Truncation};
+use crate::group::{self, GroupSignal};
+use crate::priority::Priority;
+
+/// Chatd's non-interactive defaults, applied beneath a request's own `env`.
+pub const NON_INTERACTIVE_ENV: &[(&str, &str)] = &[
+    ("GIT_EDITOR", "true"),
+    ("GIT_SEQUENCE_EDITOR", "true"),
+    ("EDITOR", "true"),
+    ("VISUAL", "true"),
+    ("GIT_TERMINAL_PROMPT", "0"),
+    ("NO_COLOR", "1"),
+    ("TERM", "dumb"),
+    ("PAGER", "cat"),
+    ("GIT_PAGER", "cat"),
+];
+
+/// Size the pipe is grown to (fewer wakeups for chatty processes).
+const PIPE_SIZE: i32 = 1 << 20;
+/// At most this many reads per wakeup before yielding to other tasks.
+const READS_PER_WAKEUP: usize = 16;
+
+/// Supervisor settings, resolved by the caller.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The base environment of every child (the daemon's, scrubbed).
+    pub base_env: Vec<(OsString, OsString)>,
+    /// Variables laid over the base environment, beneath the request's (e.g.
+    /// [`NON_INTERACTIVE_ENV`]; empty to turn them off).
+    pub default_env: Vec<(String, String)>,
+    /// The default working directory (used when it exists).
+    pub default_workdir: PathBuf,
+    /// The fallback working directory (`$HOME`).
+    pub home: Option<PathBuf>,
+    /// OOM score and niceness for children.
+    pub priority: Priority,
+    /// Running processes allowed at once.
+    pub max_running: usize,
+    /// How long an exited process stays readable.
+    pub retention: Duration,
+    /// How often exited processes are swept.
+    pub sweep_interval: Duration,
+    /// How long, after the shell exits, to wait for the pipe to close before reporting the
+    /// exit anyway (descendants holding the pipe).
+    pub linger: Duration,
+}
+
+impl Config {
+    /// Defaults for everything except the environment and directories.
+    pub fn new(base_env: Vec<(OsString, OsString)>, default_workdir: PathBuf) -> Self {
+        Self {
+            base_env,
+            default_env: NON_INTERACTIVE_ENV
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            default_workdir,
+            home: None,
+            priority: Priority::default(),
+            max_running: 1024,
+            retention: Duration::from_secs(300),
+            sweep_interval: Duration::from_secs(60),
+            linger: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Called once when the process's exit is recorded.
+pub type OnExit = Box<dyn FnOnce(&Exit) + Send>;
+
+/// What to start.
+pub struct StartRequest {
+    /// The process id (unique; chosen by the caller).
+    pub id: String,
+    /// Run as `sh -c <command>`.
+    pub command: String,
+    /// Requested working directory; relative paths join the default directory.
+    pub workdir: Option<PathBuf>,
+    /// Variables laid over the base and default environments.
+    pub env: Vec<(String, String)>,
+    /// Stored and reported only.
+    pub background: bool,
+    /// The chat that started it; exported as `CODER_CHAT_ID` (last, so it wins).
+    pub chat_id: Option<String>,
+    /// The span the process's task runs in (carry `chat_id` here).
+    pub span: tracing::Span,
+    /// Called when the exit is recorded.
+    pub on_exit: Option<OnExit>,
+}
+
+/// Why a start failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The supervisor is shutting down.
+    #[error("manager is closed")]
+    Closed,
+    /// Too many processes are running.
+    #[error("{limit} processes are already running")]
+    TooMany {
+        /// The limit.
+        limit: usize,
+    },
+    /// The working directory does not exist.
+    #[error("chdir {}: {reason}", path.display())]
+    Workdir {
+        /// The resolved directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The id is taken.
+    #[error("process id {0} is already in use")]
+    DuplicateId(String),
+    /// `sh` could not be started.
+    #[error("{0}")]
+    Spawn(String),
+}
+
+/// Why a signal was not delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum SignalError {
+    /// The process and its group are gone.
+    #[error("process is not running")]
+    NotRunning,
+    /// The OS refused.
+    #[error("{0}")]
+    Os(#[from] io::Error),
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    /// The shell's exit status; -1 when it was killed by a signal (Coder's convention).
+    pub code: i32,
+    /// The signal that killed the shell.
+    pub signal: Option<i32>,
+    /// When the exit was recorded.
+    pub at: SystemTime,
+}
+
+impl Exit {
+    /// The signal's name, e.g. `SIGKILL`.
+    pub fn signal_name(&self) -> Option<String> {
+        self.signal.map(|s| {
+            nix::sys::signal::Signal::try_from(s)
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_else(|_| format!("SIG{s}"))
+        })
+    }
+}
+
+/// Change notifications of one process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Status {
+    /// Bytes of output so far.
+    pub written: u64,
+    /// The exit is recorded.
+    pub exited: bool,
+    /// The output pipe is closed (no more output will come).
+    pub closed: bool,
+}
+
+struct State {
+    buf: OutputBuffer,
+    exit: Option<Exit>,
+    closed: bool,
+}
+
+/// One supervised process.
+pub struct Process {
+    /// Its id.
+    pub id: String,
+    /// The command string.
+    pub command: String,
+    /// The resolved working directory (empty: the daemon's own).
+    pub workdir: PathBuf,
+    /// Echoed from the request.
+    pub background: bool,
+    /// The chat that started it.
+    pub chat_id: Option<String>,
+    /// The shell's pid, which is also its process group id.
+    pub pid: u32,
+    /// When it started.
+    pub started_at: SystemTime,
+    /// Start order (ties in time break on it).
+    pub seq: u64,
+    state: Mutex<State>,
+    status: watch::Sender<Status>,
+}
+
+/// A consistent view of a process: exit and output read together.
+#[derive(Debug, Clone)]
+pub struct OutputView {
+    /// The rendered head+tail output.
+    pub output: String,
+    /// What rendering left out.
+    pub truncation: Option<Truncation>,
+    /// How it ended, if it did.
+    pub exit: Option<Exit>,
+    /// No more output will come.
+    pub closed: bool,
+}
+
+impl Process {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How it ended, if it did.
+    pub fn exit(&self) -> Option<Exit> {
+        self.lock().exit
+    }
+
+    /// Whether the shell is still running.
+    pub fn running(&self) -> bool {
+        self.exit().is_none()
+    }
+
+    /// The current status.
+    pub fn status(&self) -> Status {
+        *self.status.borrow()
+    }
+
+    /// A watch on the status (for waiting).
+    pub fn subscribe(&self) -> watch::Receiver<Status> {
+        self.status.subscribe()
+    }
+
+    /// Waits until the exit is recorded.
+    pub async fn wait_exit(&self) {
+        let mut rx = self.subscribe();
+        let _ = rx.wait_for(|s| s.exited).await;
+    }
+
+    /// Waits until the exit is recorded or output beyond `offset` exists.
+    pub async fn wait_output_after(&self, offset: u64) {
+        let mut rx = self.subscribe();
+        let _ = rx.wait_for(|s| s.exited || s.written > offset).await;
+    }
+
+    /// The exit status and the rendered output, consistent with each other: when `exit` is
+    /// set, everything the shell wrote is in `output`.
+    pub fn output(&self) -> OutputView {
+        let (snap, exit, closed) = {
+            let st = self.lock();
+            (st.buf.snapshot(), st.exit, st.closed)
+        };
+        let (output, truncation) = snap.render();
+        OutputView {
+            output,
+            truncation,
+            exit,
+            closed,
+        }
+    }
+
+    /// Output after byte `offset`, with the exit status read at the same moment.
+    pub fn read_since(&self, offset: u64) -> (SinceRead, Option<Exit>, bool) {
+        let st = self.lock();
+        (st.buf.read_since(offset, st.closed), st.exit, st.closed)
+    }
+
+    /// Pids of live processes left in its group (none while the shell runs is not implied:
+    /// the shell itself counts while it runs).
+    pub fn group_members(&self) -> Vec<u32> {
+        group::group_members(self.pid)
+    }
+
+    /// Bytes of output memory held.
+    pub fn memory(&self) -> usize {
+        self.lock().buf.allocated()
+    }
+
+    fn write(&self, data: &[u8]) {
+        let total = {
+            let mut st = self.lock();
+            st.buf.write(data);
+            st.buf.total_written()
+        };
+        self.status.send_modify(|s| s.written = total);
+    }
+
+    fn set_exit(&self, exit: Exit) {
+        self.lock().exit = Some(exit);
+        self.status.send_modify(|s| s.exited = true);
+    }
+
+    fn set_closed(&self) {
+        self.lock().closed = true;
+        self.status.send_modify(|s| s.closed = true);
+    }
+}
+
+struct Inner {
+    config: Config,
+    procs: Mutex<HashMap<String, Arc<Process>>>,
+    /// Processes whose task has not finished (shell unreaped or pipe open).
+    active: Mutex<HashMap<String, Arc<Process>>>,
+    /// Groups of forgotten processes that still had live members.
+    stray_groups: Mutex<HashSet<u32>>,
+    seq: AtomicU64,
+    running: AtomicUsize,
+    started_total: AtomicU64,
+    closed: AtomicBool,
+    tasks: TaskTracker,
+    /// Last-resort stop of the per-process tasks (after the kill grace).
+    cancel: CancellationToken,
+}
+
+/// The supervisor. Cheap to clone.
+#[derive(Clone)]
+pub struct Supervisor {
+    inner: Arc<Inner>,
+}
+
+impl Supervisor {
+    /// A supervisor; starts the periodic sweep when called inside a tokio runtime.
+    pub fn new(config: Config) -> Self {
+        let inner = Arc::new(Inner {
+            config,
+            procs: Mutex::default(),
+            active: Mutex::default(),
+            stray_groups: Mutex::default(),
+            seq: AtomicU64::new(0),
+            running: AtomicUsize::new(0),
+            started_total: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            tasks: TaskTracker::new(),
+            cancel: CancellationToken::new(),
+        });
+        let sup = Self { inner };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let weak = Arc::downgrade(&sup.inner);
+            let cancel = sup.inner.cancel.clone();
+            let every = sup
+                .inner
+                .config
+                .sweep_interval
+                .max(Duration::from_millis(10));
+            sup.inner.tasks.spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tick.tick() => {}
+                    }
+                    let Some(inner) = weak.upgrade() else { return };
+                    let n = Supervisor { inner }.reap();
+                    if n > 0 {
+                        tracing::debug!(reaped = n, "swept exited processes");
+                    }
+                }
+            });
+        }
+        sup
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Processes running now.
+    pub fn running_count(&self) -> usize {
+        self.inner.running.load(Ordering::Relaxed)
+    }
+
+    /// Processes started since the daemon started.
+    pub fn started_total(&self) -> u64 {
+        self.inner.started_total.load(Ordering::Relaxed)
+    }
+
+    /// Resolves the working directory: the request's (relative → joined to the default
+    /// directory; must exist), else the default directory if it exists, else `$HOME`, else
+    /// empty (the daemon's own).
+    pub fn resolve_workdir(&self, requested: Option<&Path>) -> Result<PathBuf, StartError> {
+        let cfg = &self.inner.config;
+        match requested.filter(|p| !p.as_os_str().is_empty()) {
+            Some(p) => {
+                let path = if p.is_absolute() {
+                    p.to_path_buf()
+                } else {
+                    cfg.default_workdir.join(p)
+                };
+                match std::fs::metadata(&path) {
+                    Ok(m) if m.is_dir() => Ok(path),
+                    Ok(_) => Err(StartError::Workdir {
+                        path,
+                        reason: "not a directory".into(),
+                    }),
+                    Err(e) => Err(StartError::Workdir {
+                        path,
+                        reason: io_reason(&e),
+                    }),
+                }
+            }
+            None if cfg.default_workdir.is_dir() => Ok(cfg.default_workdir.clone()),
+            None => Ok(cfg.home.clone().unwrap_or_default()),
+        }
+    }
+
+    /// Starts a process. Returns once it is spawned; it outlives the caller.
+    pub fn start(&self, req: StartRequest) -> Result<Arc<Process>, StartError> {
+        let inner = &self.inner;
+        if inner.closed.load(Ordering::SeqCst) {
+            return Err(StartError::Closed);
+        }
+        let workdir = self.resolve_workdir(req.workdir.as_deref())?;
+        let limit = inner.config.max_running;
+        if inner.running.fetch_add(1, Ordering::SeqCst) >= limit {
+            inner.running.fetch_sub(1, Ordering::SeqCst);
+            return Err(StartError::TooMany { limit });
+        }
+        let res = self.spawn(req, workdir);
+        if res.is_err() {
+            inner.running.fetch_sub(1, Ordering::SeqCst);
+        }
+        res
+    }
+
+    fn spawn(&self, req: StartRequest, workdir: PathBuf) -> Result<Arc<Process>, StartError> {
+        let inner = &self.inner;
+        if lock(&inner.procs).contains_key(&req.id) {
+            return Err(StartError::DuplicateId(req.id));
+        }
+        let cfg = &inner.config;
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.arg("-c").arg(&req.command).env_clear();
+        cmd.envs(cfg.base_env.iter().map(|(k, v)| (k, v)));
+        cmd.envs(cfg.default_env.iter().map(|(k, v)| (k, v)));
+        cmd.envs(req.env.iter().map(|(k, v)| (k, v)));
+        if let Some(chat) = &req.chat_id {
+            cmd.env("CODER_CHAT_ID", chat);
+        }
+        if !workdir.as_os_str().is_empty() {
+            cmd.current_dir(&workdir);
+        }
+        let (reader, writer) = io::pipe().map_err(|e| StartError::Spawn(e.to_string()))?;
+        let writer2 = writer
+            .try_clone()
+            .map_err(|e| StartError::Spawn(e.to_string()))?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(writer))
+            .stderr(Stdio::from(writer2))
+            .kill_on_drop(false);
+        group::new_group(&mut cmd);
+        // In the child, before exec: applying it from the parent after spawn races with the
+        // shell's first fork (seen on a loaded machine), and descendants would miss it.
+        cfg.priority.apply_in_child(&mut cmd);
+        let spawned = cmd.spawn();
+        // The parent's copies of the write end must go now, or the pipe never reports EOF.
+        drop(cmd);
+        let child = spawned.map_err(|e| StartError::Spawn(spawn_reason(&e)))?;
+        let pid = child.id().unwrap_or(0);
+        let _ = nix::fcntl::fcntl(&reader, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
+        let rx = match pipe::Receiver::from_owned_fd(reader.into()) {
+            Ok(rx) => rx,
+            Err(e) => {
+                let _ = group::signal_group(pid, GroupSignal::Kill);
+                return Err(StartError::Spawn(e.to_string()));
+            }
+        };
+        let seq = inner.seq.fetch_add(1, Ordering::SeqCst);
+        let proc = Arc::new(Process {
+            id: req.id.clone(),
+            command: req.command,
+            workdir,
+            background: req.background,
+            chat_id: req.chat_id,
+            pid,
+            started_at: SystemTime::now(),
+            seq,
+            state: Mutex::new(State {
+                buf: OutputBuffer::new(),
+                exit: None,
+                closed: false,
+            }),
+            status: watch::Sender::new(Status::default()),
+        });
+        lock(&inner.procs).insert(req.id.clone(), proc.clone());
+        lock(&inner.active).insert(req.id, proc.clone());
+        inner.started_total.fetch_add(1, Ordering::Relaxed);
+        let span = req.span;
+        span.in_scope(|| {
+            tracing::info!(
+                process_id = %proc.id,
+                pid,
+                command = %truncate_for_log(&proc.command),
+                workdir = %proc.workdir.display(),
+                background = proc.background,
+                "process started"
+            );
+            for problem in cfg.priority.verify(pid) {
+                tracing::warn!(process_id = %proc.id, pid, "could not adjust the process priority: {problem}");
+            }
+        });
+        let sup = self.clone();
+        let task_proc = proc.clone();
+        inner.tasks.spawn(
+            async move {
+                sup.supervise(task_proc, child, rx, req.on_exit).await;
+            }
+            .instrument(span),
+        );
+        Ok(proc)
+    }
+
+    async fn supervise(
+        &self,
+        proc: Arc<Process>,
+        mut child: tokio::process::Child,
+        rx: pipe::Receiver,
+        mut on_exit: Option<OnExit>,
+    ) {
+        let linger = self.inner.config.linger;
+        let cancel = self.inner.cancel.clone();
+        let mut eof = false;
+        let mut status: Option<std::process::ExitStatus> = None;
+        let mut reported = false;
+        let mut linger_until: Option<tokio::time::Instant> = None;
+        let started = Instant::now();
+        loop {
+            let lu = linger_until;
+            let linger_sleep = async move {
+                match lu {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => {
+                    if status.is_none() {
+                        let _ = child.start_kill();
+                        status = tokio::time::timeout(Duration::from_secs(1), child.wait()).await.ok().and_then(Result::ok);
+                    }
+                    eof = true;
+                }
+                r = rx.readable(), if !eof => {
+                    match r.and_then(|()| drain(&rx, &proc)) {
+                        Ok(done) => eof = done,
+                        Err(e) => {
+                            tracing::warn!(process_id = %proc.id, error = %e, "reading process output failed");
+                            eof = true;
+                        }
+                    }
+                }
+                st = child.wait(), if status.is_none() => {
+                    match st {
+                        Ok(st) => status = Some(st),
+                        Err(e) => {
+                            tracing::warn!(process_id = %proc.id, error = %e, "process wait returned an error");
+                            status = Some(std::process::ExitStatus::from_raw(0xff00));
+                        }
+                    }
+                    linger_until = Some(tokio::time::Instant::now() + linger);
+                }
+                _ = linger_sleep, if !reported => {
+                    linger_until = None;
+                }
+            }
+            if !reported
+                && let Some(st) = status
+                && (eof || linger_until.is_none())
+            {
+                // Everything the shell wrote is in the pipe: take it before the exit shows.
+                if !eof && let Ok(true) = drain(&rx, &proc) {
+                    eof = true;
+                }
+                let exit = Exit {
+                    code: st.code().unwrap_or(-1),
+                    signal: st.signal(),
+                    at: SystemTime::now(),
+                };
+                if eof {
+                    proc.set_closed();
+                }
+                proc.set_exit(exit);
+                reported = true;
+                self.inner.running.fetch_sub(1, Ordering::SeqCst);
+                let lingering = !eof;
+                tracing::info!(
+                    process_id = %proc.id,
+                    pid = proc.pid,
+                    exit_code = exit.code,
+                    exit_signal = exit.signal_name().unwrap_or_default(),
+                    duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                    output_bytes = proc.status().written,
+                    descendants_hold_output = lingering,
+                    "process exited"
+                );
+                if let Some(f) = on_exit.take() {
+                    f(&exit);
+                }
+            }
+            if reported && eof {
+                break;
+            }
+        }
+        if !proc.status().closed {
+            proc.set_closed();
+        }
+        lock(&self.inner.active).remove(&proc.id);
+    }
+
+    /// A process by id.
+    pub fn get(&self, id: &str) -> Option<Arc<Process>> {
+        lock(&self.inner.procs).get(id).cloned()
+    }
+
+    /// Every known process (reaps first, as Coder's list does).
+    pub fn list(&self) -> Vec<Arc<Process>> {
+        self.reap();
+        lock(&self.inner.procs).values().cloned().collect()
+    }
+
+    /// Forgets processes that exited more than the retention ago. Returns how many.
+    pub fn reap(&self) -> usize {
+        let retention = self.inner.config.retention;
+        let now = SystemTime::now();
+        let mut gone = Vec::new();
+        lock(&self.inner.procs).retain(|_, p| {
+            let keep = match p.exit() {
+                Some(e) => now.duration_since(e.at).unwrap_or_default() < retention,
+                None => true,
+            };
+            if !keep {
+                gone.push(p.pid);
+            }
+            keep
+        });
+        if !gone.is_empty() {
+            let live = group::live_groups();
+            let mut stray = lock(&self.inner.stray_groups);
+            stray.retain(|g| live.contains(g));
+            stray.extend(gone.iter().filter(|g| live.contains(g)));
+        }
+        gone.len()
+    }
+
+    /// Signals a process's group. A process whose shell exited is still signalled while its
+    /// group has live members (descendants it left behind).
+    pub fn signal(&self, proc: &Process, sig: GroupSignal) -> Result<(), SignalError> {
+        if !proc.running() && !group::group_alive(proc.pid) {
+            return Err(SignalError::NotRunning);
+        }
+        group::signal_group(proc.pid, sig)?;
+        tracing::info!(process_id = %proc.id, pid = proc.pid, signal = ?sig, "signalled process group");
+        Ok(())
+    }
+
+    /// Groups that may still have live members.
+    fn target_groups(&self) -> Vec<u32> {
+        let mut groups: HashSet<u32> = lock(&self.inner.procs).values().map(|p| p.pid).collect();
+        groups.extend(lock(&self.inner.active).values().map(|p| p.pid));
+        groups.extend(lock(&self.inner.stray_groups).iter().copied());
+        let unreaped: HashSet<u32> = lock(&self.inner.active)
+            .values()
+            .filter(|p| p.running())
+            .map(|p| p.pid)
+            .collect();
+        let live = group::live_groups();
+        groups
+            .into_iter()
+            .filter(|g| *g > 1 && (live.contains(g) || unreaped.contains(g)))
+            .collect()
+    }
+
+    /// Stops everything: no new starts, TERM every group, wait up to `grace`, KILL what is
+    /// left, then wait (bounded) for the per-process tasks.
+    pub async fn shutdown(&self, grace: Duration) {
+        let inner = &self.inner;
+        inner.closed.store(true, Ordering::SeqCst);
+        let groups = self.target_groups();
+        if !groups.is_empty() {
+            tracing::info!(groups = groups.len(), "terminating process groups");
+        }
+        for g in &groups {
+            let _ = group::signal_group(*g, GroupSignal::Term);
+        }
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if lock(&inner.active).is_empty() && self.target_groups().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = self.target_groups();
+        if !left.is_empty() {
+            tracing::warn!(
+                groups = left.len(),
+                "killing process groups that outlived the grace period"
+            );
+        }
+        for g in &left {
+            let _ = group::signal_group(*g, GroupSignal::Kill);
+        }
+        inner.tasks.close();
+        let done = tokio::time::timeout(Duration::from_secs(2), async {
+            loop {
+                if lock(&inner.active).is_empty() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        if done.is_err() {
+            tracing::warn!("process tasks still running after the kill; stopping them");
+        }
+        inner.cancel.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(2), inner.tasks.wait()).await;
+    }
+
+    /// Kills every group now, synchronously (second signal).
+    pub fn kill_all_now(&self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        for g in self.target_groups() {
+            let _ = group::signal_group(g, GroupSignal::Kill);
+        }
+        self.inner.cancel.cancel();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+thread_local! {
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Reads what the pipe holds into the process's buffer. `Ok(true)` at end of file.
+fn drain(rx: &pipe::Receiver, proc: &Process) -> io::Result<bool> {
+    READ_BUF.with_borrow_mut(|buf| {
+        if buf.is_empty() {
+            buf.resize(PIPE_SIZE as usize, 0);
+        }
+        for _ in 0..READS_PER_WAKEUP {
+            match rx.try_read(buf) {
+                Ok(0) => return Ok(true),
+                Ok(n) => proc.write(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(false)
+    })
+}
+
+fn io_reason(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::NotFound => "no such file or directory".into(),
+        io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Words a spawn failure as Go's `exec` does where chatd matches on it.
+fn spawn_reason(e: &io::Error) -> String {
+    if e.kind() == io::ErrorKind::NotFound {
+        "exec: \"sh\": executable file not found in $PATH".into()
+    } else {
+        e.to_string()
+    }
+}
+
+fn truncate_for_log(s: &str) -> &str {
+    let mut end = s.len().min(256);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn sup() -> Supervisor {
+        let mut c = Config::new(
+            vec![("PATH".into(), "/usr/bin:/bin".into())],
+            std::env::temp_dir(),
+        );
+        c.linger = Duration::from_millis(100);
+        Supervisor::new(c)
+    }
+
+    fn req(id: &str, cmd: &str) -> StartRequest {
+        StartRequest {
+            id: id.into(),
+            command: cmd.into(),
+            workdir: None,
+            env: vec![],
+            background: false,
+            chat_id: None,
+            span: tracing::Span::none(),
+            on_exit: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn runs_and_captures_in_order() {
+        let s = sup();
+        let p = s
+            .start(req("a", "echo out; echo err >&2; echo out2; exit 3"))
+            .unwrap();
+        p.wait_exit().await;
+        let v = p.output();
+        assert_eq!(v.output, "out\nerr\nout2\n");
+        assert_eq!(v.exit.unwrap().code, 3);
+        assert!(v.closed);
+        assert_eq!(s.running_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn lingering_descendants_do_not_delay_the_exit() {
+        let s = sup();
+        let t = Instant::now();
+        let p = s
+            .start(req("b", "(sleep 0.6; echo late) & echo done"))
+            .unwrap();
+        p.wait_exit().await;
+        assert!(t.elapsed() < Duration::from_millis(500));
+        let v = p.output();
+        assert_eq!(v.exit.unwrap().code, 0);
+        assert_eq!(v.output, "done\n");
+        assert!(!v.closed);
+        let mut rx = p.subscribe();
+        rx.wait_for(|s| s.closed).await.unwrap();
+        assert_eq!(p.output().output, "done\nlate\n");
+    }
+
+    #[tokio::test]
+    async fn signal_reports_minus_one_and_name() {
+        let s = sup();
+        let p = s.start(req("c", "sleep 30 | cat")).unwrap();
+        s.signal(&p, GroupSignal::Kill).unwrap();
+        p.wait_exit().await;
+        let e = p.exit().unwrap();
+        assert_eq!(e.code, -1);
+        assert_eq!(e.signal_name().as_deref(), Some("SIGKILL"));
+        let mut rx = p.subscribe();
+        rx.wait_for(|s| s.closed).await.unwrap();
+        assert!(!group::group_alive(p.pid));
+        assert!(matches!(
+            s.signal(&p, GroupSignal::Kill),
+            Err(SignalError::NotRunning)
+        ));
+    }
+
+    #[tokio::test]
+    async fn cap_and_shutdown() {
+        let mut c = Config::new(
+            vec![("PATH".into(), "/usr/bin:/bin".into())],
+            std::env::temp_dir(),
+        );
+        c.max_running = 2;
+        let s = Supervisor::new(c);
+        let a = s.start(req("1", "sleep 30")).unwrap();
+        let b = s.start(req("2", "trap '' TERM; sleep 30 & wait")).unwrap();
+        assert!(matches!(
+            s.start(req("3", "true")),
+            Err(StartError::TooMany { limit: 2 })
+        ));
+        s.shutdown(Duration::from_millis(300)).await;
+        assert!(!group::group_alive(a.pid));
+        assert!(!group::group_alive(b.pid));
+        assert!(matches!(s.start(req("4", "true")), Err(StartError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn workdir_resolution() {
+        let s = sup();
+        let tmp = std::env::temp_dir();
+        assert_eq!(s.resolve_workdir(None).unwrap(), tmp);
+        assert_eq!(
+            s.resolve_workdir(Some(Path::new("."))).unwrap(),
+            tmp.join(".")
+        );
+        let e = s
+            .resolve_workdir(Some(Path::new("/nonexistent-agentd")))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "chdir /nonexistent-agentd: no such file or directory"
+        );
+    }
+}

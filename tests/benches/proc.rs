@@ -1,0 +1,260 @@
+//! Process API benchmark against baselines measured in the same run (targets: DESIGN.md):
+//!
+//! 1. start + wait-for-exit of `true` over HTTP (POST start, then GET output?wait=true, a
+//!    new connection each, as chatd does) vs a bare Rust spawn+wait of `sh -c true`, and vs
+//!    SWE-ReX `/execute` when it is installed in `/tmp/swerex` (skipped otherwise);
+//! 2. capture throughput of `head -c 1G /dev/zero` vs `head -c 1G /dev/zero | cat >/dev/null`;
+//! 3. daemon RSS per running process (100 × `sleep 5`);
+//! 4. 500 concurrent `sleep 1`: time until all are reported exited.
+//!
+//! Run: `cargo bench -p agentd-tests --bench proc`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    unreachable_pub
+)]
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use agentd_tests::{Agentd, Options};
+use serde_json::{Value, json};
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i]
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+async fn start(c: &reqwest::Client, d: &Agentd, cmd: &str) -> String {
+    let v: Value = c
+        .post(d.url("/api/v0/processes/start"))
+        .json(&json!({ "command": cmd }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["id"].as_str().expect("started").to_owned()
+}
+
+async fn wait(c: &reqwest::Client, d: &Agentd, id: &str) -> Value {
+    c.get(d.url(&format!("/api/v0/processes/{id}/output?wait=true")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn report(name: &str, v: &mut [f64]) -> (f64, f64) {
+    let (p50, p95) = (pct(v, 0.5), pct(v, 0.95));
+    println!(
+        "{name:<44} p50 {:>8.3} ms   p95 {:>8.3} ms   (n={})",
+        p50 * 1e3,
+        p95 * 1e3,
+        v.len()
+    );
+    (p50, p95)
+}
+
+/// SWE-ReX's `/execute` on `true`, if `swerex-remote` is installed in /tmp/swerex.
+async fn swerex(n: usize) -> Option<Vec<f64>> {
+    let bin = std::path::Path::new("/tmp/swerex/bin/swerex-remote");
+    if !bin.exists() {
+        println!(
+            "SWE-ReX: skipped (not installed; python3 -m venv /tmp/swerex && \
+             /tmp/swerex/bin/pip install swe-rex)"
+        );
+        return None;
+    }
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
+        l.local_addr().ok()?.port()
+    };
+    let mut child = Command::new(bin)
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--auth-token",
+            "bench",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let base = format!("http://127.0.0.1:{port}");
+    let mk = || {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert("X-API-Key", "bench".parse().unwrap());
+        reqwest::Client::builder()
+            .default_headers(h)
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = mk().get(format!("{base}/is_alive")).send().await
+            && r.status().is_success()
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            println!("SWE-ReX: skipped (server did not come up)");
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut v = Vec::new();
+    for i in 0..n + 10 {
+        let t = Instant::now();
+        let r = mk()
+            .post(format!("{base}/execute"))
+            .json(&json!({"command": "true", "shell": true}))
+            .send()
+            .await;
+        let ok = match r {
+            Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+            Err(_) => false,
+        };
+        if !ok {
+            println!("SWE-ReX: skipped (/execute failed)");
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        if i >= 10 {
+            v.push(t.elapsed().as_secs_f64());
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Some(v)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let d = Agentd::start_with(Options::default());
+    let c = d.client();
+    let idle = rss_kib(d.pid());
+    println!("agentd idle RSS: {idle} KiB");
+    const N: usize = 300;
+
+    // 1. Latency of start + wait for `true`.
+    for _ in 0..20 {
+        let id = start(&c, &d, "true").await;
+        wait(&c, &d, &id).await;
+    }
+    let mut http = Vec::new();
+    for _ in 0..N {
+        let t = Instant::now();
+        let id = start(&c, &d, "true").await;
+        let v = wait(&c, &d, &id).await;
+        http.push(t.elapsed().as_secs_f64());
+        assert_eq!(v["exit_code"], 0);
+    }
+    let mut bare = Vec::new();
+    for i in 0..N + 20 {
+        let t = Instant::now();
+        let st = Command::new("sh").args(["-c", "true"]).status().unwrap();
+        assert!(st.success());
+        if i >= 20 {
+            bare.push(t.elapsed().as_secs_f64());
+        }
+    }
+    println!("\n== start + wait-for-exit of `true` ==");
+    let (h50, _) = report("agentd over HTTP (2 requests, new conns)", &mut http);
+    let (b50, _) = report("bare Rust spawn+wait of sh -c true", &mut bare);
+    println!("ratio agentd/bare p50: {:.2}x (target <= 1.5x)", h50 / b50);
+    if let Some(mut sw) = swerex(N).await {
+        let (s50, _) = report("SWE-ReX /execute (1 request)", &mut sw);
+        println!(
+            "ratio agentd/SWE-ReX p50: {:.2}x (target <= 0.5x)",
+            h50 / s50
+        );
+    }
+
+    // 2. Throughput.
+    println!("\n== capture throughput, 1 GiB ==");
+    let gib = 1u64 << 30;
+    let mut ours = Vec::new();
+    let mut base = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let id = start(&c, &d, "head -c 1073741824 /dev/zero").await;
+        let v = wait(&c, &d, &id).await;
+        ours.push(t.elapsed().as_secs_f64());
+        assert_eq!(v["truncated"]["original_bytes"], gib);
+        let t = Instant::now();
+        let st = Command::new("sh")
+            .args(["-c", "head -c 1073741824 /dev/zero | cat >/dev/null"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        base.push(t.elapsed().as_secs_f64());
+    }
+    let o = pct(&mut ours, 0.5);
+    let b = pct(&mut base, 0.5);
+    println!(
+        "agentd capture: {:.0} MiB/s; head | cat: {:.0} MiB/s; ratio {:.2}x (target >= 0.5x)",
+        1024.0 / o,
+        1024.0 / b,
+        b / o
+    );
+
+    // 3. RSS per running process.
+    println!("\n== daemon RSS per running process ==");
+    let before = rss_kib(d.pid());
+    let mut ids = Vec::new();
+    for _ in 0..100 {
+        ids.push(start(&c, &d, "sleep 5").await);
+    }
+    let during = rss_kib(d.pid());
+    println!(
+        "100 x sleep 5: RSS {before} KiB -> {during} KiB = {:.1} KiB per process (target <= 64 KiB)",
+        (during as f64 - before as f64) / 100.0
+    );
+    for id in &ids {
+        let _ = c
+            .post(d.url(&format!("/api/v0/processes/{id}/signal")))
+            .json(&json!({"signal": "kill"}))
+            .send()
+            .await;
+    }
+    for id in &ids {
+        wait(&c, &d, id).await;
+    }
+
+    // 4. 500 concurrent sleep 1.
+    println!("\n== 500 concurrent `sleep 1` ==");
+    let t0 = Instant::now();
+    let ids: Vec<String> =
+        futures::future::join_all((0..500).map(|_| start(&c, &d, "sleep 1"))).await;
+    let started = t0.elapsed().as_secs_f64();
+    let results = futures::future::join_all(ids.iter().map(|id| wait(&c, &d, id))).await;
+    let all = t0.elapsed().as_secs_f64();
+    assert!(results.iter().all(|v| v["exit_code"] == 0));
+    println!(
+        "all 500 started in {:.3} s; all reported exited {:.3} s after the first start \
+         (target <= 1.5 s)",
+        started, all
+    );
+    println!("agentd RSS at the end: {} KiB", rss_kib(d.pid()));
+}
