@@ -151,7 +151,10 @@ async fn swerex(n: usize) -> Option<Vec<f64>> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let d = Agentd::start_with(Options::default());
+    let d = Agentd::start_with(Options {
+        log_level: Some("info".into()),
+        ..Options::default()
+    });
     let c = d.client();
     let idle = rss_kib(d.pid());
     println!("agentd idle RSS: {idle} KiB");

@@ -104,6 +104,8 @@ pub struct Options {
     pub listen: bool,
     /// Control socket path (default: in the temp dir).
     pub socket: Option<PathBuf>,
+    /// Log filter (default `debug`; benchmarks use `info`, as production does).
+    pub log_level: Option<String>,
     /// State dir (default: in the temp dir); reuse one to test a restart.
     pub state_dir: Option<PathBuf>,
 }
@@ -117,6 +119,7 @@ impl Default for Options {
             workdir: None,
             listen: true,
             socket: None,
+            log_level: None,
             state_dir: None,
         }
     }
@@ -177,7 +180,8 @@ impl Agentd {
             .arg(&state_dir)
             .arg("--workdir")
             .arg(&workdir)
-            .args(["--log-format", "json", "--log-level", "debug"]);
+            .args(["--log-format", "json", "--log-level"])
+            .arg(opts.log_level.as_deref().unwrap_or("debug"));
         if opts.listen {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
