@@ -374,6 +374,28 @@ struct UpstreamAnswer {
 }
 
 /// Prints the upstream outcome; `false` on failure.
+/// Prints the daemon's answer: `on_ok` for a 200, the error otherwise. `Ok(false)` means the
+/// command failed (already reported); `Err` means the answer was not understood.
+fn report_local<T: DeserializeOwned>(
+    res: Result<Answer, Fail>,
+    on_ok: impl FnOnce(T),
+) -> Result<bool, Fail> {
+    match res {
+        Ok(a) if a.status == 200 => {
+            on_ok(a.json()?);
+            Ok(true)
+        }
+        Ok(a) => {
+            eprintln!("agentd: {}", a.error_text());
+            Ok(false)
+        }
+        Err(Fail(e)) => {
+            eprintln!("agentd: {e}");
+            Ok(false)
+        }
+    }
+}
+
 fn report_upstream(res: Result<Answer, Fail>, ok: impl Fn(&UpstreamAnswer) -> String) -> bool {
     match res {
         Ok(a) if (200..300).contains(&a.status) => match a.json::<UpstreamAnswer>() {
@@ -441,21 +463,9 @@ async fn add(
         parts: parts.clone(),
     })?;
     let local = daemon(&socket, "POST", CONTEXT_STORE_PATH, Some(&body)).await;
-    let mut ok = match local {
-        Ok(a) if a.status == 200 => {
-            let r: AddResponse = a.json()?;
-            println!("Added {} context part(s) to {}", r.count, target(chat));
-            true
-        }
-        Ok(a) => {
-            eprintln!("agentd: {}", a.error_text());
-            false
-        }
-        Err(Fail(e)) => {
-            eprintln!("agentd: {e}");
-            false
-        }
-    };
+    let mut ok = report_local(local, |r: AddResponse| {
+        println!("Added {} context part(s) to {}", r.count, target(chat));
+    })?;
     if let Some(up) = upstream {
         let body = serde_json::to_vec(&UpstreamAdd {
             chat_id: chat.unwrap_or_default().to_string(),
@@ -477,29 +487,18 @@ async fn clear(common: &CtxCommon, force_upstream: bool) -> Result<ExitCode, Fai
     let upstream = upstream_of(force_upstream)?;
     let socket = socket_of(common)?;
     let path = format!("{CONTEXT_STORE_PATH}?chat_id={}", chat.unwrap_or_default());
-    let mut ok = match daemon(&socket, "DELETE", &path, None).await {
-        Ok(a) if a.status == 200 => {
-            let r: ClearResponse = a.json()?;
-            if r.cleared == 0 {
-                println!("No context parts to clear for {}", target(chat));
-            } else {
-                println!(
-                    "Cleared {} context part(s) from {}",
-                    r.cleared,
-                    target(chat)
-                );
-            }
-            true
+    let local = daemon(&socket, "DELETE", &path, None).await;
+    let mut ok = report_local(local, |r: ClearResponse| {
+        if r.cleared == 0 {
+            println!("No context parts to clear for {}", target(chat));
+        } else {
+            println!(
+                "Cleared {} context part(s) from {}",
+                r.cleared,
+                target(chat)
+            );
         }
-        Ok(a) => {
-            eprintln!("agentd: {}", a.error_text());
-            false
-        }
-        Err(Fail(e)) => {
-            eprintln!("agentd: {e}");
-            false
-        }
-    };
+    })?;
     if let Some(up) = upstream {
         let body = serde_json::to_vec(&UpstreamClear {
             chat_id: chat.unwrap_or_default().to_string(),

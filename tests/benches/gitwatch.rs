@@ -75,15 +75,7 @@ fn cpu_ticks(pid: u32) -> (u64, u64) {
 }
 
 async fn scans_total(d: &Agentd) -> u64 {
-    let text = d
-        .client()
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = d.metrics_text().await;
     text.lines()
         .find_map(|l| l.strip_prefix("agentd_git_scans_total "))
         .unwrap()

@@ -441,14 +441,8 @@ async fn ctx_cli_end_to_end_with_restart_and_chat_scoping() {
     let d = ws.start_opts(&[], Some((&state, &sock)));
     check(&d).await;
     assert!(
-        d.client()
-            .get(d.url("/metrics"))
-            .send()
+        d.metrics_text()
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
             .contains("agentd_context_parts_stored 5\n")
     );
 

@@ -75,14 +75,7 @@ async fn core_routes_and_error_shapes() {
         .unwrap();
     assert_eq!(res.headers()["x-request-id"], "abc-123");
 
-    let text = c
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = d.metrics_text().await;
     assert!(
         text.contains(
             "agentd_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 1\n"

@@ -233,15 +233,7 @@ async fn coder_contract_tools_and_call() {
     // Calling a server whose entry is invalid is a 502 with a reason, not a 404.
     assert_eq!(call(&d, "needs_var__x", json!({})).await.0, 502);
 
-    let metrics = d
-        .client()
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = d.metrics_text().await;
     assert!(
         metrics.contains("agentd_mcp_servers{state=\"ready\"} 1\n"),
         "{metrics}"

@@ -159,18 +159,16 @@ async fn start_contract_and_bad_input() {
     // Whitespace-only commands are accepted (Coder parity).
     start(&d, "   ").await;
 
-    // A 10 MB command string: refused by the body limit before it is read.
-    let huge = json!({ "command": "x".repeat(10 * 1024 * 1024) }).to_string();
-    let (s, v) = call(
-        &d,
-        "POST",
-        &format!("{P}/start"),
-        None,
-        Some(huge.as_bytes()),
-    )
-    .await;
-    assert_eq!(s, 413, "{v}");
-    assert_eq!(v["message"], "Request body too large.");
+    // A 10 MB command string: refused by the body limit before it is read (the request is
+    // sent head-first over a raw socket so the early answer cannot race the upload).
+    let head = format!(
+        "POST {P}/start HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{{\"command\":\"xxxx",
+        10 * 1024 * 1024 + 16
+    );
+    let raw = agentd_tests::raw_tcp(&d.addr, head.as_bytes()).await;
+    assert!(raw.starts_with("HTTP/1.1 413 "), "{raw}");
+    let body: Value = serde_json::from_str(raw.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["message"], "Request body too large.");
     // Within the body limit but beyond the kernel's argument limit: a clean 500.
     let big = json!({ "command": format!("true {}", "x".repeat(3 * 1024 * 1024)) }).to_string();
     let (s, v) = call(
@@ -839,14 +837,7 @@ async fn sweep_forgets_exited_processes() {
 }
 
 async fn metrics(d: &Agentd) -> String {
-    d.client()
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    d.metrics_text().await
 }
 
 #[tokio::test]

@@ -276,6 +276,17 @@ impl Agentd {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics_text(&self) -> String {
+        let res = self
+            .client()
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap();
+        res.text().await.unwrap()
+    }
+
     /// Sends a signal to the daemon.
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).unwrap();
@@ -381,4 +392,10 @@ pub fn percentile(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(f64::total_cmp);
     let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
     v[rank.clamp(1, v.len()) - 1]
+}
+
+/// A TCP port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
 }

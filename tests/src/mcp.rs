@@ -1,6 +1,7 @@
 //! MCP test helpers: `.mcp.json` entries for the in-repo fake server and the pinned
 //! server-everything, HTTP-mode launchers bound to loopback, and status polling.
 
+use crate::free_port;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -79,14 +80,6 @@ pub fn fake_http(args: &[&str]) -> Bg {
         child,
         url: line.trim().to_owned(),
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Starts server-everything in `streamableHttp` or `sse` mode on a free loopback port and
