@@ -25,6 +25,8 @@ fn p95(v: &mut [f64]) -> f64 {
 
 fn gen_repo(dir: &Path, files: usize) -> PathBuf {
     let root = init_repo(dir);
+    // No background auto-gc racing the explicit one (or the timings).
+    git(&root, &["config", "gc.auto", "0"]);
     for i in 0..files {
         let d = root.join(format!("d{:04}", i / 100));
         if i % 100 == 0 {
