@@ -3,7 +3,7 @@
 //! change → pushed `changes` latency through the real daemon; idle CPU with one subscribed
 //! 100k repo; scans per minute with 5 subscribers vs 1.
 //!
-//! `AGENTD_BENCH_IDLE_SECS` (default 20) sets the idle-CPU window.
+//! `AGENTD_BENCH_IDLE_SECS` (default 60) sets the idle-CPU window.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -225,7 +225,7 @@ async fn main() {
     let idle = std::env::var("AGENTD_BENCH_IDLE_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(20u64);
+        .unwrap_or(60u64);
     println!("\n## idle CPU, one subscribed 100k-file repo, {idle} s window");
     {
         let root = &repos[1].1;
