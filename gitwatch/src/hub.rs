@@ -2,8 +2,8 @@
 //! woken by triggers (path-store notifications, `refresh`, file-system events on `.git/HEAD`,
 //! `.git/index`, refs and the paths chats touched) and by a fallback poll that backs off
 //! while nothing changes. At most one scan starts per repo per cooldown, with a guaranteed
-//! trailing scan; a scan superseded by a newer trigger is cancelled (its git processes are
-//! killed), and every scan has a timeout.
+//! trailing scan; a scan still running a cooldown after a newer trigger arrived is cancelled
+//! (its git processes are killed) and restarted at once; every scan has a timeout.
 //!
 //! [`Subscription`] turns the workers' shared snapshots into per-connection updates with
 //! Coder's delta semantics. This module must not know HTTP or WebSocket.
@@ -339,9 +339,13 @@ impl Inner {
             let res = tokio::select! {
                 _ = repo.cancel.cancelled() => return,
                 r = tokio::time::timeout(cfg.scan_timeout, scan::scan(cfg, &root, fp)) => Some(r),
-                // Cancel a superseded scan, but never twice in a row: a steady stream of
-                // triggers must not starve snapshots.
-                r = trig.changed(), if !last_cancelled => { let _ = r; None },
+                // Cancel a superseded scan once it has run a full cooldown (a short scan
+                // finishes and the trailing scan follows), never twice in a row: a steady
+                // stream of triggers must not starve snapshots.
+                r = async {
+                    tokio::time::sleep(cfg.cooldown).await;
+                    trig.changed().await
+                }, if !last_cancelled => { let _ = r; None },
             };
             let Some(res) = res else {
                 self.counters.cancelled.fetch_add(1, Ordering::Relaxed);
