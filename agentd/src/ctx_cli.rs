@@ -280,8 +280,8 @@ async fn daemon(
 
 /// Coder's agent URL and token, when upstream mode is on.
 struct Upstream {
-    host: String,
-    base_path: String,
+    /// `CODER_AGENT_URL` without a trailing slash (http:// or https://).
+    base: String,
     token: String,
 }
 
@@ -297,61 +297,56 @@ fn upstream_of(force: bool) -> Result<Option<Upstream>, Fail> {
         _ => return Ok(None),
     };
     let url = url.trim();
-    let rest = if let Some(r) = url.strip_prefix("http://") {
-        r
-    } else if url.starts_with("https://") {
-        return Err(Fail(format!(
-            "upstream {url}: https is not supported by this build (only http://); \
-             unset CODER_AGENT_URL to skip the upstream request"
-        )));
-    } else {
-        return Err(Fail(format!(
-            "upstream {url}: CODER_AGENT_URL must start with http://"
-        )));
-    };
-    let (host, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    if host.is_empty() {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| {
+            Fail(format!(
+                "upstream {url}: CODER_AGENT_URL must start with http:// or https://"
+            ))
+        })?;
+    if rest.split('/').next().unwrap_or_default().is_empty() {
         return Err(Fail(format!("upstream {url}: no host")));
     }
     Ok(Some(Upstream {
-        host: host.to_owned(),
-        base_path: path.trim_end_matches('/').to_owned(),
+        base: url.trim_end_matches('/').to_owned(),
         token: token.trim().to_owned(),
     }))
 }
 
+/// Sends Coder's chat-context request to coderd (TLS through rustls for https://), with a
+/// connect and a total timeout, never following redirects (the token must not travel).
 async fn upstream_request(up: &Upstream, method: &str, body: &[u8]) -> Result<Answer, Fail> {
-    let addr = if up.host.contains(':') && !up.host.ends_with(']') {
-        up.host.clone()
-    } else {
-        format!("{}:80", up.host)
+    let url = format!("{}{UPSTREAM_PATH}", up.base);
+    let fail = |e: &dyn std::error::Error| {
+        // reqwest's own message hides the cause (refused, certificate, ...): add the chain.
+        let mut msg = e.to_string();
+        let mut src = e.source();
+        while let Some(s) = src {
+            msg.push_str(": ");
+            msg.push_str(&s.to_string());
+            src = s.source();
+        }
+        Fail(format!("upstream {url}: {msg}"))
     };
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&addr))
+    let client = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(EXCHANGE_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| fail(&e))?;
+    let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| fail(&e))?;
+    let res = client
+        .request(method, &url)
+        .header("Coder-Session-Token", &up.token)
+        .header("Content-Type", "application/json")
+        .body(body.to_vec())
+        .send()
         .await
-        .map_err(|_| Fail(format!("upstream {addr}: connect timed out")))?
-        .map_err(|e| Fail(format!("upstream {addr}: cannot connect: {e}")))?;
-    let path = format!("{}{UPSTREAM_PATH}", up.base_path);
-    tokio::time::timeout(
-        EXCHANGE_TIMEOUT,
-        exchange(
-            stream,
-            method,
-            &up.host,
-            &path,
-            &[("Coder-Session-Token", &up.token)],
-            Some(body),
-        ),
-    )
-    .await
-    .map_err(|_| {
-        Fail(format!(
-            "upstream {addr}: no answer within {EXCHANGE_TIMEOUT:?}"
-        ))
-    })?
-    .map_err(|e| Fail(format!("upstream {addr}: {e}")))
+        .map_err(|e| fail(&e))?;
+    let status = res.status().as_u16();
+    let body = res.bytes().await.map_err(|e| fail(&e))?.to_vec();
+    Ok(Answer { status, body })
 }
 
 #[derive(Serialize)]
@@ -373,7 +368,6 @@ struct UpstreamAnswer {
     count: usize,
 }
 
-/// Prints the upstream outcome; `false` on failure.
 /// Prints the daemon's answer: `on_ok` for a 200, the error otherwise. `Ok(false)` means the
 /// command failed (already reported); `Err` means the answer was not understood.
 fn report_local<T: DeserializeOwned>(
@@ -396,6 +390,7 @@ fn report_local<T: DeserializeOwned>(
     }
 }
 
+/// Prints the upstream outcome; `false` on failure.
 fn report_upstream(res: Result<Answer, Fail>, ok: impl Fn(&UpstreamAnswer) -> String) -> bool {
     match res {
         Ok(a) if (200..300).contains(&a.status) => match a.json::<UpstreamAnswer>() {

@@ -782,11 +782,13 @@ async fn upstream_mode_sends_coders_request() {
         "{head}"
     );
     assert!(
-        head.contains("\r\nCoder-Session-Token: agent-tok"),
+        head.to_ascii_lowercase()
+            .contains("\r\ncoder-session-token: agent-tok"),
         "{head}"
     );
     assert!(
-        head.contains("\r\nContent-Type: application/json"),
+        head.to_ascii_lowercase()
+            .contains("\r\ncontent-type: application/json"),
         "{head}"
     );
     let body: Value = serde_json::from_str(&body).unwrap();
@@ -830,6 +832,42 @@ async fn upstream_mode_sends_coders_request() {
     assert_eq!(
         serde_json::from_str::<Value>(&body).unwrap(),
         json!({"chat_id": NIL})
+    );
+}
+
+#[tokio::test]
+async fn upstream_https_is_attempted_and_bad_schemes_are_refused() {
+    let d = Agentd::start();
+    let tmp = tempfile::tempdir().unwrap();
+    write(&tmp.path().join("AGENTS.md"), "rules");
+    let sock = s(&d.socket);
+    let port = agentd_tests::free_port();
+    let url = format!("https://127.0.0.1:{port}");
+    let env = [
+        ("AGENTD_SOCKET", sock.as_str()),
+        ("CODER_AGENT_URL", url.as_str()),
+        ("CODER_AGENT_TOKEN", "agent-tok"),
+    ];
+    let r = ctx(&["add"], &env, tmp.path()).await;
+    // The local add succeeds; the upstream request goes out over TLS and fails to connect.
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(r.stdout, "Added 1 context part(s) to all chats\n");
+    let want = format!(
+        "agentd: Coder: upstream https://127.0.0.1:{port}/api/v2/workspaceagents/me/experimental/chat-context: error sending request"
+    );
+    assert!(r.stderr.starts_with(&want), "{}", r.stderr);
+    assert!(r.stderr.contains("Connect"), "{}", r.stderr);
+
+    let env = [
+        ("AGENTD_SOCKET", sock.as_str()),
+        ("CODER_AGENT_URL", "ftp://coder.example"),
+        ("CODER_AGENT_TOKEN", "agent-tok"),
+    ];
+    let r = ctx(&["add"], &env, tmp.path()).await;
+    assert_eq!(r.code, 1);
+    assert_eq!(
+        r.stderr,
+        "agentd: upstream ftp://coder.example: CODER_AGENT_URL must start with http:// or https://\n"
     );
 }
 
