@@ -3,7 +3,7 @@
 //!
 //! Handlers map their domain errors to an [`ApiError`] here and nowhere else.
 
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -123,13 +123,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = match axum::body::Bytes::from_request(req, state).await {
             Ok(b) => b,
-            Err(BytesRejection::FailedToBufferBody(e)) => {
-                let msg = e.to_string();
-                return Err(if msg.contains("length limit") {
-                    ApiError::too_large(BODY_LIMIT)
-                } else {
-                    ApiError::bad_request("Failed to read the request body.").detail(msg)
-                });
+            Err(BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_))) => {
+                return Err(ApiError::too_large(BODY_LIMIT));
             }
             Err(e) => {
                 return Err(

@@ -88,6 +88,39 @@ async fn core_routes_and_error_shapes() {
     assert!(text.contains("# TYPE agentd_http_request_duration_seconds histogram"));
 }
 
+/// A chunked body has no Content-Length to refuse up front: the JSON extractor's limit must
+/// still answer 413 in Coder's shape.
+#[tokio::test]
+async fn chunked_body_over_the_limit_is_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let d = Agentd::start();
+    let s = tokio::net::TcpStream::connect(&d.addr).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let upload = tokio::spawn(async move {
+        let head = "POST /api/v0/processes/start HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+        wr.write_all(head.as_bytes()).await?;
+        let chunk = vec![b' '; 64 * 1024];
+        for _ in 0..80 {
+            wr.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .await?;
+            wr.write_all(&chunk).await?;
+            wr.write_all(b"\r\n").await?;
+        }
+        wr.write_all(b"0\r\n\r\n").await
+    });
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), rd.read_to_end(&mut buf)).await;
+    upload.abort();
+    let raw = String::from_utf8_lossy(&buf);
+    assert!(raw.starts_with("HTTP/1.1 413 "), "{raw}");
+    assert!(
+        raw.ends_with(
+            "{\"message\":\"Request body too large.\",\"detail\":\"the limit is 4194304 bytes\"}\n"
+        ),
+        "{raw}"
+    );
+}
+
 #[tokio::test]
 async fn auth_with_token() {
     let d = Agentd::start_with(Options {
