@@ -397,12 +397,14 @@ mod tests {
     use axum::http::Request;
     use tower::ServiceExt;
 
-    fn state(token: Option<&str>) -> AppState {
+    /// A state whose subsystems only see a private temp dir (returned to keep it alive).
+    fn state(token: Option<&str>) -> (AppState, tempfile::TempDir) {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let config = ServeConfig {
             listen: vec![],
-            socket: "/nonexistent.sock".into(),
-            workdir: "/".into(),
-            state_dir: "/tmp".into(),
+            socket: tmp.path().join("agentd.sock"),
+            workdir: tmp.path().to_path_buf(),
+            state_dir: tmp.path().join("state"),
             auth_token: token.map(str::to_owned),
             log_format: LogFormat::Json,
             log_filter: "info".into(),
@@ -411,7 +413,7 @@ mod tests {
             home: None,
             processes: Default::default(),
         };
-        AppState::new(config, CancellationToken::new())
+        (AppState::new(config, CancellationToken::new()), tmp)
     }
 
     async fn body(res: Response) -> String {
@@ -433,7 +435,8 @@ mod tests {
                 }),
             )
             .route("/ok", get(|| async { "fine" }));
-        let app = with_middleware(router, state(None), true);
+        let (state, _tmp) = state(None);
+        let app = with_middleware(router, state, true);
         let res = app
             .clone()
             .oneshot(
@@ -457,7 +460,8 @@ mod tests {
 
     #[tokio::test]
     async fn unix_router_skips_auth() {
-        let app = routes(state(Some("t0ken")), false);
+        let (state, _tmp) = state(Some("t0ken"));
+        let app = routes(state, false);
         let res = app
             .oneshot(Request::get("/").body(Body::empty()).unwrap_or_default())
             .await
