@@ -39,15 +39,8 @@ impl<E: std::fmt::Display> From<E> for Fail {
 
 /// Runs a `ctx` subcommand.
 pub fn run(cmd: CtxCommand) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("agentd: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(rt) = crate::runtime(tokio::runtime::Builder::new_current_thread()) else {
+        return ExitCode::FAILURE;
     };
     match rt.block_on(dispatch(cmd)) {
         Ok(code) => code,
