@@ -374,7 +374,7 @@ async fn add(
     }
     let parts: Vec<PartDto> = found
         .parts
-        .iter()
+        .into_iter()
         .map(|p| PartDto::from_part(p, None))
         .collect();
 
