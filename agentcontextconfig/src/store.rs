@@ -302,12 +302,10 @@ impl ContextStore {
     /// starts empty. Leftover temp files of an interrupted write are removed.
     pub fn open(state_dir: &Path) -> (Self, Option<OpenProblem>) {
         let path = state_dir.join(STORE_FILE);
+        let tmp_prefix = format!("{STORE_FILE}.tmp-");
         if let Ok(entries) = std::fs::read_dir(state_dir) {
             for e in entries.flatten() {
-                if e.file_name()
-                    .to_string_lossy()
-                    .starts_with(&format!("{STORE_FILE}.tmp-"))
-                {
+                if e.file_name().to_string_lossy().starts_with(&tmp_prefix) {
                     let _ = std::fs::remove_file(e.path());
                 }
             }
@@ -552,7 +550,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(s.is_empty() || s.len() == 1);
+        assert_eq!(s.len(), 1);
     }
 
     #[test]
