@@ -276,12 +276,6 @@ async fn upstream_request(
 }
 
 #[derive(Serialize)]
-struct UpstreamAdd<'a> {
-    chat_id: String,
-    parts: &'a [PartDto],
-}
-
-#[derive(Serialize)]
 struct UpstreamClear {
     chat_id: String,
 }
@@ -372,32 +366,27 @@ async fn add(
         eprintln!("No context files or skills found in {}", dir.display());
         return Ok(ExitCode::SUCCESS);
     }
-    let parts: Vec<PartDto> = found
-        .parts
-        .into_iter()
-        .map(|p| PartDto::from_part(p, None))
-        .collect();
-
     let socket = socket_of(common)?;
+    // Coder's chat-context request (§6), which the daemon's store route takes as it is.
     let body = serde_json::to_vec(&AddRequest {
         chat_id: Some(chat.unwrap_or_default().to_string()),
-        parts: parts.clone(),
+        parts: found
+            .parts
+            .into_iter()
+            .map(|p| PartDto::from_part(p, None))
+            .collect(),
     })?;
     let local = daemon(
         &socket,
         reqwest::Method::POST,
         CONTEXT_STORE_PATH,
-        Some(body),
+        Some(body.clone()),
     )
     .await;
     let mut ok = report_local(local, |r: AddResponse| {
         println!("Added {} context part(s) to {}", r.count, target(chat));
     })?;
     if let Some(up) = upstream {
-        let body = serde_json::to_vec(&UpstreamAdd {
-            chat_id: chat.unwrap_or_default().to_string(),
-            parts: &parts,
-        })?;
         ok &= report_upstream(
             upstream_request(&up, reqwest::Method::POST, body).await,
             |u| format!("added {} context part(s) to chat {}", u.count, u.chat_id),
