@@ -109,10 +109,14 @@ fn read_capped(path: &Path, limit: u64) -> std::io::Result<(String, bool)> {
     Ok((String::from_utf8_lossy(&buf).into_owned(), more))
 }
 
-/// Reads and sanitises one instruction file; `None` when unreadable or empty after
-/// sanitising (Coder drops those silently; the reason is returned for the log).
-pub fn read_instruction_file(path: &Path) -> Result<Option<ContextPart>, String> {
-    match fs::metadata(path) {
+/// Reads and sanitises one instruction file whose (symlink-followed) metadata is `meta`:
+/// `Ok(None)` when empty after sanitising (Coder drops it silently), `Err` with the reason
+/// when it is not a regular file or cannot be read.
+fn read_instruction_file(
+    path: &Path,
+    meta: std::io::Result<fs::Metadata>,
+) -> Result<Option<ContextPart>, String> {
+    match meta {
         Ok(m) if m.is_file() => {}
         Ok(_) => return Err("not a regular file".into()),
         Err(e) => return Err(format!("cannot read: {e}")),
@@ -131,8 +135,12 @@ pub fn read_instruction_file(path: &Path) -> Result<Option<ContextPart>, String>
 }
 
 /// The first entry of `dir` whose trimmed name equals `file` case-insensitively and that is
-/// not a directory.
-fn find_instruction_file(dir: &Path, file: &str) -> Option<PathBuf> {
+/// not a directory, with its metadata (symlinks followed: a link to a directory is a
+/// directory).
+fn find_instruction_file(
+    dir: &Path,
+    file: &str,
+) -> Option<(PathBuf, std::io::Result<fs::Metadata>)> {
     let want = file.to_lowercase();
     sorted_entries(dir)?.into_iter().find_map(|e| {
         let name = e.file_name();
@@ -141,19 +149,19 @@ fn find_instruction_file(dir: &Path, file: &str) -> Option<PathBuf> {
             return None;
         }
         let path = e.path();
-        // Follows symlinks: a link to a directory is a directory.
-        if fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
+        let meta = fs::metadata(&path);
+        if meta.as_ref().is_ok_and(|m| m.is_dir()) {
             return None;
         }
-        Some(path)
+        Some((path, meta))
     })
 }
 
 fn read_instruction_from_dir(dir: &Path, file: &str, out: &mut Discovery) {
-    let Some(path) = find_instruction_file(dir, file) else {
+    let Some((path, meta)) = find_instruction_file(dir, file) else {
         return;
     };
-    match read_instruction_file(&path) {
+    match read_instruction_file(&path, meta) {
         Ok(Some(part)) => out.parts.push(part),
         Ok(None) => {}
         Err(reason) => out.skipped.push(Skipped {
@@ -347,6 +355,15 @@ mod tests {
             .resolve(Some(work), Some(home))
     }
 
+    fn skill_part(dir: &Path, name: &str, description: &str, meta_file: &str) -> ContextPart {
+        ContextPart::Skill {
+            name: name.into(),
+            description: description.into(),
+            dir: lossy(dir),
+            meta_file: meta_file.into(),
+        }
+    }
+
     fn file(path: &Path, content: &str) -> ContextPart {
         ContextPart::File {
             path: lossy(path),
@@ -382,18 +399,18 @@ mod tests {
             vec![
                 file(&home.join(".coder/AGENTS.md"), "home rules"),
                 file(&work.join("agents.MD"), "work rules"),
-                ContextPart::Skill {
-                    name: "a-skill".into(),
-                    description: "A".into(),
-                    dir: lossy(&work.join(".agents/skills/a-skill")),
-                    meta_file: "SKILL.md".into()
-                },
-                ContextPart::Skill {
-                    name: "b-skill".into(),
-                    description: "B".into(),
-                    dir: lossy(&work.join(".agents/skills/b-skill")),
-                    meta_file: "SKILL.md".into()
-                },
+                skill_part(
+                    &work.join(".agents/skills/a-skill"),
+                    "a-skill",
+                    "A",
+                    "SKILL.md"
+                ),
+                skill_part(
+                    &work.join(".agents/skills/b-skill"),
+                    "b-skill",
+                    "B",
+                    "SKILL.md"
+                ),
             ]
         );
         assert!(d.skipped.is_empty());
@@ -430,12 +447,7 @@ mod tests {
                 file(&a.join("CLAUDE.md"), "from a"),
                 file(&b.join("claude.md"), "from b"),
                 file(&work.join("CLAUDE.md"), "from work"),
-                ContextPart::Skill {
-                    name: "x".into(),
-                    description: "via meta".into(),
-                    dir: lossy(&work.join("sk/x")),
-                    meta_file: "META.md".into()
-                },
+                skill_part(&work.join("sk/x"), "x", "via meta", "META.md"),
             ]
         );
     }
@@ -540,12 +552,7 @@ mod tests {
         let d = discover(&c, None);
         assert_eq!(
             d.parts,
-            vec![ContextPart::Skill {
-                name: "good".into(),
-                description: "first".into(),
-                dir: lossy(&s1.join("good")),
-                meta_file: "SKILL.md".into()
-            }]
+            vec![skill_part(&s1.join("good"), "good", "first", "SKILL.md")]
         );
         let got: Vec<(String, String)> = d
             .skipped
@@ -594,12 +601,7 @@ mod tests {
         discover_skills(std::slice::from_ref(&s), "SKILL.md", &mut d);
         assert_eq!(
             d.parts,
-            vec![ContextPart::Skill {
-                name: "inside".into(),
-                description: "in".into(),
-                dir: lossy(&s.join("inside")),
-                meta_file: "SKILL.md".into()
-            }]
+            vec![skill_part(&s.join("inside"), "inside", "in", "SKILL.md")]
         );
         let reasons: Vec<&str> = d.skipped.iter().map(|s| s.path.as_str()).collect();
         assert_eq!(

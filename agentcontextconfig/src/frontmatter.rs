@@ -283,7 +283,7 @@ fn is_number(s: &str) -> bool {
         let e = e.strip_prefix(['-', '+']).unwrap_or(e);
         !e.is_empty() && e.chars().all(|c| c.is_ascii_digit())
     });
-    mant_ok && exp_ok && (exp.is_none() || digits > 0)
+    mant_ok && exp_ok
 }
 
 fn block_scalar(header: &str, more: &[&str], lno: usize) -> Result<Value, FrontMatterError> {
@@ -356,7 +356,8 @@ fn block_scalar(header: &str, more: &[&str], lno: usize) -> Result<Value, FrontM
 }
 
 /// Joins a quoted scalar's lines the YAML way: a line break folds to a space, an empty line
-/// to a newline. Returns the raw text between the quotes and what follows the closing quote.
+/// to a newline. Returns the raw text between the quotes (escapes not yet applied); only a
+/// comment may follow the closing quote.
 fn quoted_source(
     rest: &str,
     more: &[&str],
@@ -559,41 +560,28 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert_eq!(parse("name: a\n"), Err(FrontMatterError::MissingOpen));
-        assert_eq!(parse(""), Err(FrontMatterError::MissingOpen));
-        assert_eq!(parse("---\nname: a\n"), Err(FrontMatterError::MissingClose));
-        assert_eq!(
-            parse("---\ndescription: d\n---\n"),
-            Err(FrontMatterError::NameRequired)
-        );
-        assert_eq!(
-            parse("---\nname:\n---\n"),
-            Err(FrontMatterError::NameRequired)
-        );
-        assert_eq!(
-            parse("---\nname: ''\n---\n"),
-            Err(FrontMatterError::NameRequired)
-        );
-        assert_eq!(
-            parse("---\nname: 12\n---\n"),
-            Err(FrontMatterError::NotString("name"))
-        );
-        assert_eq!(
-            parse("---\nname: true\n---\n"),
-            Err(FrontMatterError::NotString("name"))
-        );
-        assert_eq!(
-            parse("---\nname: [a]\n---\n"),
-            Err(FrontMatterError::NotString("name"))
-        );
-        assert_eq!(
-            parse("---\nname: a\ndescription:\n  - x\n---\n"),
-            Err(FrontMatterError::NotString("description"))
-        );
-        assert_eq!(
-            parse("---\nname: a\ndescription: 1.5e3\n---\n"),
-            Err(FrontMatterError::NotString("description"))
-        );
+        use FrontMatterError::*;
+        for (input, want) in [
+            ("name: a\n", MissingOpen),
+            ("", MissingOpen),
+            ("---\nname: a\n", MissingClose),
+            ("---\ndescription: d\n---\n", NameRequired),
+            ("---\nname:\n---\n", NameRequired),
+            ("---\nname: ''\n---\n", NameRequired),
+            ("---\nname: 12\n---\n", NotString("name")),
+            ("---\nname: true\n---\n", NotString("name")),
+            ("---\nname: [a]\n---\n", NotString("name")),
+            (
+                "---\nname: a\ndescription:\n  - x\n---\n",
+                NotString("description"),
+            ),
+            (
+                "---\nname: a\ndescription: 1.5e3\n---\n",
+                NotString("description"),
+            ),
+        ] {
+            assert_eq!(parse(input), Err(want), "{input:?}");
+        }
         assert!(matches!(
             parse("---\nname: a\nname: b\n---\n"),
             Err(FrontMatterError::Syntax { line: 3, .. })

@@ -302,12 +302,10 @@ impl ContextStore {
     /// starts empty. Leftover temp files of an interrupted write are removed.
     pub fn open(state_dir: &Path) -> (Self, Option<OpenProblem>) {
         let path = state_dir.join(STORE_FILE);
+        let tmp_prefix = format!("{STORE_FILE}.tmp-");
         if let Ok(entries) = std::fs::read_dir(state_dir) {
             for e in entries.flatten() {
-                if e.file_name()
-                    .to_string_lossy()
-                    .starts_with(&format!("{STORE_FILE}.tmp-"))
-                {
+                if e.file_name().to_string_lossy().starts_with(&tmp_prefix) {
                     let _ = std::fs::remove_file(e.path());
                 }
             }
@@ -404,7 +402,10 @@ impl ContextStore {
                 max: MAX_PARTS_PER_SCOPE,
             });
         }
-        self.commit(&mut cur, next)?;
+        // Re-adding what is stored changes nothing: it is on disk already, skip the fsyncs.
+        if next != *cur {
+            self.commit(&mut cur, next)?;
+        }
         Ok(AddOutcome {
             count,
             replaced,
@@ -502,6 +503,21 @@ mod tests {
             }
         );
         s.add(Scope::Workspace, vec![f("/w", "w")]).unwrap();
+        // An add that changes nothing does not rewrite the file (a sentinel stands in for
+        // it); one that changes something does.
+        std::fs::write(s.path(), b"sentinel").unwrap();
+        assert_eq!(
+            s.add(Scope::Workspace, vec![f("/w", "w")]).unwrap(),
+            AddOutcome {
+                count: 1,
+                replaced: 1,
+                total: 1
+            }
+        );
+        assert_eq!(std::fs::read(s.path()).unwrap(), b"sentinel");
+        s.add(Scope::Workspace, vec![f("/w", "w2")]).unwrap();
+        s.add(Scope::Workspace, vec![f("/w", "w")]).unwrap();
+        assert_ne!(std::fs::read(s.path()).unwrap(), b"sentinel");
         assert_eq!(
             s.get(Scope::Chat(A)),
             vec![f("/a", "two"), sk("x"), f("/b", "b")]
@@ -552,7 +568,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(s.is_empty() || s.len() == 1);
+        assert_eq!(s.len(), 1);
     }
 
     #[test]

@@ -135,7 +135,7 @@ pub struct PartDto {
 
 impl PartDto {
     /// The wire form of a part.
-    pub fn from_part(p: &ContextPart, source: Option<&'static str>) -> Self {
+    pub fn from_part(p: ContextPart, source: Option<&'static str>) -> Self {
         match p {
             ContextPart::File {
                 path,
@@ -143,9 +143,9 @@ impl PartDto {
                 truncated,
             } => Self {
                 kind: "context-file".into(),
-                context_file_path: path.clone(),
-                context_file_content: content.clone(),
-                context_file_truncated: *truncated,
+                context_file_path: path,
+                context_file_content: content,
+                context_file_truncated: truncated,
                 context_source: source,
                 ..Self::default()
             },
@@ -156,10 +156,10 @@ impl PartDto {
                 meta_file,
             } => Self {
                 kind: "skill".into(),
-                skill_name: name.clone(),
-                skill_description: description.clone(),
-                skill_dir: dir.clone(),
-                context_file_skill_meta_file: meta_file.clone(),
+                skill_name: name,
+                skill_description: description,
+                skill_dir: dir,
+                context_file_skill_meta_file: meta_file,
                 context_source: source,
                 ..Self::default()
             },
@@ -269,39 +269,33 @@ async fn get_context_config(
     let discovery = blocking(move || agentcontextconfig::discover(&cfg, Some(&workdir))).await?;
     state.context.log_skipped(&discovery.skipped);
 
-    let mut parts: Vec<PartDto> = Vec::with_capacity(discovery.parts.len());
+    let mut out: Vec<PartDto> = Vec::with_capacity(discovery.parts.len());
     let mut files: HashSet<String> = HashSet::new();
     let mut skills: HashSet<String> = HashSet::new();
-    let mut push = |p: &ContextPart, source: &'static str, parts: &mut Vec<PartDto>| {
-        let fresh = match p {
-            ContextPart::File { path, .. } => files.insert(path.clone()),
-            ContextPart::Skill { name, .. } => skills.insert(name.clone()),
-        };
-        if fresh {
-            parts.push(PartDto::from_part(p, Some(source)));
+    let mut push = |parts: Vec<ContextPart>, source: &'static str| {
+        for p in parts {
+            let fresh = match &p {
+                ContextPart::File { path, .. } => files.insert(path.clone()),
+                ContextPart::Skill { name, .. } => skills.insert(name.clone()),
+            };
+            if fresh {
+                out.push(PartDto::from_part(p, Some(source)));
+            }
         }
     };
-    for p in &discovery.parts {
-        push(p, SOURCE_DISCOVERED, &mut parts);
-    }
+    push(discovery.parts, SOURCE_DISCOVERED);
     let store = &state.context.store;
-    for p in &store.get(Scope::Workspace) {
-        push(p, SOURCE_WORKSPACE, &mut parts);
-    }
+    push(store.get(Scope::Workspace), SOURCE_WORKSPACE);
     if let Some(Extension(chat)) = chat
         && let Some(id) = chat.effective_id()
     {
         for a in chat.ancestors.iter().filter(|a| !a.is_nil()) {
-            for p in &store.get(Scope::Chat(*a)) {
-                push(p, SOURCE_ANCESTOR, &mut parts);
-            }
+            push(store.get(Scope::Chat(*a)), SOURCE_ANCESTOR);
         }
-        for p in &store.get(Scope::Chat(id)) {
-            push(p, SOURCE_CHAT, &mut parts);
-        }
+        push(store.get(Scope::Chat(id)), SOURCE_CHAT);
     }
     Ok(Json(PartsResponse {
-        parts,
+        parts: out,
         skipped: discovery
             .skipped
             .into_iter()
@@ -436,17 +430,20 @@ async fn list_store(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let dto = |scope: Scope, parts: &[ContextPart]| ScopeDto {
+    let dto = |scope: Scope, parts: Vec<ContextPart>| ScopeDto {
         chat_id: scope.chat_id().to_string(),
-        parts: parts.iter().map(|p| PartDto::from_part(p, None)).collect(),
+        parts: parts
+            .into_iter()
+            .map(|p| PartDto::from_part(p, None))
+            .collect(),
     };
     let store = &state.context.store;
     let scopes = match query_param(&query, "chat_id") {
         Some(raw) => {
             let scope = scope_of(Some(&raw), None)?;
-            vec![dto(scope, &store.get(scope))]
+            vec![dto(scope, store.get(scope))]
         }
-        None => store.all().iter().map(|(s, p)| dto(*s, p)).collect(),
+        None => store.all().into_iter().map(|(s, p)| dto(s, p)).collect(),
     };
     Ok(Json(ListResponse { scopes }).into_response())
 }

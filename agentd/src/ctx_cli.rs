@@ -1,5 +1,5 @@
 //! `agentd ctx add|clear|list`: the client side of the context store. It reads a directory
-//! the way Coder's `ContextPartsFromDir` does and talks HTTP/1.1 to the running daemon over
+//! the way Coder's `ContextPartsFromDir` does and talks HTTP to the running daemon over
 //! its unix socket; in upstream mode it also sends Coder's own
 //! `/api/v2/workspaceagents/me/experimental/chat-context` request.
 //!
@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use uuid::Uuid;
 
 use crate::cli::{CtxCommand, CtxCommon};
@@ -39,15 +38,8 @@ impl<E: std::fmt::Display> From<E> for Fail {
 
 /// Runs a `ctx` subcommand.
 pub fn run(cmd: CtxCommand) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("agentd: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(rt) = crate::runtime(tokio::runtime::Builder::new_current_thread()) else {
+        return ExitCode::FAILURE;
     };
     match rt.block_on(dispatch(cmd)) {
         Ok(code) => code,
@@ -105,13 +97,11 @@ fn socket_of(common: &CtxCommon) -> Result<PathBuf, Fail> {
     Ok(crate::config::default_socket(&state_dir))
 }
 
-/// An HTTP answer.
+/// An HTTP answer, read whole.
 #[derive(Debug)]
-pub struct Answer {
-    /// Status code.
-    pub status: u16,
-    /// Body (chunked encoding already decoded).
-    pub body: Vec<u8>,
+struct Answer {
+    status: u16,
+    body: Vec<u8>,
 }
 
 impl Answer {
@@ -141,141 +131,97 @@ impl Answer {
     }
 }
 
-/// One HTTP/1.1 exchange on a fresh connection (`Connection: close`).
-pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
-    mut s: S,
-    method: &str,
-    host: &str,
-    path: &str,
+/// A client with the CLI's timeouts that never follows redirects (the upstream token must
+/// not travel); with `socket`, every connection goes to that unix socket.
+fn client(socket: Option<&Path>) -> reqwest::Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder()
+        .user_agent(concat!("agentd/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(EXCHANGE_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(s) = socket {
+        b = b.unix_socket(s);
+    }
+    b.build()
+}
+
+/// Sends a request (a JSON body, if any) and reads the whole answer.
+async fn send(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
     headers: &[(&str, &str)],
-    body: Option<&[u8]>,
-) -> std::io::Result<Answer> {
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nUser-Agent: agentd/{}\r\nAccept: application/json\r\n",
-        env!("CARGO_PKG_VERSION")
-    );
+    body: Option<Vec<u8>>,
+) -> reqwest::Result<Answer> {
+    let mut req = client.request(method, url);
     for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
+        req = req.header(*k, *v);
     }
     if let Some(b) = body {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            b.len()
-        ));
+        req = req.header("Content-Type", "application/json").body(b);
     }
-    req.push_str("\r\n");
-    let mut bytes = req.into_bytes();
-    if let Some(b) = body {
-        bytes.extend_from_slice(b);
-    }
-    s.write_all(&bytes).await?;
-    s.flush().await?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await?;
-    parse_answer(&buf)
-}
-
-fn bad(msg: &str) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, msg.to_owned())
-}
-
-fn parse_answer(buf: &[u8]) -> std::io::Result<Answer> {
-    let end = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| bad("truncated HTTP answer"))?;
-    let head = String::from_utf8_lossy(&buf[..end]);
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad("malformed HTTP status line"))?;
-    let mut chunked = false;
-    let mut length = None;
-    for l in lines {
-        if let Some((k, v)) = l.split_once(':') {
-            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
-            if k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked") {
-                chunked = true;
-            } else if k == "content-length" {
-                length = v.parse::<usize>().ok();
-            }
-        }
-    }
-    let rest = &buf[end + 4..];
-    let body = if chunked {
-        decode_chunked(rest)?
-    } else {
-        match length {
-            Some(n) => rest
-                .get(..n)
-                .ok_or_else(|| bad("truncated HTTP body"))?
-                .to_vec(),
-            None => rest.to_vec(),
-        }
-    };
+    let res = req.send().await?;
+    let status = res.status().as_u16();
+    let body = res.bytes().await?.to_vec();
     Ok(Answer { status, body })
 }
 
-fn decode_chunked(mut rest: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let nl = rest
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or_else(|| bad("truncated chunk"))?;
-        let size_line = String::from_utf8_lossy(&rest[..nl]);
-        let size_hex = size_line.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_hex, 16).map_err(|_| bad("bad chunk size"))?;
-        rest = &rest[nl + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        let chunk = rest.get(..size).ok_or_else(|| bad("truncated chunk"))?;
-        out.extend_from_slice(chunk);
-        rest = rest.get(size + 2..).unwrap_or(&[]);
+/// `e` followed by its causes (reqwest's own message hides them: refused, certificate, ...).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
     }
+    msg
 }
 
 /// A request to the daemon over its unix socket.
 async fn daemon(
     socket: &Path,
-    method: &str,
+    method: reqwest::Method,
     path: &str,
-    body: Option<&[u8]>,
+    body: Option<Vec<u8>>,
 ) -> Result<Answer, Fail> {
-    let not_running = |e: &dyn std::fmt::Display| {
+    let talking = |e: &dyn std::error::Error| {
         Fail(format!(
-            "agentd is not running: cannot connect to {} ({e}).\n\
+            "talking to agentd on {}: {}",
+            socket.display(),
+            with_causes(e)
+        ))
+    };
+    let client = client(Some(socket)).map_err(|e| talking(&e))?;
+    let url = format!("http://agentd{path}");
+    let e = match send(&client, method, &url, &[], body).await {
+        Ok(a) => return Ok(a),
+        Err(e) => e,
+    };
+    if e.is_connect() {
+        // The OS error (e.g. "No such file or directory") says why; reqwest's wrappers don't.
+        let os = std::iter::successors(Some(&e as &dyn std::error::Error), |c| c.source())
+            .find_map(|c| c.downcast_ref::<std::io::Error>());
+        let why = match os {
+            Some(io) => io.to_string(),
+            None if e.is_timeout() => "connect timed out".into(),
+            None => with_causes(&e),
+        };
+        return Err(Fail(format!(
+            "agentd is not running: cannot connect to {} ({why}).\n\
              Start it with `agentd serve` (add `--socket {}` if it is not the default), \
              or point --socket / AGENTD_SOCKET at the running daemon's socket.",
             socket.display(),
             socket.display()
-        ))
-    };
-    let stream = match tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        tokio::net::UnixStream::connect(socket),
-    )
-    .await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(not_running(&e)),
-        Err(_) => return Err(not_running(&"connect timed out")),
-    };
-    tokio::time::timeout(
-        EXCHANGE_TIMEOUT,
-        exchange(stream, method, "agentd", path, &[], body),
-    )
-    .await
-    .map_err(|_| {
-        Fail(format!(
+        )));
+    }
+    if e.is_timeout() {
+        return Err(Fail(format!(
             "no answer from agentd on {} within {EXCHANGE_TIMEOUT:?}",
             socket.display()
-        ))
-    })?
-    .map_err(|e| Fail(format!("talking to agentd on {}: {e}", socket.display())))
+        )));
+    }
+    Err(talking(&e))
 }
 
 /// Coder's agent URL and token, when upstream mode is on.
@@ -314,45 +260,19 @@ fn upstream_of(force: bool) -> Result<Option<Upstream>, Fail> {
     }))
 }
 
-/// Sends Coder's chat-context request to coderd (TLS through rustls for https://), with a
-/// connect and a total timeout, never following redirects (the token must not travel).
-async fn upstream_request(up: &Upstream, method: &str, body: &[u8]) -> Result<Answer, Fail> {
+/// Sends Coder's chat-context request to coderd (TLS through rustls for https://).
+async fn upstream_request(
+    up: &Upstream,
+    method: reqwest::Method,
+    body: Vec<u8>,
+) -> Result<Answer, Fail> {
     let url = format!("{}{UPSTREAM_PATH}", up.base);
-    let fail = |e: &dyn std::error::Error| {
-        // reqwest's own message hides the cause (refused, certificate, ...): add the chain.
-        let mut msg = e.to_string();
-        let mut src = e.source();
-        while let Some(s) = src {
-            msg.push_str(": ");
-            msg.push_str(&s.to_string());
-            src = s.source();
-        }
-        Fail(format!("upstream {url}: {msg}"))
-    };
-    let client = reqwest::Client::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(EXCHANGE_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| fail(&e))?;
-    let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| fail(&e))?;
-    let res = client
-        .request(method, &url)
-        .header("Coder-Session-Token", &up.token)
-        .header("Content-Type", "application/json")
-        .body(body.to_vec())
-        .send()
+    let fail = |e: reqwest::Error| Fail(format!("upstream {url}: {}", with_causes(&e)));
+    let client = client(None).map_err(fail)?;
+    let headers = [("Coder-Session-Token", up.token.as_str())];
+    send(&client, method, &url, &headers, Some(body))
         .await
-        .map_err(|e| fail(&e))?;
-    let status = res.status().as_u16();
-    let body = res.bytes().await.map_err(|e| fail(&e))?.to_vec();
-    Ok(Answer { status, body })
-}
-
-#[derive(Serialize)]
-struct UpstreamAdd<'a> {
-    chat_id: String,
-    parts: &'a [PartDto],
+        .map_err(fail)
 }
 
 #[derive(Serialize)]
@@ -446,29 +366,31 @@ async fn add(
         eprintln!("No context files or skills found in {}", dir.display());
         return Ok(ExitCode::SUCCESS);
     }
-    let parts: Vec<PartDto> = found
-        .parts
-        .iter()
-        .map(|p| PartDto::from_part(p, None))
-        .collect();
-
     let socket = socket_of(common)?;
+    // Coder's chat-context request (§6), which the daemon's store route takes as it is.
     let body = serde_json::to_vec(&AddRequest {
         chat_id: Some(chat.unwrap_or_default().to_string()),
-        parts: parts.clone(),
+        parts: found
+            .parts
+            .into_iter()
+            .map(|p| PartDto::from_part(p, None))
+            .collect(),
     })?;
-    let local = daemon(&socket, "POST", CONTEXT_STORE_PATH, Some(&body)).await;
+    let local = daemon(
+        &socket,
+        reqwest::Method::POST,
+        CONTEXT_STORE_PATH,
+        Some(body.clone()),
+    )
+    .await;
     let mut ok = report_local(local, |r: AddResponse| {
         println!("Added {} context part(s) to {}", r.count, target(chat));
     })?;
     if let Some(up) = upstream {
-        let body = serde_json::to_vec(&UpstreamAdd {
-            chat_id: chat.unwrap_or_default().to_string(),
-            parts: &parts,
-        })?;
-        ok &= report_upstream(upstream_request(&up, "POST", &body).await, |u| {
-            format!("added {} context part(s) to chat {}", u.count, u.chat_id)
-        });
+        ok &= report_upstream(
+            upstream_request(&up, reqwest::Method::POST, body).await,
+            |u| format!("added {} context part(s) to chat {}", u.count, u.chat_id),
+        );
     }
     Ok(if ok {
         ExitCode::SUCCESS
@@ -482,7 +404,7 @@ async fn clear(common: &CtxCommon, force_upstream: bool) -> Result<ExitCode, Fai
     let upstream = upstream_of(force_upstream)?;
     let socket = socket_of(common)?;
     let path = format!("{CONTEXT_STORE_PATH}?chat_id={}", chat.unwrap_or_default());
-    let local = daemon(&socket, "DELETE", &path, None).await;
+    let local = daemon(&socket, reqwest::Method::DELETE, &path, None).await;
     let mut ok = report_local(local, |r: ClearResponse| {
         if r.cleared == 0 {
             println!("No context parts to clear for {}", target(chat));
@@ -498,13 +420,16 @@ async fn clear(common: &CtxCommon, force_upstream: bool) -> Result<ExitCode, Fai
         let body = serde_json::to_vec(&UpstreamClear {
             chat_id: chat.unwrap_or_default().to_string(),
         })?;
-        ok &= report_upstream(upstream_request(&up, "DELETE", &body).await, |u| {
-            if u.chat_id.is_empty() || Uuid::try_parse(&u.chat_id).is_ok_and(|id| id.is_nil()) {
-                "No active chats to clear.".into()
-            } else {
-                format!("Cleared context from chat {}", u.chat_id)
-            }
-        });
+        ok &= report_upstream(
+            upstream_request(&up, reqwest::Method::DELETE, body).await,
+            |u| {
+                if u.chat_id.is_empty() || Uuid::try_parse(&u.chat_id).is_ok_and(|id| id.is_nil()) {
+                    "No active chats to clear.".into()
+                } else {
+                    format!("Cleared context from chat {}", u.chat_id)
+                }
+            },
+        );
     }
     Ok(if ok {
         ExitCode::SUCCESS
@@ -520,7 +445,7 @@ async fn list(common: &CtxCommon, json: bool) -> Result<ExitCode, Fail> {
         Some(id) => format!("{CONTEXT_STORE_PATH}?chat_id={id}"),
         None => CONTEXT_STORE_PATH.to_owned(),
     };
-    let a = daemon(&socket, "GET", &path, None).await?;
+    let a = daemon(&socket, reqwest::Method::GET, &path, None).await?;
     if a.status != 200 {
         return Err(Fail(a.error_text()));
     }
@@ -566,24 +491,20 @@ async fn list(common: &CtxCommon, json: bool) -> Result<ExitCode, Fail> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
-    fn parses_answers() {
-        let a = parse_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}extra").unwrap();
-        assert_eq!((a.status, a.body.as_slice()), (200, b"{}".as_slice()));
-        let a = parse_answer(
-            b"HTTP/1.1 404 Not Found\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n",
-        )
-        .unwrap();
-        assert_eq!((a.status, a.body.as_slice()), (404, b"abcde".as_slice()));
-        assert!(parse_answer(b"HTTP/1.1 200 OK\r\n").is_err());
+    fn error_text() {
         let a = Answer {
             status: 400,
             body: br#"{"message":"m","detail":"d"}"#.to_vec(),
         };
         assert_eq!(a.error_text(), "m: d");
+        let a = Answer {
+            status: 404,
+            body: b" not json \n".to_vec(),
+        };
+        assert_eq!(a.error_text(), "not json");
     }
 }

@@ -53,15 +53,8 @@ fn serve(args: &cli::ServeArgs) -> ExitCode {
         eprintln!("agentd: {e}");
         return ExitCode::from(2);
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("agentd: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(rt) = runtime(tokio::runtime::Builder::new_multi_thread()) else {
+        return ExitCode::FAILURE;
     };
     let res = rt.block_on(server::run(config));
     // Background tasks that ignored cancellation must not hold the exit hostage.
@@ -72,6 +65,18 @@ fn serve(args: &cli::ServeArgs) -> ExitCode {
             tracing::error!(error = %e, "agentd failed");
             eprintln!("agentd: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Builds the tokio runtime (all drivers enabled); `None` after reporting why it could not
+/// start.
+pub(crate) fn runtime(mut builder: tokio::runtime::Builder) -> Option<tokio::runtime::Runtime> {
+    match builder.enable_all().build() {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("agentd: cannot start the async runtime: {e}");
+            None
         }
     }
 }

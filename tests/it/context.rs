@@ -206,10 +206,21 @@ async fn custom_env_vars_legacy_names_and_comma_lists() {
             "discovered"
         )])
     );
-    // The daemon's children never see the CODER_AGENT_EXP_* values (nor does /proc of the
-    // daemon matter): checked via the child env builder's unit test; here the config itself
-    // must not leak into any answer beyond the paths.
-    drop(d2);
+    // The daemon's children never see the CODER_AGENT_EXP_* values.
+    let (st, v) = d
+        .post_json("/api/v0/processes/start", &json!({"command": "env"}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, out) = d
+        .get_json(&format!(
+            "/api/v0/processes/{}/output?wait=true",
+            v["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!((st, &out["exit_code"]), (200, &json!(0)), "{out}");
+    let env = out["output"].as_str().unwrap();
+    assert!(env.contains("HOME="), "{env}");
+    assert!(!env.contains("CODER_AGENT_EXP_"), "{env}");
 }
 
 #[tokio::test]
@@ -514,42 +525,25 @@ async fn store_routes_limits_and_corrupt_file() {
     let many: Vec<Value> = (0..101)
         .map(|i| json!({"type": "context-file", "context_file_path": format!("/f{i}"), "context_file_content": "x"}))
         .collect();
-    let (st, v) = d
-        .post_json("/api/v0/context-store", &json!({"parts": many}))
-        .await;
-    assert_eq!(
-        (st, v),
+    for (body, want) in [
         (
-            400,
-            json!({"message": "Too many context parts: 101 (at most 100 per request)."})
-        )
-    );
-    let (st, v) = d
-        .post_json(
-            "/api/v0/context-store",
-            &json!({"parts": [{"type": "text", "text": "hi"}, {"type": "context-file", "context_file_path": "/e", "context_file_content": " \u{200B} "}]}),
-        )
-        .await;
-    assert_eq!(
-        (st, v),
+            json!({"parts": many}),
+            json!({"message": "Too many context parts: 101 (at most 100 per request)."}),
+        ),
         (
-            400,
-            json!({"message": "No context-file or skill parts provided."})
-        )
-    );
-    let (st, v) = d
-        .post_json(
-            "/api/v0/context-store",
-            &json!({"chat_id": "nope", "parts": []}),
-        )
-        .await;
-    assert_eq!(
-        (st, v),
+            json!({"parts": [{"type": "text", "text": "hi"}, {"type": "context-file", "context_file_path": "/e", "context_file_content": " \u{200B} "}]}),
+            json!({"message": "No context-file or skill parts provided."}),
+        ),
         (
-            400,
-            json!({"message": "Invalid chat ID.", "detail": "\"nope\" is not a UUID"})
-        )
-    );
+            json!({"chat_id": "nope", "parts": []}),
+            json!({"message": "Invalid chat ID.", "detail": "\"nope\" is not a UUID"}),
+        ),
+    ] {
+        assert_eq!(
+            d.post_json("/api/v0/context-store", &body).await,
+            (400, want)
+        );
+    }
     // Content is sanitised, then capped at 64 KiB on a UTF-8 boundary.
     let big = format!("{}{}", "\u{200B}".repeat(100), "€".repeat(30_000));
     let (st, v) = d
