@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use agentd_tests::{Agentd, Options, eventually};
+use agentd_tests::{Agentd, Options, eventually, rss_kib};
 use agentproc::group::group_alive;
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
@@ -92,14 +92,6 @@ fn strip_pid(mut v: Value) -> Value {
     assert!(v["pid"].as_u64().unwrap() > 1, "{v}");
     v.as_object_mut().unwrap().remove("pid");
     v
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap()
 }
 
 #[tokio::test]
