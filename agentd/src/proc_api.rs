@@ -309,10 +309,12 @@ async fn start(
                 ))
                 .into_response()
         }
-        Err(e @ StartError::Workdir { .. }) => {
-            let StartError::Workdir { path, reason } = &e else {
-                return ApiError::internal("Failed to start process.").into_response();
-            };
+        Err(
+            ref e @ StartError::Workdir {
+                ref path,
+                ref reason,
+            },
+        ) => {
             let what = if reason == "not a directory" {
                 "is not a directory"
             } else {
