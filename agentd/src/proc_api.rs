@@ -262,15 +262,13 @@ async fn start(
             );
         }
         let tx = state.events.process_exited.clone();
-        let notify_dir = workdir
-            .as_deref()
-            .and_then(|w| procs.resolve_workdir(Some(w)).ok());
-        let ancestors = ancestors.clone();
-        Box::new(move |_: &agentproc::Exit| {
+        // Coder notifies with the resolved directory, or without one when none was asked for.
+        let notify_dir = workdir.is_some();
+        Box::new(move |p: &Process, _: &agentproc::Exit| {
             let _ = tx.send(ProcessExited {
                 chat_id: c,
                 ancestors,
-                workdir: notify_dir,
+                workdir: notify_dir.then(|| p.workdir.clone()),
             });
         }) as agentproc::OnExit
     });

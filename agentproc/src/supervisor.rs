@@ -91,7 +91,7 @@ impl Config {
 }
 
 /// Called once when the process's exit is recorded.
-pub type OnExit = Box<dyn FnOnce(&Exit) + Send>;
+pub type OnExit = Box<dyn FnOnce(&Process, &Exit) + Send>;
 
 /// What to start.
 pub struct StartRequest {
@@ -631,7 +631,7 @@ impl Supervisor {
                     "process exited"
                 );
                 if let Some(f) = on_exit.take() {
-                    f(&exit);
+                    f(&proc, &exit);
                 }
             }
             if reported && eof {
