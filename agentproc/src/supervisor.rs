@@ -306,11 +306,6 @@ impl Process {
         !self.group_members().is_empty()
     }
 
-    /// Bytes of output memory held.
-    pub fn memory(&self) -> usize {
-        self.lock().buf.allocated()
-    }
-
     fn write(&self, data: &[u8]) {
         let total = {
             let mut st = self.lock();
@@ -394,11 +389,6 @@ impl Supervisor {
             });
         }
         sup
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &Config {
-        &self.inner.config
     }
 
     /// Processes running now.
