@@ -204,14 +204,11 @@ fn hidden_from(proc: &Process, chat: Option<uuid::Uuid>) -> bool {
 fn fold_keys(v: Value, fields: &[&str]) -> Value {
     let Value::Object(map) = v else { return v };
     let mut out = serde_json::Map::new();
-    for (k, val) in &map {
-        if fields.contains(&k.as_str()) {
-            out.insert(k.clone(), val.clone());
-        }
-    }
+    // One pass, moving the values: an exact key always wins, a folded one only fills a gap.
     for (k, val) in map {
-        if !fields.contains(&k.as_str())
-            && let Some(f) = fields.iter().find(|f| f.eq_ignore_ascii_case(&k))
+        if fields.contains(&k.as_str()) {
+            out.insert(k, val);
+        } else if let Some(f) = fields.iter().find(|f| f.eq_ignore_ascii_case(&k))
             && !out.contains_key(*f)
         {
             out.insert((*f).to_owned(), val);
@@ -265,15 +262,13 @@ async fn start(
             );
         }
         let tx = state.events.process_exited.clone();
-        let notify_dir = workdir
-            .as_deref()
-            .and_then(|w| procs.resolve_workdir(Some(w)).ok());
-        let ancestors = ancestors.clone();
-        Box::new(move |_: &agentproc::Exit| {
+        // Coder notifies with the resolved directory, or without one when none was asked for.
+        let notify_dir = workdir.is_some();
+        Box::new(move |p: &Process, _: &agentproc::Exit| {
             let _ = tx.send(ProcessExited {
                 chat_id: c,
                 ancestors,
-                workdir: notify_dir,
+                workdir: notify_dir.then(|| p.workdir.clone()),
             });
         }) as agentproc::OnExit
     });
@@ -312,10 +307,12 @@ async fn start(
                 ))
                 .into_response()
         }
-        Err(e @ StartError::Workdir { .. }) => {
-            let StartError::Workdir { path, reason } = &e else {
-                return ApiError::internal("Failed to start process.").into_response();
-            };
+        Err(
+            ref e @ StartError::Workdir {
+                ref path,
+                ref reason,
+            },
+        ) => {
             let what = if reason == "not a directory" {
                 "is not a directory"
             } else {
@@ -630,6 +627,11 @@ mod tests {
         assert_eq!(v, serde_json::json!({"command": "a", "workdir": "/x"}));
         let v = fold_keys(
             serde_json::json!({"Command": "a", "command": "b"}),
+            &["command"],
+        );
+        assert_eq!(v, serde_json::json!({"command": "b"}));
+        let v = fold_keys(
+            serde_json::json!({"command": "b", "Command": "a", "COMMAND": "c"}),
             &["command"],
         );
         assert_eq!(v, serde_json::json!({"command": "b"}));

@@ -91,7 +91,7 @@ impl Config {
 }
 
 /// Called once when the process's exit is recorded.
-pub type OnExit = Box<dyn FnOnce(&Exit) + Send>;
+pub type OnExit = Box<dyn FnOnce(&Process, &Exit) + Send>;
 
 /// What to start.
 pub struct StartRequest {
@@ -211,6 +211,10 @@ pub struct Process {
     pub seq: u64,
     state: Mutex<State>,
     status: watch::Sender<Status>,
+    /// Its group was seen without a live member after the exit. A group never regains
+    /// members, so later looks skip the `/proc` scan and a recycled pgid is never taken
+    /// for it.
+    group_gone: AtomicBool,
 }
 
 /// A consistent view of a process: exit and output read together.
@@ -285,15 +289,21 @@ impl Process {
         (st.buf.read_since(offset, st.closed), st.exit, st.closed)
     }
 
-    /// Pids of live processes left in its group (none while the shell runs is not implied:
-    /// the shell itself counts while it runs).
+    /// Pids of live processes left in its group (the shell itself counts while it runs).
     pub fn group_members(&self) -> Vec<u32> {
-        group::group_members(self.pid)
+        if self.group_gone.load(Ordering::Relaxed) {
+            return Vec::new();
+        }
+        let members = group::group_members(self.pid);
+        if members.is_empty() && !self.running() {
+            self.group_gone.store(true, Ordering::Relaxed);
+        }
+        members
     }
 
-    /// Bytes of output memory held.
-    pub fn memory(&self) -> usize {
-        self.lock().buf.allocated()
+    /// Whether its group has a live member.
+    fn group_alive(&self) -> bool {
+        !self.group_members().is_empty()
     }
 
     fn write(&self, data: &[u8]) {
@@ -379,11 +389,6 @@ impl Supervisor {
             });
         }
         sup
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &Config {
-        &self.inner.config
     }
 
     /// Processes running now.
@@ -502,6 +507,7 @@ impl Supervisor {
                 closed: false,
             }),
             status: watch::Sender::new(Status::default()),
+            group_gone: AtomicBool::new(false),
         });
         lock(&inner.procs).insert(req.id.clone(), proc.clone());
         lock(&inner.active).insert(req.id, proc.clone());
@@ -615,7 +621,7 @@ impl Supervisor {
                     "process exited"
                 );
                 if let Some(f) = on_exit.take() {
-                    f(&exit);
+                    f(&proc, &exit);
                 }
             }
             if reported && eof {
@@ -643,30 +649,36 @@ impl Supervisor {
     pub fn reap(&self) -> usize {
         let retention = self.inner.config.retention;
         let now = SystemTime::now();
+        // Forgotten processes whose group may still have live members.
         let mut gone = Vec::new();
-        lock(&self.inner.procs).retain(|_, p| {
-            let keep = match p.exit() {
-                Some(e) => now.duration_since(e.at).unwrap_or_default() < retention,
-                None => true,
-            };
-            if !keep {
-                gone.push(p.pid);
-            }
-            keep
-        });
+        let reaped = {
+            let mut procs = lock(&self.inner.procs);
+            let before = procs.len();
+            procs.retain(|_, p| {
+                let keep = match p.exit() {
+                    Some(e) => now.duration_since(e.at).unwrap_or_default() < retention,
+                    None => true,
+                };
+                if !keep && !p.group_gone.load(Ordering::Relaxed) {
+                    gone.push(p.pid);
+                }
+                keep
+            });
+            before - procs.len()
+        };
         if !gone.is_empty() {
             let live = group::live_groups();
             let mut stray = lock(&self.inner.stray_groups);
             stray.retain(|g| live.contains(g));
             stray.extend(gone.iter().filter(|g| live.contains(g)));
         }
-        gone.len()
+        reaped
     }
 
     /// Signals a process's group. A process whose shell exited is still signalled while its
     /// group has live members (descendants it left behind).
     pub fn signal(&self, proc: &Process, sig: GroupSignal) -> Result<(), SignalError> {
-        if !proc.running() && !group::group_alive(proc.pid) {
+        if !proc.running() && !proc.group_alive() {
             return Err(SignalError::NotRunning);
         }
         group::signal_group(proc.pid, sig)?;
@@ -870,6 +882,25 @@ mod tests {
         let mut rx = p.subscribe();
         rx.wait_for(|s| s.closed).await.unwrap();
         assert!(!group::group_alive(p.pid));
+        assert!(matches!(
+            s.signal(&p, GroupSignal::Kill),
+            Err(SignalError::NotRunning)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_gone_group_is_remembered() {
+        let s = sup();
+        let p = s.start(req("g", "true")).unwrap();
+        p.wait_exit().await;
+        for _ in 0..200 {
+            if p.group_members().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(p.group_gone.load(Ordering::Relaxed));
+        assert!(p.group_members().is_empty());
         assert!(matches!(
             s.signal(&p, GroupSignal::Kill),
             Err(SignalError::NotRunning)

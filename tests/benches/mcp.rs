@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use agentd_tests::mcp::{fake, start};
-use agentd_tests::{Agentd, Options, fake_mcp_server_bin};
+use agentd_tests::{Agentd, Options, fake_mcp_server_bin, rss_kib};
 use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
@@ -21,16 +21,6 @@ fn pct(v: &mut [Duration], p: f64) -> Duration {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap()
 }
 
 async fn tools_count(c: &reqwest::Client, d: &Agentd) -> usize {

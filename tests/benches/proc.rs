@@ -19,22 +19,8 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use agentd_tests::{Agentd, Options};
+use agentd_tests::{Agentd, Options, percentile, rss_kib};
 use serde_json::{Value, json};
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i]
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap()
-}
 
 async fn start(c: &reqwest::Client, d: &Agentd, cmd: &str) -> String {
     let v: Value = c
@@ -60,7 +46,7 @@ async fn wait(c: &reqwest::Client, d: &Agentd, id: &str) -> Value {
 }
 
 fn report(name: &str, v: &mut [f64]) -> (f64, f64) {
-    let (p50, p95) = (pct(v, 0.5), pct(v, 0.95));
+    let (p50, p95) = (percentile(v, 50.0), percentile(v, 95.0));
     println!(
         "{name:<44} p50 {:>8.3} ms   p95 {:>8.3} ms   (n={})",
         p50 * 1e3,
@@ -213,8 +199,8 @@ async fn main() {
         assert!(st.success());
         base.push(t.elapsed().as_secs_f64());
     }
-    let o = pct(&mut ours, 0.5);
-    let b = pct(&mut base, 0.5);
+    let o = percentile(&mut ours, 50.0);
+    let b = percentile(&mut base, 50.0);
     println!(
         "agentd capture: {:.0} MiB/s; head | cat: {:.0} MiB/s; ratio {:.2}x (target >= 0.5x)",
         1024.0 / o,

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use agentd_tests::{Agentd, Options, eventually};
+use agentd_tests::{Agentd, Options, eventually, rss_kib};
 use agentproc::group::group_alive;
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
@@ -87,19 +87,19 @@ async fn list(d: &Agentd, chat: Option<&str>) -> Vec<Value> {
     v["processes"].as_array().unwrap().clone()
 }
 
+/// A daemon started with extra command-line flags.
+fn with_flags(flags: &[&str]) -> Agentd {
+    Agentd::start_with(Options {
+        args: flags.iter().map(|f| (*f).to_owned()).collect(),
+        ..Default::default()
+    })
+}
+
 /// Removes `pid` (checking it is a real pid) so the rest can be compared exactly.
 fn strip_pid(mut v: Value) -> Value {
     assert!(v["pid"].as_u64().unwrap() > 1, "{v}");
     v.as_object_mut().unwrap().remove("pid");
     v
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap()
 }
 
 #[tokio::test]
@@ -537,10 +537,7 @@ async fn output_contract() {
 
 #[tokio::test]
 async fn wait_bound_shutdown_and_concurrent_waiters() {
-    let d = Agentd::start_with(Options {
-        args: vec!["--process-max-wait-ms".into(), "400".into()],
-        ..Default::default()
-    });
+    let d = with_flags(&["--process-max-wait-ms", "400"]);
     // The wait is bounded: 200 with running:true.
     let id = start(&d, "sleep 300").await;
     let t = Instant::now();
@@ -793,7 +790,7 @@ async fn many_processes_over_time() {
         }))
         .await;
         eventually(Duration::from_secs(20), async || {
-            let m = metrics(&d).await;
+            let m = d.metrics_text().await;
             m.contains("agentd_processes_running 0\n").then_some(())
         })
         .await;
@@ -804,7 +801,7 @@ async fn many_processes_over_time() {
         }
     }
     assert!(
-        metrics(&d)
+        d.metrics_text()
             .await
             .contains("agentd_processes_started_total 1000\n")
     );
@@ -819,15 +816,7 @@ async fn many_processes_over_time() {
 /// The periodic sweep forgets exited processes without any list call.
 #[tokio::test]
 async fn sweep_forgets_exited_processes() {
-    let d = Agentd::start_with(Options {
-        args: vec![
-            "--process-retention-ms".into(),
-            "300".into(),
-            "--process-sweep-ms".into(),
-            "100".into(),
-        ],
-        ..Default::default()
-    });
+    let d = with_flags(&["--process-retention-ms", "300", "--process-sweep-ms", "100"]);
     let id = start(&d, "true").await;
     wait(&d, &id).await;
     eventually(Duration::from_secs(10), async || {
@@ -836,21 +825,18 @@ async fn sweep_forgets_exited_processes() {
     .await;
 }
 
-async fn metrics(d: &Agentd) -> String {
-    d.metrics_text().await
-}
-
 #[tokio::test]
 async fn running_cap() {
-    let d = Agentd::start_with(Options {
-        args: vec!["--max-processes".into(), "5".into()],
-        ..Default::default()
-    });
+    let d = with_flags(&["--max-processes", "5"]);
     let mut ids = Vec::new();
     for _ in 0..5 {
         ids.push(start(&d, "sleep 300").await);
     }
-    assert!(metrics(&d).await.contains("agentd_processes_running 5\n"));
+    assert!(
+        d.metrics_text()
+            .await
+            .contains("agentd_processes_running 5\n")
+    );
     let (s, v) = call(
         &d,
         "POST",
@@ -879,10 +865,7 @@ async fn running_cap() {
 
 #[tokio::test]
 async fn list_reaps_after_retention() {
-    let d = Agentd::start_with(Options {
-        args: vec!["--process-retention-ms".into(), "1500".into()],
-        ..Default::default()
-    });
+    let d = with_flags(&["--process-retention-ms", "1500"]);
     let id = start(&d, "true").await;
     wait(&d, &id).await;
     assert_eq!(output(&d, &id, "").await.0, 200);
