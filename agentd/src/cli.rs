@@ -91,14 +91,14 @@ pub struct ServeArgs {
     pub no_default_child_env: bool,
 
     /// Processes that may run at once; further starts answer 429.
-    #[arg(long, env = "AGENTD_MAX_PROCESSES", default_value_t = 1024)]
+    #[arg(long, env = "AGENTD_MAX_PROCESSES", default_value_t = agentproc::DEFAULT_MAX_RUNNING)]
     pub max_processes: usize,
 
     /// How long an exited process stays readable, in milliseconds (tests shorten it).
     #[arg(
         long,
         env = "AGENTD_PROCESS_RETENTION_MS",
-        default_value_t = 300_000,
+        default_value_t = agentproc::DEFAULT_RETENTION.as_millis() as u64,
         hide = true
     )]
     pub process_retention_ms: u64,
@@ -107,7 +107,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "AGENTD_PROCESS_SWEEP_MS",
-        default_value_t = 60_000,
+        default_value_t = agentproc::DEFAULT_SWEEP_INTERVAL.as_millis() as u64,
         hide = true
     )]
     pub process_sweep_ms: u64,
@@ -116,7 +116,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "AGENTD_PROCESS_MAX_WAIT_MS",
-        default_value_t = 300_000,
+        default_value_t = crate::config::DEFAULT_MAX_WAIT.as_millis() as u64,
         hide = true
     )]
     pub process_max_wait_ms: u64,

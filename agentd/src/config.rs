@@ -59,6 +59,9 @@ pub struct ServeConfig {
     pub processes: ProcessSettings,
 }
 
+/// Longest `?wait=true` long-poll (Coder's 5 minutes).
+pub const DEFAULT_MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Process API settings (see `proc_api`).
 #[derive(Debug, Clone)]
 pub struct ProcessSettings {
@@ -82,10 +85,10 @@ impl Default for ProcessSettings {
     fn default() -> Self {
         Self {
             default_child_env: true,
-            max_running: 1024,
-            retention: std::time::Duration::from_secs(300),
-            sweep_interval: std::time::Duration::from_secs(60),
-            max_wait: std::time::Duration::from_secs(300),
+            max_running: agentproc::DEFAULT_MAX_RUNNING,
+            retention: agentproc::DEFAULT_RETENTION,
+            sweep_interval: agentproc::DEFAULT_SWEEP_INTERVAL,
+            max_wait: DEFAULT_MAX_WAIT,
             oom_score: None,
             nice_score: None,
         }

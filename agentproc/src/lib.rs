@@ -14,6 +14,7 @@ pub use buffer::{OutputBuffer, SinceRead, Strategy, Truncation};
 pub use group::GroupSignal;
 pub use priority::Priority;
 pub use supervisor::{
-    Config, Exit, NON_INTERACTIVE_ENV, OnExit, OutputView, Process, SignalError, StartError,
-    StartRequest, Status, Supervisor,
+    Config, DEFAULT_MAX_RUNNING, DEFAULT_RETENTION, DEFAULT_SWEEP_INTERVAL, Exit,
+    NON_INTERACTIVE_ENV, OnExit, OutputView, Process, SignalError, StartError, StartRequest,
+    Status, Supervisor,
 };

@@ -70,6 +70,13 @@ pub struct Config {
     pub linger: Duration,
 }
 
+/// Default cap on processes running at once (Coder has none; 429 beyond it).
+pub const DEFAULT_MAX_RUNNING: usize = 1024;
+/// Default time an exited process stays readable (Coder's 5 minutes).
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(300);
+/// Default period of the sweep that forgets exited processes.
+pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
 impl Config {
     /// Defaults for everything except the environment and directories.
     pub fn new(base_env: Vec<(OsString, OsString)>, default_workdir: PathBuf) -> Self {
@@ -82,9 +89,9 @@ impl Config {
             default_workdir,
             home: None,
             priority: Priority::default(),
-            max_running: 1024,
-            retention: Duration::from_secs(300),
-            sweep_interval: Duration::from_secs(60),
+            max_running: DEFAULT_MAX_RUNNING,
+            retention: DEFAULT_RETENTION,
+            sweep_interval: DEFAULT_SWEEP_INTERVAL,
             linger: Duration::from_millis(200),
         }
     }
