@@ -79,6 +79,8 @@ struct Meta {
     branch: String,
     origin: String,
     head: Option<String>,
+    /// The index file (in the git dir: a linked worktree has its own).
+    index: PathBuf,
 }
 
 /// Branch, origin URL and HEAD commit, read in-process (what a scan uses; public for the
@@ -120,6 +122,7 @@ fn meta(root: &Path) -> Result<Meta, ScanError> {
         branch,
         origin,
         head,
+        index: repo.path().join("index"),
     })
 }
 
@@ -382,9 +385,7 @@ fn fingerprint(root: &Path, meta: &Meta, raw: &[u8], st: &Status) -> u64 {
             Err(_) => 0u8.hash(h),
         }
     };
-    if let Some(loc) = crate::discover::at(root) {
-        stat(&loc.git_dir.join("index"), &mut h);
-    }
+    stat(&meta.index, &mut h);
     for p in st.tracked.iter().chain(st.untracked.iter()) {
         stat(&root.join(OsStr::from_bytes(p)), &mut h);
     }
