@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use agentd_tests::Agentd;
-use agentd_tests::gitwatch::{Ws, add_paths, diff_of, git, git_cmd, init_repo, repo};
+use agentd_tests::gitwatch::{Ws, add_paths, diff_of, git, init_repo, repo};
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(10);
@@ -166,8 +166,7 @@ async fn contract_diff_content_heartbeat_refresh_errors_and_events() {
     })
     .await;
 
-    let (_, metrics) = (0, d.client().get(d.url("/metrics")).send().await.unwrap());
-    let text = metrics.text().await.unwrap();
+    let text = d.metrics_text().await;
     assert!(
         text.contains("# TYPE agentd_git_scans_total counter"),
         "{text}"
@@ -484,5 +483,4 @@ async fn big_binary_odd_names_and_corrupt_head() {
     let diff = diff_of(&m, &root).unwrap();
     assert!(diff.contains("File diff too large to show"), "{diff}");
     assert_eq!(repo(&m, &root).unwrap()["removed"], Value::Null);
-    let _ = git_cmd(&root);
 }
