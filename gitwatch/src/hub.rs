@@ -457,11 +457,6 @@ impl Subscription {
         }
     }
 
-    /// Roots currently watched by this subscription.
-    pub fn repo_roots(&self) -> Vec<PathBuf> {
-        self.repos.keys().cloned().collect()
-    }
-
     /// Waits for the next update. Cancel-safe: dropping the future loses nothing.
     pub async fn next(&mut self) -> Update {
         loop {
