@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use agentd_tests::gitwatch::{Ws, add_paths, diff_of, git, git_cmd, init_repo};
+use agentd_tests::gitwatch::{Ws, add_paths, diff_of, git, git_cmd, init_repo, scans_total};
 use agentd_tests::{Agentd, percentile};
 
 fn gen_repo(dir: &Path, files: usize) -> PathBuf {
@@ -66,16 +66,6 @@ fn cpu_ticks(pid: u32) -> (u64, u64) {
     (n(11) + n(12), n(13) + n(14))
 }
 
-async fn scans_total(d: &Agentd) -> u64 {
-    let text = d.metrics_text().await;
-    text.lines()
-        .find_map(|l| l.strip_prefix("agentd_git_scans_total "))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 async fn latency(root: &Path, samples: usize) -> (f64, f64) {
     let d = Agentd::start();
     let chat = "00000000-0000-4000-8000-00000000abcd";
@@ -98,8 +88,9 @@ async fn latency(root: &Path, samples: usize) -> (f64, f64) {
         })
         .await;
         v.push(t.elapsed().as_secs_f64() * 1000.0);
-        // The notification also queues a trailing scan (Coder rescans on every
-        // notification); let it run so the next sample starts beyond the rate limit.
+        // Let anything that follows (a trailing scan when the notification came after the
+        // file-system event's settle window) run, so the next sample starts beyond the rate
+        // limit.
         while ws.try_next(Duration::from_millis(1500)).await.is_some() {}
     }
     git(root, &["checkout", "-q", "--", "d0000/f0.txt"]);

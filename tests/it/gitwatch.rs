@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use agentd_tests::Agentd;
-use agentd_tests::gitwatch::{Ws, add_paths, diff_of, git, init_repo, repo};
+use agentd_tests::gitwatch::{Ws, add_paths, diff_of, git, init_repo, repo, scans_total};
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(10);
@@ -483,4 +483,40 @@ async fn big_binary_odd_names_and_corrupt_head() {
     let diff = diff_of(&m, &root).unwrap();
     assert!(diff.contains("File diff too large to show"), "{diff}");
     assert_eq!(repo(&m, &root).unwrap()["removed"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_write_then_its_exit_notification_take_one_scan() {
+    let d = Agentd::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = init_repo(&tmp.path().join("r"));
+    let dir = root.join("d");
+    std::fs::create_dir_all(&dir).unwrap();
+    let c = chat(40);
+    let mut ws = Ws::connect(&d, &c).await;
+    add_paths(&d, &c, &[], &[&dir]).await;
+    ws.wait_for(T, is_changes_with(&root)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let before = scans_total(&d).await;
+    let edits = 5;
+    for i in 0..edits {
+        // A write in a watched directory (an inotify event), then the notification its
+        // process's exit publishes: the scan waits for the notification instead of running
+        // once for the event and again for the notification.
+        let marker = format!("edit {i}");
+        std::fs::write(dir.join("f.txt"), format!("{marker}\n")).unwrap();
+        add_paths(&d, &c, &[], &[&dir]).await;
+        ws.wait_for(T, |m| {
+            diff_of(m, &root).is_some_and(|d| d.contains(&format!("+{marker}\n")))
+        })
+        .await;
+        while ws.try_next(Duration::from_millis(1500)).await.is_some() {}
+    }
+    let scans = scans_total(&d).await - before;
+    // One per edit; slack for a notification slower than the settle window on a busy host
+    // (two per edit without the settle).
+    assert!(
+        scans >= edits && scans <= edits + 2,
+        "{scans} scans for {edits} edits"
+    );
 }
