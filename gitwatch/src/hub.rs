@@ -267,14 +267,13 @@ impl Inner {
         repos.insert(loc.root.clone(), repo.clone());
         drop(repos);
         if let Some(fs) = &self.fs {
-            let mut routes = vec![
+            let routes = vec![
                 (loc.git_dir.clone(), Some(OsString::from("HEAD"))),
                 (loc.git_dir.clone(), Some(OsString::from("index"))),
                 (loc.common_dir.clone(), Some(OsString::from("packed-refs"))),
                 (loc.common_dir.join("refs/heads"), None),
                 (loc.root.clone(), Some(OsString::from(".git"))),
             ];
-            routes.dedup();
             if !fs.add(&repo, routes) {
                 repo.degraded.store(true, Ordering::Relaxed);
             }
