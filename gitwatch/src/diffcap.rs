@@ -6,7 +6,7 @@
 //! This module must not run processes or know where the bytes come from.
 
 /// Coder's humanized byte size (`go-humanize`'s `Bytes`: SI units, one decimal below 10).
-pub fn humanize_bytes(n: u64) -> String {
+fn humanize_bytes(n: u64) -> String {
     const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
     if n < 10 {
         return format!("{n} B");
@@ -22,7 +22,7 @@ pub fn humanize_bytes(n: u64) -> String {
 }
 
 /// The per-file stub line (Coder G1).
-pub fn file_too_large_line(size: u64) -> String {
+fn file_too_large_line(size: u64) -> String {
     format!(
         "File diff too large to show. Diff size: {}",
         humanize_bytes(size)
@@ -30,7 +30,7 @@ pub fn file_too_large_line(size: u64) -> String {
 }
 
 /// The whole-diff placeholder (Coder G1/G2).
-pub fn total_too_large(size: u64) -> String {
+fn total_too_large(size: u64) -> String {
     format!(
         "Total diff too large to show. Size: {}. Showing branch and remote only.",
         humanize_bytes(size)

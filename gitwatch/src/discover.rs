@@ -45,7 +45,7 @@ pub fn discover(path: &Path) -> Option<RepoLocation> {
 }
 
 /// The repository whose worktree root is exactly `dir`, if any.
-pub fn at(dir: &Path) -> Option<RepoLocation> {
+fn at(dir: &Path) -> Option<RepoLocation> {
     let dot = dir.join(".git");
     let meta = std::fs::metadata(&dot).ok()?;
     let git_dir = if meta.is_dir() {

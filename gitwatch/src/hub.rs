@@ -1,9 +1,12 @@
 //! Scan scheduling shared by every subscriber: one worker task per watched repository,
 //! woken by triggers (path-store notifications, `refresh`, file-system events on `.git/HEAD`,
 //! `.git/index`, refs and the paths chats touched) and by a fallback poll that backs off
-//! while nothing changes. At most one scan starts per repo per cooldown, with a guaranteed
-//! trailing scan; a scan still running a cooldown after a newer trigger arrived is cancelled
-//! (its git processes are killed) and restarted at once; every scan has a timeout.
+//! while nothing changes. A file-system event first waits [`FS_SETTLE`] for the rest of its
+//! burst (a notification or `refresh` ends the wait), so the exit notification of a process
+//! that just wrote a watched file is served by the same scan. At most one scan starts per
+//! repo per cooldown, with a guaranteed trailing scan; a scan still running a cooldown after
+//! a newer trigger arrived is cancelled (its git processes are killed) and restarted at once;
+//! every scan has a timeout.
 //!
 //! [`Subscription`] turns the workers' shared snapshots into per-connection updates with
 //! Coder's delta semantics. This module must not know HTTP or WebSocket.
@@ -72,6 +75,10 @@ pub struct Stats {
     pub repos_watched: u64,
 }
 
+/// How long a file-system event waits for the rest of its burst (or for the notification of
+/// the process that caused it) before its scan starts.
+const FS_SETTLE: Duration = Duration::from_millis(100);
+
 const BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
@@ -127,8 +134,10 @@ struct RepoState {
 
 struct Repo {
     loc: RepoLocation,
-    /// Bumped by every trigger; the worker watches it.
+    /// Bumped by notifications, `refresh` and new subscribers; the worker watches it.
     trig: watch::Sender<u64>,
+    /// Bumped by file-system events; the worker watches it, after [`FS_SETTLE`].
+    fs_trig: watch::Sender<u64>,
     state: watch::Sender<RepoState>,
     /// Subscription wakers.
     subs: Mutex<Vec<Arc<Notify>>>,
@@ -142,6 +151,10 @@ struct Repo {
 impl Repo {
     fn trigger(&self) {
         self.trig.send_modify(|g| *g = g.wrapping_add(1));
+    }
+
+    fn fs_trigger(&self) {
+        self.fs_trig.send_modify(|g| *g = g.wrapping_add(1));
     }
 
     fn wake_subs(&self) {
@@ -244,6 +257,7 @@ impl Inner {
         let repo = Arc::new(Repo {
             loc: loc.clone(),
             trig: watch::channel(0).0,
+            fs_trig: watch::channel(0).0,
             state: watch::channel(RepoState::default()).0,
             subs: Mutex::new(vec![waker.clone()]),
             cancel: self.cancel.child_token(),
@@ -253,14 +267,13 @@ impl Inner {
         repos.insert(loc.root.clone(), repo.clone());
         drop(repos);
         if let Some(fs) = &self.fs {
-            let mut routes = vec![
+            let routes = vec![
                 (loc.git_dir.clone(), Some(OsString::from("HEAD"))),
                 (loc.git_dir.clone(), Some(OsString::from("index"))),
                 (loc.common_dir.clone(), Some(OsString::from("packed-refs"))),
                 (loc.common_dir.join("refs/heads"), None),
                 (loc.root.clone(), Some(OsString::from(".git"))),
             ];
-            routes.dedup();
             if !fs.add(&repo, routes) {
                 repo.degraded.store(true, Ordering::Relaxed);
             }
@@ -297,6 +310,7 @@ impl Inner {
     async fn run_worker(self: Arc<Self>, repo: Arc<Repo>) {
         let cfg = &self.cfg;
         let mut trig = repo.trig.subscribe();
+        let mut fs_trig = repo.fs_trig.subscribe();
         let mut pending = true;
         let mut last_start: Option<Instant> = None;
         let mut interval = cfg.poll_min;
@@ -314,6 +328,14 @@ impl Inner {
                 tokio::select! {
                     _ = repo.cancel.cancelled() => return,
                     r = trig.changed() => if r.is_err() { return },
+                    r = fs_trig.changed() => {
+                        if r.is_err() { return }
+                        tokio::select! {
+                            _ = repo.cancel.cancelled() => return,
+                            _ = trig.changed() => {}
+                            _ = tokio::time::sleep(FS_SETTLE) => {}
+                        }
+                    }
                     _ = tokio::time::sleep(poll) => polled = true,
                 }
             }
@@ -329,6 +351,7 @@ impl Inner {
             }
             // Triggers that arrived while waiting are served by this scan.
             trig.borrow_and_update();
+            fs_trig.borrow_and_update();
             last_start = Some(Instant::now());
             if discover::is_gone(&root) {
                 self.publish_removed(&repo);
@@ -344,7 +367,10 @@ impl Inner {
                 // stream of triggers must not starve snapshots.
                 r = async {
                     tokio::time::sleep(cfg.cooldown).await;
-                    trig.changed().await
+                    tokio::select! {
+                        r = trig.changed() => r,
+                        r = fs_trig.changed() => r,
+                    }
                 }, if !last_cancelled => { let _ = r; None },
             };
             let Some(res) = res else {
@@ -455,11 +481,6 @@ impl Subscription {
         for a in self.repos.values() {
             a.repo.trigger();
         }
-    }
-
-    /// Roots currently watched by this subscription.
-    pub fn repo_roots(&self) -> Vec<PathBuf> {
-        self.repos.keys().cloned().collect()
     }
 
     /// Waits for the next update. Cancel-safe: dropping the future loses nothing.
@@ -640,7 +661,7 @@ impl FsWatch {
                     for (repo, filter) in routes.get(dir).into_iter().flatten() {
                         let hit = i == 1 || filter.is_none() || filter.as_deref() == name;
                         if hit && let Some(repo) = repo.upgrade() {
-                            repo.trigger();
+                            repo.fs_trigger();
                         }
                     }
                 }

@@ -21,7 +21,6 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use diffcap::{file_too_large_line, humanize_bytes, total_too_large};
 pub use discover::{RepoLocation, discover};
 pub use hub::{GitWatch, RepoChange, Stats, Subscription, Update};
 pub use pathstore::PathStore;

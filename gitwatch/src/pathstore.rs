@@ -90,7 +90,7 @@ fn bump(e: &mut Entry) {
 
 /// Lexical cleaning like Go's `filepath.Clean` for absolute paths: drops `.`, resolves `..`
 /// textually, removes duplicate and trailing separators.
-pub fn clean(p: &Path) -> PathBuf {
+fn clean(p: &Path) -> PathBuf {
     let mut out = PathBuf::from("/");
     for c in p.components() {
         match c {

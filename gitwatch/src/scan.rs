@@ -79,6 +79,8 @@ struct Meta {
     branch: String,
     origin: String,
     head: Option<String>,
+    /// The index file (in the git dir: a linked worktree has its own).
+    index: PathBuf,
 }
 
 /// Branch, origin URL and HEAD commit, read in-process (what a scan uses; public for the
@@ -120,6 +122,7 @@ fn meta(root: &Path) -> Result<Meta, ScanError> {
         branch,
         origin,
         head,
+        index: repo.path().join("index"),
     })
 }
 
@@ -127,7 +130,7 @@ fn meta(root: &Path) -> Result<Meta, ScanError> {
 async fn git_output(
     cfg: &Config,
     root: &Path,
-    args: &[&OsStr],
+    args: &[impl AsRef<OsStr>],
     env: &[(&str, &OsStr)],
     stdin: Option<Vec<u8>>,
 ) -> Result<Vec<u8>, ScanError> {
@@ -140,7 +143,7 @@ async fn git_output(
 async fn git_stream(
     cfg: &Config,
     root: &Path,
-    args: &[&OsStr],
+    args: &[impl AsRef<OsStr>],
     env: &[(&str, &OsStr)],
     stdin: Option<Vec<u8>>,
     mut sink: impl FnMut(&[u8]),
@@ -215,7 +218,7 @@ async fn git_stream(
             args: args
                 .iter()
                 .take(4)
-                .map(|a| a.to_string_lossy())
+                .map(|a| a.as_ref().to_string_lossy())
                 .collect::<Vec<_>>()
                 .join(" "),
             code: status.code().unwrap_or(-1),
@@ -255,6 +258,12 @@ fn parse_status(raw: &[u8]) -> Status {
     s
 }
 
+/// `git diff` without repo-configured programs or colour.
+const DIFF: [&str; 4] = ["diff", "--no-ext-diff", "--no-textconv", "--no-color"];
+
+/// The empty tree's id in a SHA-1 repository.
+const EMPTY_TREE_SHA1: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
+
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// Removes the throwaway index (and its lock) however the scan ends.
@@ -280,11 +289,11 @@ pub async fn scan(cfg: &Config, root: &Path, prev: Option<u64>) -> Result<Outcom
         cfg,
         root,
         &[
-            OsStr::new("status"),
-            OsStr::new("--porcelain=v1"),
-            OsStr::new("-z"),
-            OsStr::new("--untracked-files=all"),
-            OsStr::new("--no-renames"),
+            "status",
+            "--porcelain=v1",
+            "-z",
+            "--untracked-files=all",
+            "--no-renames",
         ],
         &[],
         None,
@@ -298,34 +307,12 @@ pub async fn scan(cfg: &Config, root: &Path, prev: Option<u64>) -> Result<Outcom
 
     let mut cap = DiffCap::new(cfg.max_file_diff, cfg.max_total_diff);
     if !status.tracked.is_empty() {
-        let base = match &meta.head {
-            Some(h) => h.clone(),
-            None => {
-                let out = git_output(
-                    cfg,
-                    root,
-                    &[
-                        OsStr::new("hash-object"),
-                        OsStr::new("-t"),
-                        OsStr::new("tree"),
-                        OsStr::new("/dev/null"),
-                    ],
-                    &[],
-                    None,
-                )
-                .await?;
-                String::from_utf8_lossy(&out).trim().to_owned()
-            }
-        };
-        let mut args: Vec<&OsStr> = vec![
-            OsStr::new("--literal-pathspecs"),
-            OsStr::new("diff"),
-            OsStr::new("--no-ext-diff"),
-            OsStr::new("--no-textconv"),
-            OsStr::new("--no-color"),
-            OsStr::new(&base),
-            OsStr::new("--"),
-        ];
+        // Unborn HEAD: diff against the empty tree. Its id is a constant; `meta` (libgit2)
+        // refuses SHA-256 repositories, so every repo that gets here uses SHA-1.
+        let base = meta.head.as_deref().unwrap_or(EMPTY_TREE_SHA1);
+        let mut args: Vec<&OsStr> = vec![OsStr::new("--literal-pathspecs")];
+        args.extend(DIFF.iter().map(OsStr::new));
+        args.extend([OsStr::new(base), OsStr::new("--")]);
         let bytes: usize = status.tracked.iter().map(|p| p.len() + 1).sum();
         if bytes <= cfg.max_pathspec_bytes {
             args.extend(status.tracked.iter().map(|p| OsStr::from_bytes(p)));
@@ -352,29 +339,16 @@ pub async fn scan(cfg: &Config, root: &Path, prev: Option<u64>) -> Result<Outcom
             cfg,
             root,
             &[
-                OsStr::new("add"),
-                OsStr::new("--intent-to-add"),
-                OsStr::new("--pathspec-from-file=-"),
-                OsStr::new("--pathspec-file-nul"),
+                "add",
+                "--intent-to-add",
+                "--pathspec-from-file=-",
+                "--pathspec-file-nul",
             ],
             &env,
             Some(list),
         )
         .await?;
-        git_stream(
-            cfg,
-            root,
-            &[
-                OsStr::new("diff"),
-                OsStr::new("--no-ext-diff"),
-                OsStr::new("--no-textconv"),
-                OsStr::new("--no-color"),
-            ],
-            &env,
-            None,
-            |b| cap.push(b),
-        )
-        .await?;
+        git_stream(cfg, root, &DIFF, &env, None, |b| cap.push(b)).await?;
         drop(index);
     }
     Ok(Outcome::Changed(
@@ -411,9 +385,7 @@ fn fingerprint(root: &Path, meta: &Meta, raw: &[u8], st: &Status) -> u64 {
             Err(_) => 0u8.hash(h),
         }
     };
-    if let Some(loc) = crate::discover::at(root) {
-        stat(&loc.git_dir.join("index"), &mut h);
-    }
+    stat(&meta.index, &mut h);
     for p in st.tracked.iter().chain(st.untracked.iter()) {
         stat(&root.join(OsStr::from_bytes(p)), &mut h);
     }

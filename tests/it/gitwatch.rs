@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use agentd_tests::Agentd;
-use agentd_tests::gitwatch::{Ws, add_paths, diff_of, git, git_cmd, init_repo, repo};
+use agentd_tests::gitwatch::{Ws, add_paths, diff_of, git, init_repo, repo, scans_total};
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(10);
@@ -166,8 +166,7 @@ async fn contract_diff_content_heartbeat_refresh_errors_and_events() {
     })
     .await;
 
-    let (_, metrics) = (0, d.client().get(d.url("/metrics")).send().await.unwrap());
-    let text = metrics.text().await.unwrap();
+    let text = d.metrics_text().await;
     assert!(
         text.contains("# TYPE agentd_git_scans_total counter"),
         "{text}"
@@ -405,9 +404,16 @@ async fn big_binary_odd_names_and_corrupt_head() {
         )
         .unwrap();
     }
+    // The root's watch may have started a scan while the files were being written (a
+    // partial diff is pushed then): wait for the one that has the last file.
     let t0 = Instant::now();
     ws.refresh().await;
-    let m = ws.wait_for(T, is_changes_with(&root)).await;
+    let m = ws
+        .wait_for(T, |m| {
+            diff_of(m, &root)
+                .is_some_and(|d| d.contains("+++ b/many/f1999.txt\n@@ -0,0 +1 @@\n+line 1999\n"))
+        })
+        .await;
     let took = t0.elapsed();
     let diff = diff_of(&m, &root).unwrap();
     assert_eq!(diff.matches("diff --git a/many/").count(), 2000);
@@ -419,7 +425,12 @@ async fn big_binary_odd_names_and_corrupt_head() {
     let line = "x".repeat(99) + "\n";
     std::fs::write(root.join("big.txt"), line.repeat(5243)).unwrap();
     ws.refresh().await;
-    let m = ws.wait_for(T, is_changes_with(&root)).await;
+    let m = ws
+        .wait_for(T, |m| {
+            diff_of(m, &root)
+                .is_some_and(|d| d.contains("+File diff too large to show. Diff size: 530 kB\n"))
+        })
+        .await;
     let diff = diff_of(&m, &root).unwrap();
     assert!(
         diff.contains(
@@ -432,7 +443,11 @@ async fn big_binary_odd_names_and_corrupt_head() {
         std::fs::write(root.join(format!("chunk{i:02}.txt")), line.repeat(2000)).unwrap();
     }
     ws.refresh().await;
-    let m = ws.wait_for(T, is_changes_with(&root)).await;
+    let m = ws
+        .wait_for(T, |m| {
+            diff_of(m, &root).is_some_and(|d| d.starts_with("Total diff too large"))
+        })
+        .await;
     let r = repo(&m, &root).unwrap();
     let diff = r["unified_diff"].as_str().unwrap();
     assert!(
@@ -460,9 +475,48 @@ async fn big_binary_odd_names_and_corrupt_head() {
         std::fs::remove_file(root.join(format!("chunk{i:02}.txt"))).unwrap();
     }
     ws.refresh().await;
-    let m = ws.wait_for(T, is_changes_with(&root)).await;
+    let m = ws
+        .wait_for(T, |m| {
+            diff_of(m, &root).is_some_and(|d| !d.starts_with("Total diff too large"))
+        })
+        .await;
     let diff = diff_of(&m, &root).unwrap();
     assert!(diff.contains("File diff too large to show"), "{diff}");
     assert_eq!(repo(&m, &root).unwrap()["removed"], Value::Null);
-    let _ = git_cmd(&root);
+}
+
+#[tokio::test]
+async fn a_write_then_its_exit_notification_take_one_scan() {
+    let d = Agentd::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = init_repo(&tmp.path().join("r"));
+    let dir = root.join("d");
+    std::fs::create_dir_all(&dir).unwrap();
+    let c = chat(40);
+    let mut ws = Ws::connect(&d, &c).await;
+    add_paths(&d, &c, &[], &[&dir]).await;
+    ws.wait_for(T, is_changes_with(&root)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let before = scans_total(&d).await;
+    let edits = 5;
+    for i in 0..edits {
+        // A write in a watched directory (an inotify event), then the notification its
+        // process's exit publishes: the scan waits for the notification instead of running
+        // once for the event and again for the notification.
+        let marker = format!("edit {i}");
+        std::fs::write(dir.join("f.txt"), format!("{marker}\n")).unwrap();
+        add_paths(&d, &c, &[], &[&dir]).await;
+        ws.wait_for(T, |m| {
+            diff_of(m, &root).is_some_and(|d| d.contains(&format!("+{marker}\n")))
+        })
+        .await;
+        while ws.try_next(Duration::from_millis(1500)).await.is_some() {}
+    }
+    let scans = scans_total(&d).await - before;
+    // One per edit; slack for a notification slower than the settle window on a busy host
+    // (two per edit without the settle).
+    assert!(
+        scans >= edits && scans <= edits + 2,
+        "{scans} scans for {edits} edits"
+    );
 }

@@ -131,6 +131,17 @@ impl Ws {
     }
 }
 
+/// `agentd_git_scans_total` from the daemon's metrics.
+pub async fn scans_total(d: &Agentd) -> u64 {
+    let text = d.metrics_text().await;
+    text.lines()
+        .find_map(|l| l.strip_prefix("agentd_git_scans_total "))
+        .expect("agentd_git_scans_total in /metrics")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 /// The entry for `root` in a `changes` message.
 pub fn repo<'a>(msg: &'a Value, root: &Path) -> Option<&'a Value> {
     msg["repositories"]
