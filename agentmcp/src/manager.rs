@@ -5,6 +5,7 @@
 //! call at once, and every server operation has a timeout.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -35,6 +36,10 @@ struct Inner {
     cancel: CancellationToken,
     reload: tokio::sync::Mutex<()>,
     inherited: Vec<(String, String)>,
+    /// Bumped whenever the servers map or a server's state or tools change.
+    catalog_gen: Arc<AtomicU64>,
+    /// The catalogue built at a generation; rebuilt only when the generation moved on.
+    catalog: Mutex<(u64, Arc<[CatalogTool]>)>,
 }
 
 /// The MCP manager.
@@ -72,6 +77,8 @@ impl Manager {
                 cancel: CancellationToken::new(),
                 reload: tokio::sync::Mutex::new(()),
                 inherited,
+                catalog_gen: Arc::new(AtomicU64::new(0)),
+                catalog: Mutex::new((0, Arc::from([]))),
             }),
         };
         m.apply(m.load());
@@ -176,12 +183,24 @@ impl Manager {
                 servers.insert(n, new);
             }
         }
+        if changed {
+            self.catalog_changed();
+        }
         changed
+    }
+
+    fn catalog_changed(&self) {
+        self.inner.catalog_gen.fetch_add(1, Ordering::SeqCst);
     }
 
     fn spawn_server(&self, spec: config::ServerSpec) -> Arc<Server> {
         let secrets = secrets_of(&spec, &self.inner.inherited);
-        let srv = Arc::new(Server::new(spec, secrets, self.inner.cancel.child_token()));
+        let srv = Arc::new(Server::new(
+            spec,
+            secrets,
+            self.inner.cancel.child_token(),
+            self.inner.catalog_gen.clone(),
+        ));
         self.inner.tasks.spawn(supervise(
             srv.clone(),
             self.inner.opts.clone(),
@@ -206,6 +225,7 @@ impl Manager {
                             tracing::info!(server = %name, "MCP server reconnected with its new config");
                             servers.insert(name, new);
                             old.cancel.cancel();
+                            self.catalog_changed();
                         } else {
                             new.cancel.cancel();
                         }
@@ -236,7 +256,17 @@ impl Manager {
     }
 
     /// The catalogue, sorted by exposed name. Servers that are down keep their last tools.
-    pub fn tools(&self) -> Vec<CatalogTool> {
+    /// Built once per change of the servers, their states or tools; cheap otherwise.
+    pub fn tools(&self) -> Arc<[CatalogTool]> {
+        let generation = self.inner.catalog_gen.load(Ordering::SeqCst);
+        let mut cache = lock(&self.inner.catalog);
+        if cache.0 != generation {
+            *cache = (generation, self.build_catalog().into());
+        }
+        cache.1.clone()
+    }
+
+    fn build_catalog(&self) -> Vec<CatalogTool> {
         let mut per: BTreeMap<(String, String), crate::ToolDef> = BTreeMap::new();
         for s in self.all() {
             let d = s.lock();
@@ -269,7 +299,7 @@ impl Manager {
             let peer = s.lock().peer.clone()?;
             Some(async move {
                 match tokio::time::timeout(timeout, list_tools(&peer)).await {
-                    Ok(Ok(tools)) => s.lock().tools = tools,
+                    Ok(Ok(tools)) => s.set_tools(tools),
                     Ok(Err(e)) => {
                         tracing::warn!(server = %s.spec.name, error = %s.redact(&e), "MCP re-list failed")
                     }
@@ -288,9 +318,9 @@ impl Manager {
         arguments: Map<String, Value>,
     ) -> Result<CallOutput, CallError> {
         let catalog = self.tools();
-        let (server, tool) = match catalog.iter().find(|t| t.name == name) {
-            Some(t) => (t.server.clone(), t.tool.name.clone()),
-            None => {
+        let (server, tool) = match catalog.binary_search_by(|t| t.name.as_str().cmp(name)) {
+            Ok(i) => (catalog[i].server.clone(), catalog[i].tool.name.clone()),
+            Err(_) => {
                 let (s, t) =
                     names::split(name).ok_or_else(|| CallError::InvalidName(name.to_owned()))?;
                 (s.to_owned(), t.to_owned())
