@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{self, EntryError, FileError};
 use crate::convert::result_from_json;
 use crate::names;
-use crate::redact::{redact, secrets_of};
+use crate::redact::secrets_of;
 use crate::server::{Server, list_tools, supervise};
 use crate::{
     CallError, CallOutput, CatalogTool, ConfigFileError, ManagerOptions, ServerState, ServerStatus,
@@ -35,7 +35,8 @@ struct Inner {
     tasks: TaskTracker,
     cancel: CancellationToken,
     reload: tokio::sync::Mutex<()>,
-    inherited: Vec<(String, String)>,
+    /// Values of the base environment, redacted from every server's errors.
+    inherited: Vec<String>,
     /// Bumped whenever the servers map or a server's state or tools change.
     catalog_gen: Arc<AtomicU64>,
     /// The catalogue built at a generation; rebuilt only when the generation moved on.
@@ -59,12 +60,7 @@ impl Manager {
         let inherited = opts
             .base_env
             .iter()
-            .map(|(k, v)| {
-                (
-                    k.to_string_lossy().into_owned(),
-                    v.to_string_lossy().into_owned(),
-                )
-            })
+            .map(|(_, v)| v.to_string_lossy().into_owned())
             .collect();
         let m = Self {
             inner: Arc::new(Inner {
@@ -133,7 +129,7 @@ impl Manager {
             for (n, e) in &cfg.invalid {
                 if inv.get(n) != Some(e) {
                     changed = true;
-                    tracing::warn!(server = %n, error = %redact(&e.error, &e.secrets), "MCP server config error");
+                    tracing::warn!(server = %n, error = %e.secrets.redact(&e.error), "MCP server config error");
                 }
             }
             changed |= inv.keys().any(|k| !cfg.invalid.contains_key(k));
@@ -401,7 +397,7 @@ impl Manager {
             transport: e.transport,
             state: ServerState::Failed,
             tools: 0,
-            last_error: Some(redact(&e.error, &e.secrets)),
+            last_error: Some(e.secrets.redact(&e.error)),
             warning: None,
             restarts: 0,
             config_file: e.config_file.clone(),

@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{ServerSpec, Transport};
 use crate::convert::tool_from_json;
-use crate::redact::redact;
+use crate::redact::Secrets;
 use crate::{ManagerOptions, ServerState, ToolDef};
 
 /// Grace period between TERM and KILL of a stdio server's group.
@@ -65,7 +65,7 @@ pub(crate) struct Dyn {
 /// A configured server and its supervisor's shared state.
 pub(crate) struct Server {
     pub(crate) spec: ServerSpec,
-    pub(crate) secrets: Vec<String>,
+    pub(crate) secrets: Secrets,
     pub(crate) cancel: CancellationToken,
     pub(crate) relist: Arc<Notify>,
     /// Woken when a call saw the transport fail: check and reconnect.
@@ -80,7 +80,7 @@ pub(crate) struct Server {
 impl Server {
     pub(crate) fn new(
         spec: ServerSpec,
-        secrets: Vec<String>,
+        secrets: Secrets,
         cancel: CancellationToken,
         catalog_gen: Arc<AtomicU64>,
     ) -> Self {
@@ -111,7 +111,7 @@ impl Server {
     }
 
     pub(crate) fn redact(&self, s: &str) -> String {
-        redact(s, &self.secrets)
+        self.secrets.redact(s)
     }
 
     fn set_error(&self, state: ServerState, err: &str) {
