@@ -318,6 +318,28 @@ async fn no_config_then_watch_late_file_rewrite_and_removal() {
 }
 
 #[tokio::test]
+async fn config_change_applies_despite_other_activity_in_its_directory() {
+    let d = Agentd::start_with(Options::default());
+    // Another file in the watched directory changes every 50 ms, more often than the
+    // debounce: it must not hold back the reload of the config file.
+    let noise = d.workdir.join("busy.log");
+    let writer = tokio::spawn(async move {
+        for i in 0u64.. {
+            std::fs::write(&noise, i.to_string()).unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    std::fs::write(
+        d.workdir.join(".mcp.json"),
+        serde_json::to_vec(&json!({"mcpServers": {"late": fake(&[])}})).unwrap(),
+    )
+    .unwrap();
+    wait_state(&d, "late", "ready", Duration::from_secs(10)).await;
+    writer.abort();
+}
+
+#[tokio::test]
 async fn misbehaving_servers() {
     let (d, _w) = start(
         json!({
