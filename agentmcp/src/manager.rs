@@ -140,7 +140,11 @@ impl Manager {
         pending.retain(|n, p| {
             let keep = cfg.servers.get(n) == Some(&p.spec);
             if !keep {
+                // The config moved on: drop the attempt and its warning on the kept server.
                 p.cancel.cancel();
+                if let Some(cur) = servers.get(n) {
+                    cur.lock().warning = None;
+                }
             }
             keep
         });
@@ -229,6 +233,12 @@ impl Manager {
                     return;
                 }
                 ServerState::Failed => {
+                    // Hold `pending` so a reload cannot drop `new` (and clear the
+                    // warning) between the check and the write.
+                    let pending = lock(&self.inner.pending);
+                    if !pending.get(&name).is_some_and(|p| Arc::ptr_eq(p, &new)) {
+                        return;
+                    }
                     let err = new.lock().last_error.clone().unwrap_or_default();
                     old.lock().warning = Some(format!(
                         "the changed config has not connected yet ({err}); the previous connection is kept"

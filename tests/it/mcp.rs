@@ -340,6 +340,48 @@ async fn config_change_applies_despite_other_activity_in_its_directory() {
 }
 
 #[tokio::test]
+async fn changed_config_that_fails_keeps_the_old_connection_with_a_warning() {
+    let (d, work) = start(json!({"svc": fake(&[])}), &[]);
+    let before = wait_state(&d, "svc", "ready", T).await;
+    let write = |v: Value| {
+        std::fs::write(
+            work.path().join(".mcp.json"),
+            serde_json::to_vec(&json!({"mcpServers": v})).unwrap(),
+        )
+        .unwrap()
+    };
+    write(json!({"svc": fake(&["--exit-now", "4"])}));
+    let warned = eventually(T, async || {
+        let s = server(&d, "svc").await;
+        s["warning"].is_string().then_some(s)
+    })
+    .await;
+    assert_eq!(
+        (&warned["state"], &warned["pid"]),
+        (&json!("ready"), &before["pid"])
+    );
+    let w = warned["warning"].as_str().unwrap();
+    assert!(
+        w.starts_with("the changed config has not connected yet (")
+            && w.contains("exit status: 4")
+            && w.ends_with("); the previous connection is kept"),
+        "{w}"
+    );
+    assert_eq!(
+        call(&d, "svc__echo", json!({"message": "kept"})).await.1["content"][0]["text"],
+        "kept"
+    );
+    // Back to the original config: the old connection simply stays, without the warning.
+    write(json!({"svc": fake(&[])}));
+    let s = eventually(T, async || {
+        let s = server(&d, "svc").await;
+        s["warning"].is_null().then_some(s)
+    })
+    .await;
+    assert_eq!((&s["state"], &s["pid"]), (&json!("ready"), &before["pid"]));
+}
+
+#[tokio::test]
 async fn misbehaving_servers() {
     let (d, _w) = start(
         json!({
