@@ -10,12 +10,13 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::config::ServeConfig;
-use crate::error::{ApiError, ApiJson, Json};
+use crate::error::{ApiError, ApiJson, Json, json_response};
 use crate::metrics::Metrics;
 use crate::server::AppState;
 
@@ -103,64 +104,54 @@ struct ToolsQuery {
 }
 
 #[derive(Serialize)]
-struct ToolsResponse {
-    tools: Vec<ToolDto>,
+struct ToolsResponse<'a> {
+    tools: Vec<ToolDto<'a>>,
 }
 
+/// Borrows from the manager's cached catalogue: nothing is copied per request.
 #[derive(Serialize)]
-struct ToolDto {
-    server_name: String,
-    name: String,
-    description: String,
+struct ToolDto<'a> {
+    server_name: &'a str,
+    name: &'a str,
+    description: &'a str,
     /// The input schema's `properties` (`{}` when absent).
-    schema: Value,
-    required: Vec<String>,
+    schema: &'a Map<String, Value>,
+    required: Vec<&'a str>,
     /// Additive: the whole input schema (`$defs`, `anyOf`, ... kept).
-    input_schema: Value,
+    input_schema: &'a Map<String, Value>,
     /// Additive: the server's own tool name.
-    tool_name: String,
+    tool_name: &'a str,
 }
 
-async fn list_tools(
-    State(state): State<AppState>,
-    Query(q): Query<ToolsQuery>,
-) -> Json<ToolsResponse> {
+static NO_PROPERTIES: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
+
+async fn list_tools(State(state): State<AppState>, Query(q): Query<ToolsQuery>) -> Response {
     if q.refresh.as_deref() == Some("true") {
         state.mcp.refresh().await;
     }
-    let tools = state
-        .mcp
-        .tools()
-        .into_iter()
+    let catalog = state.mcp.tools();
+    let tools = catalog
+        .iter()
         .map(|t| {
-            let schema = match t.tool.input_schema.get("properties") {
-                Some(Value::Object(p)) => Value::Object(p.clone()),
-                _ => Value::Object(Map::new()),
-            };
-            let required = t
-                .tool
-                .input_schema
-                .get("required")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default();
+            let schema = t.tool.input_schema.get("properties");
             ToolDto {
-                server_name: t.server,
-                name: t.name,
-                description: t.tool.description,
-                schema,
-                required,
-                input_schema: Value::Object(t.tool.input_schema),
-                tool_name: t.tool.name,
+                server_name: &t.server,
+                name: &t.name,
+                description: &t.tool.description,
+                schema: schema.and_then(Value::as_object).unwrap_or(&NO_PROPERTIES),
+                required: t
+                    .tool
+                    .input_schema
+                    .get("required")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default(),
+                input_schema: &t.tool.input_schema,
+                tool_name: &t.tool.name,
             }
         })
         .collect();
-    Json(ToolsResponse { tools })
+    json_response(StatusCode::OK, &ToolsResponse { tools })
 }
 
 #[derive(Deserialize)]

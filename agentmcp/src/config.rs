@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::expand::{ExpandError, expand};
+use crate::redact::Secrets;
 
 /// How a server is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,7 +67,7 @@ pub struct EntryError {
     /// What is wrong.
     pub error: String,
     /// Values to redact from anything shown about this entry.
-    pub secrets: Vec<String>,
+    pub secrets: Secrets,
 }
 
 /// A whole file that could not be used.
@@ -174,7 +175,7 @@ fn parse_entry(
         transport,
         config_file: path.to_path_buf(),
         error,
-        secrets: std::mem::take(secrets),
+        secrets: Secrets::new(std::mem::take(secrets)),
     };
     validate_name(name).map_err(|e| err(None, e, &mut secrets))?;
     let Some(o) = v.as_object() else {

@@ -5,6 +5,7 @@
 //! call at once, and every server operation has a timeout.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{self, EntryError, FileError};
 use crate::convert::result_from_json;
 use crate::names;
-use crate::redact::{redact, secrets_of};
+use crate::redact::secrets_of;
 use crate::server::{Server, list_tools, supervise};
 use crate::{
     CallError, CallOutput, CatalogTool, ConfigFileError, ManagerOptions, ServerState, ServerStatus,
@@ -34,7 +35,12 @@ struct Inner {
     tasks: TaskTracker,
     cancel: CancellationToken,
     reload: tokio::sync::Mutex<()>,
-    inherited: Vec<(String, String)>,
+    /// Values of the base environment, redacted from every server's errors.
+    inherited: Vec<String>,
+    /// Bumped whenever the servers map or a server's state or tools change.
+    catalog_gen: Arc<AtomicU64>,
+    /// The catalogue built at a generation; rebuilt only when the generation moved on.
+    catalog: Mutex<(u64, Arc<[CatalogTool]>)>,
 }
 
 /// The MCP manager.
@@ -54,12 +60,7 @@ impl Manager {
         let inherited = opts
             .base_env
             .iter()
-            .map(|(k, v)| {
-                (
-                    k.to_string_lossy().into_owned(),
-                    v.to_string_lossy().into_owned(),
-                )
-            })
+            .map(|(_, v)| v.to_string_lossy().into_owned())
             .collect();
         let m = Self {
             inner: Arc::new(Inner {
@@ -72,6 +73,8 @@ impl Manager {
                 cancel: CancellationToken::new(),
                 reload: tokio::sync::Mutex::new(()),
                 inherited,
+                catalog_gen: Arc::new(AtomicU64::new(0)),
+                catalog: Mutex::new((0, Arc::from([]))),
             }),
         };
         m.apply(m.load());
@@ -126,7 +129,7 @@ impl Manager {
             for (n, e) in &cfg.invalid {
                 if inv.get(n) != Some(e) {
                     changed = true;
-                    tracing::warn!(server = %n, error = %redact(&e.error, &e.secrets), "MCP server config error");
+                    tracing::warn!(server = %n, error = %e.secrets.redact(&e.error), "MCP server config error");
                 }
             }
             changed |= inv.keys().any(|k| !cfg.invalid.contains_key(k));
@@ -137,7 +140,11 @@ impl Manager {
         pending.retain(|n, p| {
             let keep = cfg.servers.get(n) == Some(&p.spec);
             if !keep {
+                // The config moved on: drop the attempt and its warning on the kept server.
                 p.cancel.cancel();
+                if let Some(cur) = servers.get(n) {
+                    cur.lock().warning = None;
+                }
             }
             keep
         });
@@ -176,12 +183,24 @@ impl Manager {
                 servers.insert(n, new);
             }
         }
+        if changed {
+            self.catalog_changed();
+        }
         changed
+    }
+
+    fn catalog_changed(&self) {
+        self.inner.catalog_gen.fetch_add(1, Ordering::SeqCst);
     }
 
     fn spawn_server(&self, spec: config::ServerSpec) -> Arc<Server> {
         let secrets = secrets_of(&spec, &self.inner.inherited);
-        let srv = Arc::new(Server::new(spec, secrets, self.inner.cancel.child_token()));
+        let srv = Arc::new(Server::new(
+            spec,
+            secrets,
+            self.inner.cancel.child_token(),
+            self.inner.catalog_gen.clone(),
+        ));
         self.inner.tasks.spawn(supervise(
             srv.clone(),
             self.inner.opts.clone(),
@@ -206,6 +225,7 @@ impl Manager {
                             tracing::info!(server = %name, "MCP server reconnected with its new config");
                             servers.insert(name, new);
                             old.cancel.cancel();
+                            self.catalog_changed();
                         } else {
                             new.cancel.cancel();
                         }
@@ -213,6 +233,12 @@ impl Manager {
                     return;
                 }
                 ServerState::Failed => {
+                    // Hold `pending` so a reload cannot drop `new` (and clear the
+                    // warning) between the check and the write.
+                    let pending = lock(&self.inner.pending);
+                    if !pending.get(&name).is_some_and(|p| Arc::ptr_eq(p, &new)) {
+                        return;
+                    }
                     let err = new.lock().last_error.clone().unwrap_or_default();
                     old.lock().warning = Some(format!(
                         "the changed config has not connected yet ({err}); the previous connection is kept"
@@ -236,7 +262,17 @@ impl Manager {
     }
 
     /// The catalogue, sorted by exposed name. Servers that are down keep their last tools.
-    pub fn tools(&self) -> Vec<CatalogTool> {
+    /// Built once per change of the servers, their states or tools; cheap otherwise.
+    pub fn tools(&self) -> Arc<[CatalogTool]> {
+        let generation = self.inner.catalog_gen.load(Ordering::SeqCst);
+        let mut cache = lock(&self.inner.catalog);
+        if cache.0 != generation {
+            *cache = (generation, self.build_catalog().into());
+        }
+        cache.1.clone()
+    }
+
+    fn build_catalog(&self) -> Vec<CatalogTool> {
         let mut per: BTreeMap<(String, String), crate::ToolDef> = BTreeMap::new();
         for s in self.all() {
             let d = s.lock();
@@ -269,7 +305,7 @@ impl Manager {
             let peer = s.lock().peer.clone()?;
             Some(async move {
                 match tokio::time::timeout(timeout, list_tools(&peer)).await {
-                    Ok(Ok(tools)) => s.lock().tools = tools,
+                    Ok(Ok(tools)) => s.set_tools(tools),
                     Ok(Err(e)) => {
                         tracing::warn!(server = %s.spec.name, error = %s.redact(&e), "MCP re-list failed")
                     }
@@ -288,9 +324,9 @@ impl Manager {
         arguments: Map<String, Value>,
     ) -> Result<CallOutput, CallError> {
         let catalog = self.tools();
-        let (server, tool) = match catalog.iter().find(|t| t.name == name) {
-            Some(t) => (t.server.clone(), t.tool.name.clone()),
-            None => {
+        let (server, tool) = match catalog.binary_search_by(|t| t.name.as_str().cmp(name)) {
+            Ok(i) => (catalog[i].server.clone(), catalog[i].tool.name.clone()),
+            Err(_) => {
                 let (s, t) =
                     names::split(name).ok_or_else(|| CallError::InvalidName(name.to_owned()))?;
                 (s.to_owned(), t.to_owned())
@@ -371,7 +407,7 @@ impl Manager {
             transport: e.transport,
             state: ServerState::Failed,
             tools: 0,
-            last_error: Some(redact(&e.error, &e.secrets)),
+            last_error: Some(e.secrets.redact(&e.error)),
             warning: None,
             restarts: 0,
             config_file: e.config_file.clone(),

@@ -2,6 +2,8 @@
 //! values, inherited env values, header values (and the credential after the first
 //! space), non-flag args and `--flag=value` values, URL userinfo, query values and path.
 //! Values shorter than 4 bytes are kept; output capped at 4096 bytes on a char boundary.
+//!
+//! A server's [`Secrets`] are collected, sorted and deduplicated once, when it is created.
 
 use crate::config::ServerSpec;
 
@@ -10,11 +12,38 @@ const MIN_LEN: usize = 4;
 pub const MAX_BYTES: usize = 4096;
 const MARK: &str = "[redacted]";
 
-/// Collects every secret-looking value of a server entry plus the inherited environment.
-pub fn secrets_of(spec: &ServerSpec, inherited: &[(String, String)]) -> Vec<String> {
+/// Values to hide: longest first (a secret containing another is replaced whole), at
+/// least 4 bytes, without duplicates.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Secrets(Vec<String>);
+
+impl Secrets {
+    /// Sorts and filters `values` once.
+    pub fn new(values: impl IntoIterator<Item = String>) -> Self {
+        let mut v: Vec<String> = values.into_iter().filter(|s| s.len() >= MIN_LEN).collect();
+        v.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        v.dedup();
+        Self(v)
+    }
+
+    /// Replaces each secret by `[redacted]` and caps the result.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for s in &self.0 {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), MARK);
+            }
+        }
+        cap(out)
+    }
+}
+
+/// Collects every secret-looking value of a server entry plus the inherited environment's
+/// values.
+pub fn secrets_of(spec: &ServerSpec, inherited: &[String]) -> Secrets {
     let mut s: Vec<String> = Vec::new();
     s.extend(spec.env.values().cloned());
-    s.extend(inherited.iter().map(|(_, v)| v.clone()));
+    s.extend(inherited.iter().cloned());
     for v in spec.headers.values() {
         s.push(v.clone());
         if let Some((_, cred)) = v.split_once(' ') {
@@ -45,21 +74,7 @@ pub fn secrets_of(spec: &ServerSpec, inherited: &[(String, String)]) -> Vec<Stri
             s.push(u.path().to_owned());
         }
     }
-    s
-}
-
-/// Replaces each secret (longest first) by `[redacted]` and caps the result.
-pub fn redact(text: &str, secrets: &[String]) -> String {
-    let mut v: Vec<&String> = secrets.iter().filter(|s| s.len() >= MIN_LEN).collect();
-    v.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    v.dedup();
-    let mut out = text.to_owned();
-    for s in v {
-        if out.contains(s.as_str()) {
-            out = out.replace(s.as_str(), MARK);
-        }
-    }
-    cap(out)
+    Secrets::new(s)
 }
 
 fn cap(mut s: String) -> String {
@@ -97,17 +112,19 @@ mod tests {
             headers: [("Authorization".to_string(), "Bearer tok-999".to_string())].into(),
             config_file: "/f".into(),
         };
-        let sec = secrets_of(&spec, &[("AWS_SECRET_ACCESS_KEY".into(), "aws-xyz".into())]);
-        let r = redact(
+        let sec = secrets_of(&spec, &["aws-xyz".into()]);
+        let r = sec.redact(
             "envsecret tok-999 abcdef positional-secret aws-xyz pw12345 qv123 /p/ath -v ab",
-            &sec,
         );
         assert_eq!(
             r,
             "[redacted] [redacted] [redacted] [redacted] [redacted] [redacted] [redacted] [redacted] -v ab"
         );
+        // Longest first, whatever the input order; duplicates and short values ignored.
+        let s = Secrets::new(["abcd", "abcdef", "abcd", "xyz"].map(String::from));
+        assert_eq!(s.redact("abcdef abcd xyz"), "[redacted] [redacted] xyz");
         let big = "é".repeat(5000);
-        let c = redact(&big, &[]);
+        let c = Secrets::default().redact(&big);
         assert!(c.len() <= MAX_BYTES && c.ends_with("... [truncated]"));
     }
 }

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{ServerSpec, Transport};
 use crate::convert::tool_from_json;
-use crate::redact::redact;
+use crate::redact::Secrets;
 use crate::{ManagerOptions, ServerState, ToolDef};
 
 /// Grace period between TERM and KILL of a stdio server's group.
@@ -64,18 +65,25 @@ pub(crate) struct Dyn {
 /// A configured server and its supervisor's shared state.
 pub(crate) struct Server {
     pub(crate) spec: ServerSpec,
-    pub(crate) secrets: Vec<String>,
+    pub(crate) secrets: Secrets,
     pub(crate) cancel: CancellationToken,
     pub(crate) relist: Arc<Notify>,
     /// Woken when a call saw the transport fail: check and reconnect.
     pub(crate) suspect: Notify,
     /// Every state change, for the manager's hand-over on config changes.
     pub(crate) state_tx: tokio::sync::watch::Sender<ServerState>,
+    /// The manager's catalogue generation: bumped on every state or tools change.
+    catalog_gen: Arc<AtomicU64>,
     dynamic: Mutex<Dyn>,
 }
 
 impl Server {
-    pub(crate) fn new(spec: ServerSpec, secrets: Vec<String>, cancel: CancellationToken) -> Self {
+    pub(crate) fn new(
+        spec: ServerSpec,
+        secrets: Secrets,
+        cancel: CancellationToken,
+        catalog_gen: Arc<AtomicU64>,
+    ) -> Self {
         Self {
             spec,
             secrets,
@@ -83,6 +91,7 @@ impl Server {
             relist: Arc::new(Notify::new()),
             suspect: Notify::new(),
             state_tx: tokio::sync::watch::Sender::new(ServerState::Connecting),
+            catalog_gen,
             dynamic: Mutex::new(Dyn {
                 state: ServerState::Connecting,
                 tools: Vec::new(),
@@ -102,7 +111,7 @@ impl Server {
     }
 
     pub(crate) fn redact(&self, s: &str) -> String {
-        redact(s, &self.secrets)
+        self.secrets.redact(s)
     }
 
     fn set_error(&self, state: ServerState, err: &str) {
@@ -117,9 +126,16 @@ impl Server {
         self.publish();
     }
 
-    /// Broadcasts the current state.
+    /// Replaces the listed tools.
+    pub(crate) fn set_tools(&self, tools: Vec<ToolDef>) {
+        self.lock().tools = tools;
+        self.catalog_gen.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Broadcasts the current state (and tells the catalogue it may have changed).
     pub(crate) fn publish(&self) {
         let s = self.lock().state;
+        self.catalog_gen.fetch_add(1, Ordering::SeqCst);
         self.state_tx.send_replace(s);
     }
 }
@@ -329,7 +345,7 @@ async fn run_until_down(srv: &Arc<Server>, conn: &mut Conn, opts: &ManagerOption
                 match tokio::time::timeout(opts.connect_timeout, list_tools(&peer)).await {
                     Ok(Ok(tools)) => {
                         tracing::info!(server = %srv.spec.name, tools = tools.len(), "MCP tool list changed");
-                        srv.lock().tools = tools;
+                        srv.set_tools(tools);
                     }
                     Ok(Err(e)) => tracing::warn!(server = %srv.spec.name, error = %srv.redact(&e), "MCP re-list failed"),
                     Err(_) => tracing::warn!(server = %srv.spec.name, "MCP re-list timed out"),

@@ -83,12 +83,21 @@ pub(crate) fn spawn(m: Manager) {
             if !relevant(&paths, &files) {
                 continue;
             }
-            // Debounce: wait until the burst is quiet.
+            // Debounce: wait until the config files have been quiet for `debounce`. Other
+            // files in the watched directories do not extend the wait (they may never be
+            // quiet).
+            let mut quiet_at = tokio::time::Instant::now() + debounce;
             loop {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(debounce) => break,
-                    p = rx.recv() => if p.is_none() { break },
+                    _ = tokio::time::sleep_until(quiet_at) => break,
+                    p = rx.recv() => match p {
+                        None => break,
+                        Some(p) if relevant(&p, &files) => {
+                            quiet_at = tokio::time::Instant::now() + debounce;
+                        }
+                        Some(_) => {}
+                    },
                 }
             }
             rearm(&mut watcher, &mut armed, &files);

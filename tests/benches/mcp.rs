@@ -7,17 +7,12 @@
 use std::time::{Duration, Instant};
 
 use agentd_tests::mcp::{fake, start};
-use agentd_tests::{Agentd, Options, fake_mcp_server_bin, rss_kib};
+use agentd_tests::{Agentd, Options, fake_mcp_server_bin, percentile, rss_kib};
 use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
 
 const N: usize = 1000;
-
-fn pct(v: &mut [Duration], p: f64) -> Duration {
-    v.sort();
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
@@ -50,7 +45,7 @@ async fn main() {
             .await
             .unwrap();
         if i >= 100 {
-            base.push(t.elapsed());
+            base.push(ms(t.elapsed()));
         }
     }
     let _ = direct.cancel().await;
@@ -75,28 +70,20 @@ async fn main() {
         assert_eq!(r.status(), 200);
         let _ = r.bytes().await.unwrap();
         if i >= 100 {
-            via.push(t.elapsed());
+            via.push(ms(t.elapsed()));
         }
     }
-    let (b50, b99) = (pct(&mut base, 0.5), pct(&mut base, 0.99));
-    let (v50, v99) = (pct(&mut via, 0.5), pct(&mut via, 0.99));
+    let (b50, b99) = (percentile(&mut base, 50.0), percentile(&mut base, 99.0));
+    let (v50, v99) = (percentile(&mut via, 50.0), percentile(&mut via, 99.0));
     println!("call-tool echo, {N} sequential calls (after 100 warm-up):");
-    println!(
-        "  direct rmcp stdio client : p50 {:.3} ms  p99 {:.3} ms",
-        ms(b50),
-        ms(b99)
-    );
-    println!(
-        "  via agentd HTTP          : p50 {:.3} ms  p99 {:.3} ms",
-        ms(v50),
-        ms(v99)
-    );
+    println!("  direct rmcp stdio client : p50 {b50:.3} ms  p99 {b99:.3} ms");
+    println!("  via agentd HTTP          : p50 {v50:.3} ms  p99 {v99:.3} ms");
     println!(
         "  overhead                 : p50 +{:.3} ms ({:.2}x)  p99 +{:.3} ms ({:.2}x)",
-        ms(v50.saturating_sub(b50)),
-        v50.as_secs_f64() / b50.as_secs_f64(),
-        ms(v99.saturating_sub(b99)),
-        v99.as_secs_f64() / b99.as_secs_f64()
+        v50 - b50,
+        v50 / b50,
+        v99 - b99,
+        v99 / b99
     );
     drop(d);
 
@@ -114,7 +101,7 @@ async fn main() {
             assert!(t.elapsed() < Duration::from_secs(30));
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        runs.push(t.elapsed());
+        runs.push(ms(t.elapsed()));
         drop(d);
 
         let t = Instant::now();
@@ -127,23 +114,22 @@ async fn main() {
         }))
         .await;
         assert_eq!(conns.iter().map(|c| c.1).sum::<usize>(), 90);
-        base_runs.push(t.elapsed());
+        base_runs.push(ms(t.elapsed()));
         for (s, _) in conns {
             let _ = s.cancel().await;
         }
     }
-    let (r50, b50) = (pct(&mut runs, 0.5), pct(&mut base_runs, 0.5));
+    let (r50, b50) = (
+        percentile(&mut runs, 50.0),
+        percentile(&mut base_runs, 50.0),
+    );
     println!("time until 10 stdio servers' tools are listed (median of 5):");
     println!(
-        "  agentd start -> /tools has 90 tools : {:.1} ms (p95 {:.1} ms)",
-        ms(r50),
-        ms(pct(&mut runs, 0.95))
+        "  agentd start -> /tools has 90 tools : {r50:.1} ms (p95 {:.1} ms)",
+        percentile(&mut runs, 95.0)
     );
-    println!("  direct: 10 rmcp clients in parallel  : {:.1} ms", ms(b50));
-    println!(
-        "  ratio                                : {:.2}x",
-        r50.as_secs_f64() / b50.as_secs_f64()
-    );
+    println!("  direct: 10 rmcp clients in parallel  : {b50:.1} ms");
+    println!("  ratio                                : {:.2}x", r50 / b50);
 
     // --- 3. memory per connected server --------------------------------------------------
     let empty = Agentd::start_with(Options::default());

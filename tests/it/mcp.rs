@@ -318,6 +318,70 @@ async fn no_config_then_watch_late_file_rewrite_and_removal() {
 }
 
 #[tokio::test]
+async fn config_change_applies_despite_other_activity_in_its_directory() {
+    let d = Agentd::start_with(Options::default());
+    // Another file in the watched directory changes every 50 ms, more often than the
+    // debounce: it must not hold back the reload of the config file.
+    let noise = d.workdir.join("busy.log");
+    let writer = tokio::spawn(async move {
+        for i in 0u64.. {
+            std::fs::write(&noise, i.to_string()).unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    std::fs::write(
+        d.workdir.join(".mcp.json"),
+        serde_json::to_vec(&json!({"mcpServers": {"late": fake(&[])}})).unwrap(),
+    )
+    .unwrap();
+    wait_state(&d, "late", "ready", Duration::from_secs(10)).await;
+    writer.abort();
+}
+
+#[tokio::test]
+async fn changed_config_that_fails_keeps_the_old_connection_with_a_warning() {
+    let (d, work) = start(json!({"svc": fake(&[])}), &[]);
+    let before = wait_state(&d, "svc", "ready", T).await;
+    let write = |v: Value| {
+        std::fs::write(
+            work.path().join(".mcp.json"),
+            serde_json::to_vec(&json!({"mcpServers": v})).unwrap(),
+        )
+        .unwrap()
+    };
+    write(json!({"svc": fake(&["--exit-now", "4"])}));
+    let warned = eventually(T, async || {
+        let s = server(&d, "svc").await;
+        s["warning"].is_string().then_some(s)
+    })
+    .await;
+    assert_eq!(
+        (&warned["state"], &warned["pid"]),
+        (&json!("ready"), &before["pid"])
+    );
+    let w = warned["warning"].as_str().unwrap();
+    assert!(
+        w.starts_with("the changed config has not connected yet (")
+            && w.contains("exit status: 4")
+            && w.ends_with("); the previous connection is kept"),
+        "{w}"
+    );
+    assert_eq!(
+        call(&d, "svc__echo", json!({"message": "kept"})).await.1["content"][0]["text"],
+        "kept"
+    );
+    // Back to the original config: the old connection simply stays, without the warning.
+    write(json!({"svc": fake(&[])}));
+    let s = eventually(T, async || {
+        let s = server(&d, "svc").await;
+        s["warning"].is_null().then_some(s)
+    })
+    .await;
+    assert_eq!((&s["state"], &s["pid"]), (&json!("ready"), &before["pid"]));
+}
+
+#[tokio::test]
 async fn misbehaving_servers() {
     let (d, _w) = start(
         json!({
@@ -555,12 +619,19 @@ async fn http_transport_and_redaction() {
     let down = wait_state(&d, "down", "failed", T).await;
     let e = down["last_error"].as_str().unwrap();
     assert!(
-        !e.contains("secret-path-xyz") && !e.contains("qwerty123") && !e.contains("sekrit-token"),
+        e.contains("[redacted]")
+            && !e.contains("secret-path-xyz")
+            && !e.contains("qwerty123")
+            && !e.contains("sekrit-token"),
         "{e}"
     );
     let (s, v) = call(&d, "down__echo", json!({})).await;
+    let detail = v["detail"].as_str().unwrap();
     assert_eq!(s, 502);
-    assert!(!v["detail"].as_str().unwrap().contains("qwerty123"));
+    assert!(
+        detail.contains("[redacted]") && !detail.contains("qwerty123"),
+        "{detail}"
+    );
 
     // The HTTP server goes away: calls fail fast, the client reconnects when it is back.
     let port = h
@@ -592,14 +663,57 @@ async fn server_everything_stdio_streamable_http_and_sse() {
         }),
         &[],
     );
+    // The tools of the pinned version (tests/fixtures/node/package-lock.json), sorted.
+    const TOOLS: [&str; 13] = [
+        "echo",
+        "get-annotated-message",
+        "get-env",
+        "get-resource-links",
+        "get-resource-reference",
+        "get-structured-content",
+        "get-sum",
+        "get-tiny-image",
+        "gzip-file-as-resource",
+        "simulate-research-query",
+        "toggle-simulated-logging",
+        "toggle-subscriber-updates",
+        "trigger-long-running-operation",
+    ];
     for (n, t) in [
         ("ev-stdio", "stdio"),
         ("ev-http", "http"),
         ("ev-sse", "sse"),
     ] {
         let s = wait_state(&d, n, "ready", Duration::from_secs(40)).await;
-        assert_eq!(s["transport"], t);
-        assert!(s["tools"].as_u64().unwrap() >= 10, "{s}");
+        assert_eq!(
+            (&s["transport"], &s["tools"]),
+            (&json!(t), &json!(13)),
+            "{s}"
+        );
+        let (_, v) = d.get_json("/api/v0/mcp/tools").await;
+        let mine: Vec<&Value> = v["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["server_name"] == n)
+            .collect();
+        assert_eq!(
+            mine.iter()
+                .map(|t| t["name"].as_str().unwrap())
+                .collect::<Vec<_>>(),
+            TOOLS.map(|t| format!("{n}__{t}")),
+            "{n}"
+        );
+        let echo = mine.iter().find(|t| t["tool_name"] == "echo").unwrap();
+        assert_eq!(
+            (&echo["description"], &echo["schema"], &echo["required"]),
+            (
+                &json!("Echoes back the input string"),
+                &json!({"message": {"type": "string", "description": "Message to echo"}}),
+                &json!(["message"])
+            ),
+            "{n}"
+        );
         assert_eq!(
             call(&d, &format!("{n}__echo"), json!({"message": "hi"})).await,
             (
@@ -608,9 +722,52 @@ async fn server_everything_stdio_streamable_http_and_sse() {
             ),
             "{n}"
         );
+        assert_eq!(
+            call(&d, &format!("{n}__get-sum"), json!({"a": 2, "b": 3})).await,
+            (
+                200,
+                json!({"content": [{"type": "text", "text": "The sum of 2 and 3 is 5."}], "is_error": false})
+            ),
+            "{n}"
+        );
+        // Lossless results from a real server: resource links keep their URI, embedded
+        // text resources their text.
+        assert_eq!(
+            call(&d, &format!("{n}__get-resource-links"), json!({"count": 1})).await,
+            (
+                200,
+                json!({"content": [
+                    {"type": "text", "text": "Here are 1 resource links to resources available in this server:"},
+                    {"type": "resource", "text": "demo://resource/dynamic/blob/1", "uri": "demo://resource/dynamic/blob/1", "media_type": "text/plain"}
+                ], "is_error": false})
+            ),
+            "{n}"
+        );
+        let (st, v) = call(
+            &d,
+            &format!("{n}__get-resource-reference"),
+            json!({"resourceType": "Text", "resourceId": 1}),
+        )
+        .await;
+        let r = &v["content"][1];
+        assert_eq!(
+            (st, &r["type"], &r["uri"], &r["media_type"]),
+            (
+                200,
+                &json!("resource"),
+                &json!("demo://resource/dynamic/text/1"),
+                &json!("text/plain")
+            ),
+            "{v}"
+        );
+        assert!(
+            r["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("Resource 1: This is a plaintext resource created at "),
+            "{v}"
+        );
     }
-    let names = tool_names(&d).await;
-    assert!(names.contains(&"ev-sse__echo".to_string()), "{names:?}");
 }
 
 /// A loopback HTTP server that answers every request with a 307 to `redirect_to` (or a 404)
