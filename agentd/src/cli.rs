@@ -120,6 +120,22 @@ pub struct ServeArgs {
         hide = true
     )]
     pub process_max_wait_ms: u64,
+
+    /// Longest MCP tool call, in milliseconds (default 60 000).
+    #[arg(long, env = "AGENTD_MCP_CALL_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub mcp_call_timeout_ms: Option<u64>,
+
+    /// Budget for starting and initialising one MCP server, in milliseconds (default 30 000).
+    #[arg(long, env = "AGENTD_MCP_CONNECT_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub mcp_connect_timeout_ms: Option<u64>,
+
+    /// First MCP server restart delay, in milliseconds (tests shorten it).
+    #[arg(long, env = "AGENTD_MCP_BACKOFF_MIN_MS", hide = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub mcp_backoff_min_ms: Option<u64>,
+
+    /// Cap of the MCP server restart delay, in milliseconds.
+    #[arg(long, env = "AGENTD_MCP_BACKOFF_MAX_MS", hide = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub mcp_backoff_max_ms: Option<u64>,
 }
 
 /// `agentd ctx` subcommands.

@@ -57,6 +57,21 @@ pub struct ServeConfig {
     pub home: Option<PathBuf>,
     /// Process API settings.
     pub processes: ProcessSettings,
+    /// MCP timing overrides (`None`: agentmcp's defaults).
+    pub mcp: McpSettings,
+}
+
+/// MCP timing overrides from `--mcp-*-ms` / `AGENTD_MCP_*_MS`.
+#[derive(Debug, Clone, Default)]
+pub struct McpSettings {
+    /// Longest tool call.
+    pub call_timeout: Option<std::time::Duration>,
+    /// Start + initialise budget per server.
+    pub connect_timeout: Option<std::time::Duration>,
+    /// First restart delay.
+    pub backoff_min: Option<std::time::Duration>,
+    /// Restart delay cap.
+    pub backoff_max: Option<std::time::Duration>,
 }
 
 /// Longest `?wait=true` long-poll (Coder's 5 minutes).
@@ -183,6 +198,20 @@ impl ServeConfig {
                 max_wait: std::time::Duration::from_millis(args.process_max_wait_ms),
                 oom_score: env_int("CODER_PROC_OOM_SCORE")?,
                 nice_score: env_int("CODER_PROC_NICE_SCORE")?,
+            },
+            mcp: McpSettings {
+                call_timeout: args
+                    .mcp_call_timeout_ms
+                    .map(std::time::Duration::from_millis),
+                connect_timeout: args
+                    .mcp_connect_timeout_ms
+                    .map(std::time::Duration::from_millis),
+                backoff_min: args
+                    .mcp_backoff_min_ms
+                    .map(std::time::Duration::from_millis),
+                backoff_max: args
+                    .mcp_backoff_max_ms
+                    .map(std::time::Duration::from_millis),
             },
         })
     }

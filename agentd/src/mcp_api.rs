@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Query, State};
@@ -19,25 +18,6 @@ use crate::config::ServeConfig;
 use crate::error::{ApiError, ApiJson, Json, json_response};
 use crate::metrics::Metrics;
 use crate::server::AppState;
-
-/// Environment knobs (milliseconds) for the MCP timeouts; mainly for tests and slow hosts.
-pub const ENV_CALL_TIMEOUT_MS: &str = "AGENTD_MCP_CALL_TIMEOUT_MS";
-/// Connect (start + initialize + first tools/list) budget per server, milliseconds.
-pub const ENV_CONNECT_TIMEOUT_MS: &str = "AGENTD_MCP_CONNECT_TIMEOUT_MS";
-/// First restart delay, milliseconds.
-pub const ENV_BACKOFF_MIN_MS: &str = "AGENTD_MCP_BACKOFF_MIN_MS";
-/// Restart delay cap, milliseconds.
-pub const ENV_BACKOFF_MAX_MS: &str = "AGENTD_MCP_BACKOFF_MAX_MS";
-
-fn ms(name: &str) -> Option<Duration> {
-    std::env::var(name)
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .filter(|v| *v > 0)
-        .map(Duration::from_millis)
-}
 
 /// Builds the manager's options from the daemon configuration.
 pub fn options(config: &ServeConfig) -> agentmcp::ManagerOptions {
@@ -59,18 +39,11 @@ pub fn options(config: &ServeConfig) -> agentmcp::ManagerOptions {
         .collect();
     o.lookup = Arc::new(move |k| vars.get(k).cloned());
     o.client_version = env!("CARGO_PKG_VERSION").to_owned();
-    if let Some(d) = ms(ENV_CALL_TIMEOUT_MS) {
-        o.call_timeout = d;
-    }
-    if let Some(d) = ms(ENV_CONNECT_TIMEOUT_MS) {
-        o.connect_timeout = d;
-    }
-    if let Some(d) = ms(ENV_BACKOFF_MIN_MS) {
-        o.backoff_min = d;
-    }
-    if let Some(d) = ms(ENV_BACKOFF_MAX_MS) {
-        o.backoff_max = d;
-    }
+    let m = &config.mcp;
+    o.call_timeout = m.call_timeout.unwrap_or(o.call_timeout);
+    o.connect_timeout = m.connect_timeout.unwrap_or(o.connect_timeout);
+    o.backoff_min = m.backoff_min.unwrap_or(o.backoff_min);
+    o.backoff_max = m.backoff_max.unwrap_or(o.backoff_max);
     o
 }
 

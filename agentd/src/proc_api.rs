@@ -556,6 +556,7 @@ mod tests {
             context: Default::default(),
             home: None,
             processes: Default::default(),
+            mcp: Default::default(),
         };
         AppState::new(config, tokio_util::sync::CancellationToken::new())
     }

@@ -412,6 +412,7 @@ mod tests {
             context: Default::default(),
             home: None,
             processes: Default::default(),
+            mcp: Default::default(),
         };
         (AppState::new(config, CancellationToken::new()), tmp)
     }

@@ -288,6 +288,32 @@ fn startup_errors_are_clear() {
     );
 }
 
+#[test]
+fn bad_tuning_values_are_startup_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let st = tmp.path().join("st").display().to_string();
+    for (var, val, flag) in [
+        ("AGENTD_MCP_CALL_TIMEOUT_MS", "abc", "--mcp-call-timeout-ms"),
+        (
+            "AGENTD_MCP_CONNECT_TIMEOUT_MS",
+            "0",
+            "--mcp-connect-timeout-ms",
+        ),
+    ] {
+        let out = agentd_command()
+            .args(["serve", "--state-dir", &st, "--listen", "127.0.0.1:0"])
+            .env(var, val)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(&format!("invalid value '{val}' for '{flag} <")),
+            "{var}={val}: {err}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn insecure_no_auth_allows_any_address() {
     let d = Agentd::start_with(Options {
