@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex};
 use agentcontextconfig::discover::Skipped;
 use agentcontextconfig::{ContextPart, ContextStore, Scope, StoreError};
 use axum::Router;
-use axum::extract::{Extension, RawQuery, State};
+use std::collections::HashMap;
+
+use axum::extract::{Extension, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
@@ -219,13 +221,6 @@ pub struct PathsResponse {
     pub mcp_config_files: Vec<String>,
 }
 
-fn query_param(raw: &Option<String>, key: &str) -> Option<String> {
-    raw.as_deref()?.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (k == key).then(|| v.to_owned())
-    })
-}
-
 fn lossy_all(v: &[std::path::PathBuf]) -> Vec<String> {
     v.iter().map(|p| p.to_string_lossy().into_owned()).collect()
 }
@@ -241,13 +236,13 @@ async fn blocking<T: Send + 'static>(
 async fn get_context_config(
     State(state): State<AppState>,
     chat: Option<Extension<ChatIdentity>>,
-    RawQuery(query): RawQuery,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let cfg = state
         .config
         .context
         .resolve(Some(&state.config.workdir), state.config.home.as_deref());
-    match query_param(&query, "format").as_deref() {
+    match query.get("format").map(String::as_str) {
         None | Some("") | Some("parts") => {}
         Some("paths") => {
             return Ok(Json(PathsResponse {
@@ -411,9 +406,9 @@ async fn add_to_store(
 async fn clear_store(
     State(state): State<AppState>,
     chat: Option<Extension<ChatIdentity>>,
-    RawQuery(query): RawQuery,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let scope = scope_of(query_param(&query, "chat_id").as_deref(), chat.as_deref())?;
+    let scope = scope_of(query.get("chat_id").map(String::as_str), chat.as_deref())?;
     let store = state.context.store.clone();
     let cleared = blocking(move || store.clear(scope))
         .await?
@@ -428,7 +423,7 @@ async fn clear_store(
 
 async fn list_store(
     State(state): State<AppState>,
-    RawQuery(query): RawQuery,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let dto = |scope: Scope, parts: Vec<ContextPart>| ScopeDto {
         chat_id: scope.chat_id().to_string(),
@@ -438,9 +433,9 @@ async fn list_store(
             .collect(),
     };
     let store = &state.context.store;
-    let scopes = match query_param(&query, "chat_id") {
+    let scopes = match query.get("chat_id") {
         Some(raw) => {
-            let scope = scope_of(Some(&raw), None)?;
+            let scope = scope_of(Some(raw), None)?;
             vec![dto(scope, store.get(scope))]
         }
         None => store.all().into_iter().map(|(s, p)| dto(s, p)).collect(),

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::Extension;
 use axum::Router;
-use axum::extract::{FromRequest, Path, RawQuery, Request, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -386,37 +386,31 @@ struct OutputQuery {
     since: Option<u64>,
 }
 
-fn parse_query(raw: Option<&str>) -> Result<OutputQuery, ApiError> {
-    let mut q = OutputQuery {
-        wait: false,
-        since: None,
+/// The output query from the decoded parameters (as Go's `URL.Query()` gives them).
+fn parse_query(params: &HashMap<String, String>) -> Result<OutputQuery, ApiError> {
+    let since = match params.get("since") {
+        None => None,
+        Some(v) => Some(v.parse().map_err(|_| {
+            ApiError::bad_request("Invalid \"since\" query parameter.").detail(format!(
+                "since must be a byte offset (a non-negative integer), got {}",
+                quote(v)
+            ))
+        })?),
     };
-    for pair in raw.unwrap_or("").split('&') {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        match k {
-            // Coder: only the exact lowercase `true` turns waiting on.
-            "wait" => q.wait = v == "true",
-            "since" => {
-                q.since = Some(v.parse().map_err(|_| {
-                    ApiError::bad_request("Invalid \"since\" query parameter.").detail(format!(
-                        "since must be a byte offset (a non-negative integer), got {}",
-                        quote(v)
-                    ))
-                })?);
-            }
-            _ => {}
-        }
-    }
-    Ok(q)
+    Ok(OutputQuery {
+        // Coder: only the exact lowercase `true` turns waiting on.
+        wait: params.get("wait").is_some_and(|v| v == "true"),
+        since,
+    })
 }
 
 async fn output(
     State(state): State<AppState>,
     chat: Option<Extension<ChatIdentity>>,
     Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
+    Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let q = match parse_query(raw.as_deref()) {
+    let q = match parse_query(&params) {
         Ok(q) => q,
         Err(e) => return e.into_response(),
     };
@@ -640,11 +634,19 @@ mod tests {
 
     #[test]
     fn query_parsing() {
-        assert!(parse_query(Some("wait=true")).is_ok_and(|q| q.wait));
-        assert!(parse_query(Some("wait=TRUE")).is_ok_and(|q| !q.wait));
-        assert!(parse_query(Some("wait=1")).is_ok_and(|q| !q.wait));
-        assert!(parse_query(Some("since=12&wait=true")).is_ok_and(|q| q.since == Some(12)));
-        assert!(parse_query(Some("since=-1")).is_err());
-        assert!(parse_query(None).is_ok_and(|q| !q.wait && q.since.is_none()));
+        let parse = |raw: &str| {
+            let uri: axum::http::Uri = format!("/x?{raw}").parse().unwrap_or_default();
+            let params = Query::<HashMap<String, String>>::try_from_uri(&uri)
+                .map(|q| q.0)
+                .unwrap_or_default();
+            parse_query(&params)
+        };
+        assert!(parse("wait=true").is_ok_and(|q| q.wait));
+        assert!(parse("wait=TRUE").is_ok_and(|q| !q.wait));
+        assert!(parse("wait=1").is_ok_and(|q| !q.wait));
+        assert!(parse("since=12&wait=true").is_ok_and(|q| q.since == Some(12)));
+        assert!(parse("since=%31%32").is_ok_and(|q| q.since == Some(12)));
+        assert!(parse("since=-1").is_err());
+        assert!(parse("").is_ok_and(|q| !q.wait && q.since.is_none()));
     }
 }
