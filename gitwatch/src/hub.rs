@@ -146,11 +146,22 @@ struct Repo {
     degraded: AtomicBool,
     /// Touched paths already routed to the fs watcher.
     watched: Mutex<BTreeSet<PathBuf>>,
+    /// The latest path-store notification id that triggered a scan: every subscriber sees a
+    /// notification, the repo scans for it once.
+    last_note: AtomicU64,
 }
 
 impl Repo {
     fn trigger(&self) {
         self.trig.send_modify(|g| *g = g.wrapping_add(1));
+    }
+
+    /// Triggers a scan for path-store notification `note` unless one was already triggered
+    /// for it (or a later one) by another subscriber.
+    fn trigger_for_note(&self, note: u64) {
+        if self.last_note.fetch_max(note, Ordering::Relaxed) < note {
+            self.trigger();
+        }
     }
 
     fn fs_trigger(&self) {
@@ -263,6 +274,7 @@ impl Inner {
             cancel: self.cancel.child_token(),
             degraded: AtomicBool::new(self.fs.is_none()),
             watched: Mutex::default(),
+            last_note: AtomicU64::new(0),
         });
         repos.insert(loc.root.clone(), repo.clone());
         drop(repos);
@@ -513,9 +525,10 @@ impl Subscription {
     /// watcher, and triggers a scan of every repo (Coder rescans on every notification).
     fn sync_paths(&mut self) {
         let Some(chat) = self.chat else { return };
-        if let Some(rx) = self.paths_rx.as_mut() {
-            rx.borrow_and_update();
-        }
+        let note = self
+            .paths_rx
+            .as_mut()
+            .map_or(0, |rx| *rx.borrow_and_update());
         let mut by_root: BTreeMap<PathBuf, (RepoLocation, Vec<PathBuf>)> = BTreeMap::new();
         for p in self.hub.paths.paths(chat) {
             if let Some(loc) = discover::discover(&p) {
@@ -544,7 +557,7 @@ impl Subscription {
                     route_touched(fs, &a.repo, &touched, self.hub.cfg.max_path_watches);
                 }
                 if !fresh {
-                    a.repo.trigger();
+                    a.repo.trigger_for_note(note);
                 }
             }
         }

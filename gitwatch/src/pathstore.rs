@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use tokio::sync::watch;
@@ -16,7 +17,7 @@ use uuid::Uuid;
 #[derive(Default)]
 struct Entry {
     paths: BTreeSet<PathBuf>,
-    /// Bumped on every add/notify; subscribers watch it.
+    /// The id of the latest notification touching this chat; subscribers watch it.
     generation: Option<watch::Sender<u64>>,
 }
 
@@ -24,6 +25,8 @@ struct Entry {
 #[derive(Default)]
 pub struct PathStore {
     chats: Mutex<HashMap<Uuid, Entry>>,
+    /// Store-wide notification ids: one add/notify is one id for every chat it touches.
+    last_id: AtomicU64,
 }
 
 impl PathStore {
@@ -41,11 +44,12 @@ impl PathStore {
             .filter(|p| p.is_absolute())
             .map(|p| clean(p))
             .collect();
+        let note = self.next_id();
         let mut map = self.chats.lock().unwrap_or_else(PoisonError::into_inner);
         for id in chats.iter().filter(|id| !id.is_nil()) {
             let e = map.entry(*id).or_default();
             e.paths.extend(cleaned.iter().cloned());
-            bump(e);
+            publish(e, note);
         }
         cleaned.len()
     }
@@ -53,12 +57,17 @@ impl PathStore {
     /// Wakes the subscribers of `chats` without adding paths (a process without a working
     /// directory exited: the repos the chat already touched may have changed).
     pub fn notify(&self, chats: &[Uuid]) {
+        let note = self.next_id();
         let mut map = self.chats.lock().unwrap_or_else(PoisonError::into_inner);
         for id in chats.iter().filter(|id| !id.is_nil()) {
             if let Some(e) = map.get_mut(id) {
-                bump(e);
+                publish(e, note);
             }
         }
+    }
+
+    fn next_id(&self) -> u64 {
+        self.last_id.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// The chat's paths, sorted and deduplicated.
@@ -71,8 +80,10 @@ impl PathStore {
             .unwrap_or_default()
     }
 
-    /// Subscribes to the chat's changes. The receiver's value changes on every add/notify
-    /// touching the chat; bursts coalesce.
+    /// Subscribes to the chat's changes. The receiver's value is the id of the latest
+    /// add/notify touching the chat; bursts coalesce. Ids are store-wide and increasing, so
+    /// every subscriber that sees one notification (of the chat or of an ancestor) sees the
+    /// same id and a repo can act on it once.
     pub fn subscribe(&self, chat: Uuid) -> watch::Receiver<u64> {
         let mut map = self.chats.lock().unwrap_or_else(PoisonError::into_inner);
         let e = map.entry(chat).or_default();
@@ -82,9 +93,9 @@ impl PathStore {
     }
 }
 
-fn bump(e: &mut Entry) {
+fn publish(e: &mut Entry, note: u64) {
     if let Some(tx) = &e.generation {
-        tx.send_modify(|g| *g += 1);
+        tx.send_modify(|g| *g = (*g).max(note));
     }
 }
 

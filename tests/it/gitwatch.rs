@@ -485,38 +485,72 @@ async fn big_binary_odd_names_and_corrupt_head() {
     assert_eq!(repo(&m, &root).unwrap()["removed"], Value::Null);
 }
 
-#[tokio::test]
-async fn a_write_then_its_exit_notification_take_one_scan() {
+/// Scans caused by `edits` edits, each a write in a watched directory (an inotify event)
+/// followed by the notification its process's exit publishes, with `same_chat` connections
+/// of the editing chat and `parent` connections of its parent chat.
+async fn scans_for_edits(n: u8, edits: u64, same_chat: usize, parent: usize) -> u64 {
     let d = Agentd::start();
     let tmp = tempfile::tempdir().unwrap();
     let root = init_repo(&tmp.path().join("r"));
     let dir = root.join("d");
     std::fs::create_dir_all(&dir).unwrap();
-    let c = chat(40);
-    let mut ws = Ws::connect(&d, &c).await;
-    add_paths(&d, &c, &[], &[&dir]).await;
-    ws.wait_for(T, is_changes_with(&root)).await;
+    let (c, p) = (chat(n), chat(n + 1));
+    let mut conns = Vec::new();
+    for _ in 0..same_chat {
+        conns.push(Ws::connect(&d, &c).await);
+    }
+    for _ in 0..parent {
+        conns.push(Ws::connect(&d, &p).await);
+    }
+    add_paths(&d, &c, &[p.as_str()], &[&dir]).await;
+    for ws in conns.iter_mut() {
+        ws.wait_for(T, is_changes_with(&root)).await;
+    }
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let before = scans_total(&d).await;
-    let edits = 5;
     for i in 0..edits {
-        // A write in a watched directory (an inotify event), then the notification its
-        // process's exit publishes: the scan waits for the notification instead of running
-        // once for the event and again for the notification.
+        // The scan waits for the notification instead of running once for the event and
+        // again for the notification; every connection sees the notification, the repo scans
+        // for it once.
         let marker = format!("edit {i}");
         std::fs::write(dir.join("f.txt"), format!("{marker}\n")).unwrap();
-        add_paths(&d, &c, &[], &[&dir]).await;
-        ws.wait_for(T, |m| {
-            diff_of(m, &root).is_some_and(|d| d.contains(&format!("+{marker}\n")))
-        })
-        .await;
-        while ws.try_next(Duration::from_millis(1500)).await.is_some() {}
+        add_paths(&d, &c, &[p.as_str()], &[&dir]).await;
+        for ws in conns.iter_mut() {
+            ws.wait_for(T, |m| {
+                diff_of(m, &root).is_some_and(|d| d.contains(&format!("+{marker}\n")))
+            })
+            .await;
+        }
+        // Past the 1 s cooldown (so edits are not folded together), well within the 5 s
+        // fallback poll (so it adds no scans), then drop whatever else arrived.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        for ws in conns.iter_mut() {
+            while ws.try_next(Duration::from_millis(20)).await.is_some() {}
+        }
     }
-    let scans = scans_total(&d).await - before;
+    scans_total(&d).await - before
+}
+
+#[tokio::test]
+async fn a_write_then_its_exit_notification_take_one_scan() {
+    let edits = 5;
+    let scans = scans_for_edits(40, edits, 1, 0).await;
     // One per edit; slack for a notification slower than the settle window on a busy host
     // (two per edit without the settle).
     assert!(
         scans >= edits && scans <= edits + 2,
         "{scans} scans for {edits} edits"
+    );
+}
+
+#[tokio::test]
+async fn more_subscribers_do_not_mean_more_scans() {
+    // Five connections (four of the chat, one of its parent) cost what one costs: before,
+    // each subscriber triggered the repo for the same notification (two scans per edit).
+    let edits = 5;
+    let scans = scans_for_edits(42, edits, 4, 1).await;
+    assert!(
+        scans >= edits && scans <= edits + 2,
+        "{scans} scans for {edits} edits with 5 subscribers"
     );
 }
