@@ -90,6 +90,12 @@ pub struct ServeArgs {
     #[arg(long, env = "AGENTD_NO_DEFAULT_CHILD_ENV")]
     pub no_default_child_env: bool,
 
+    /// Threads of the async runtime. Default: half the CPUs, 1 to 8 — agentd is a sidecar and
+    /// leaves cores to the workspace; each extra worker also costs cross-thread wakeups on
+    /// every request.
+    #[arg(long, env = "AGENTD_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub worker_threads: Option<u16>,
+
     /// Processes that may run at once; further starts answer 429.
     #[arg(long, env = "AGENTD_MAX_PROCESSES", default_value_t = agentproc::DEFAULT_MAX_RUNNING)]
     pub max_processes: usize,

@@ -53,7 +53,9 @@ fn serve(args: &cli::ServeArgs) -> ExitCode {
         eprintln!("agentd: {e}");
         return ExitCode::from(2);
     }
-    let Some(rt) = runtime(tokio::runtime::Builder::new_multi_thread()) else {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(worker_threads(args.worker_threads));
+    let Some(rt) = runtime(builder) else {
         return ExitCode::FAILURE;
     };
     let res = rt.block_on(server::run(config));
@@ -67,6 +69,15 @@ fn serve(args: &cli::ServeArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The runtime's worker count: the flag, else half the CPUs available to us, 1 to 8.
+fn worker_threads(flag: Option<u16>) -> usize {
+    flag.map(usize::from).unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get() / 2)
+            .clamp(1, 8)
+    })
 }
 
 /// Builds the tokio runtime (all drivers enabled); `None` after reporting why it could not

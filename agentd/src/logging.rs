@@ -9,7 +9,6 @@
 use std::io::Write;
 use std::time::SystemTime;
 
-use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
@@ -38,18 +37,37 @@ pub fn init(format: LogFormat, filter: &str) -> Result<(), String> {
     res.map_err(|e| format!("cannot install the logger: {e}"))
 }
 
-/// Span fields, kept in the span's extensions.
-struct SpanFields(Map<String, Value>);
+/// Fields of a span or an event: names with their values already encoded as JSON. A name
+/// recorded twice keeps its last value.
+#[derive(Default)]
+struct Fields(Vec<(&'static str, String)>);
 
-/// A layer writing one flat JSON object per event to stderr.
+impl Fields {
+    fn set(&mut self, name: &'static str, json: String) {
+        match self.0.iter_mut().find(|(k, _)| *k == name) {
+            Some((_, v)) => *v = json,
+            None => self.0.push((name, json)),
+        }
+    }
+}
+
+/// Span fields, kept in the span's extensions.
+struct SpanFields(Fields);
+
+/// A layer writing one flat JSON object per event to stderr. Values are encoded once, when
+/// recorded; a line is assembled in a reused per-thread buffer and written with one call.
 struct JsonLayer;
+
+thread_local! {
+    static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 impl<S> tracing_subscriber::Layer<S> for JsonLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        let mut fields = Map::new();
+        let mut fields = Fields::default();
         attrs.record(&mut Visitor(&mut fields));
         if let Some(span) = ctx.span(id) {
             span.extensions_mut().insert(SpanFields(fields));
@@ -67,74 +85,122 @@ where
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let meta = event.metadata();
-        let mut line = Map::new();
-        line.insert(
-            "ts".into(),
-            Value::String(rfc3339_millis(SystemTime::now())),
-        );
-        line.insert(
-            "level".into(),
-            Value::String(meta.level().as_str().to_ascii_lowercase()),
-        );
-        line.insert("target".into(), Value::String(meta.target().to_owned()));
-        if let Some(scope) = ctx.event_scope(event) {
-            for span in scope.from_root() {
-                if let Some(SpanFields(fields)) = span.extensions().get::<SpanFields>() {
-                    for (k, v) in fields {
-                        line.insert(k.clone(), v.clone());
-                    }
-                }
+        let mut own = Fields::default();
+        event.record(&mut Visitor(&mut own));
+        let scope: Vec<_> = ctx
+            .event_scope(event)
+            .map(|s| s.from_root().collect())
+            .unwrap_or_default();
+        let exts: Vec<_> = scope.iter().map(|span| span.extensions()).collect();
+        // Root span first, the event last: a later field of the same name wins.
+        let mut all: Vec<(&str, &str)> = Vec::with_capacity(16);
+        for ext in &exts {
+            if let Some(SpanFields(f)) = ext.get::<SpanFields>() {
+                all.extend(f.0.iter().map(|(k, v)| (*k, v.as_str())));
             }
         }
-        event.record(&mut Visitor(&mut line));
-        let mut bytes = serde_json::to_vec(&Value::Object(line)).unwrap_or_default();
-        bytes.push(b'\n');
-        // One write per line so concurrent lines never interleave.
-        let _ = std::io::stderr().lock().write_all(&bytes);
+        all.extend(own.0.iter().map(|(k, v)| (*k, v.as_str())));
+        LINE.with_borrow_mut(|line| {
+            line.clear();
+            line.extend_from_slice(b"{\"ts\":\"");
+            write_rfc3339_millis(line, SystemTime::now());
+            line.extend_from_slice(b"\",\"level\":\"");
+            line.extend_from_slice(level_name(meta.level()).as_bytes());
+            line.extend_from_slice(b"\",\"target\":");
+            push_json_str(line, meta.target());
+            for (i, (k, v)) in all.iter().enumerate() {
+                let overridden = all[i + 1..].iter().any(|(later, _)| later == k);
+                if overridden || matches!(*k, "ts" | "level" | "target") {
+                    continue;
+                }
+                line.push(b',');
+                push_json_str(line, k);
+                line.push(b':');
+                line.extend_from_slice(v.as_bytes());
+            }
+            line.extend_from_slice(b"}\n");
+            // One write per line so concurrent lines never interleave.
+            let _ = std::io::stderr().lock().write_all(line);
+            if line.capacity() > 64 * 1024 {
+                *line = Vec::new();
+            }
+        });
     }
 }
 
-struct Visitor<'a>(&'a mut Map<String, Value>);
+fn level_name(level: &tracing::Level) -> &'static str {
+    match *level {
+        tracing::Level::ERROR => "error",
+        tracing::Level::WARN => "warn",
+        tracing::Level::INFO => "info",
+        tracing::Level::DEBUG => "debug",
+        tracing::Level::TRACE => "trace",
+    }
+}
+
+/// Appends `s` as a JSON string.
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len() + 2);
+    push_json_str(&mut out, s);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+struct Visitor<'a>(&'a mut Fields);
 
 impl Visit for Visitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        let v = if value.starts_with('[') {
-            serde_json::from_str::<Value>(value)
-                .ok()
-                .filter(Value::is_array)
-                .unwrap_or_else(|| Value::String(value.to_owned()))
+        // A JSON array in string form (e.g. `ancestor_chat_ids`) is emitted as an array.
+        let v = if value.starts_with('[')
+            && serde_json::from_str::<serde_json::Value>(value).is_ok_and(|v| v.is_array())
+        {
+            value.to_owned()
         } else {
-            Value::String(value.to_owned())
+            json_str(value)
         };
-        self.0.insert(field.name().to_owned(), v);
+        self.0.set(field.name(), v);
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().to_owned(), value.into());
+        self.0.set(field.name(), value.to_string());
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().to_owned(), value.into());
+        self.0.set(field.name(), value.to_string());
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().to_owned(), value.into());
+        let v = if value.is_finite() {
+            serde_json::Value::from(value).to_string()
+        } else {
+            "null".to_owned()
+        };
+        self.0.set(field.name(), v);
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().to_owned(), value.into());
+        self.0.set(field.name(), value.to_string());
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.0
-            .insert(field.name().to_owned(), Value::String(value.to_string()));
+        self.0.set(field.name(), json_str(&value.to_string()));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0
-            .insert(field.name().to_owned(), Value::String(format!("{value:?}")));
+        self.0.set(field.name(), json_str(&format!("{value:?}")));
     }
 }
 
-/// Formats a time as RFC 3339 UTC with millisecond precision, e.g. `2026-11-21T10:00:00.123Z`.
-pub fn rfc3339_millis(t: SystemTime) -> String {
+/// Appends `t` as RFC 3339 UTC with millisecond precision, without allocating.
+fn write_rfc3339_millis(out: &mut Vec<u8>, t: SystemTime) {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let (date, secs) = civil(d.as_secs());
-    format!("{date}T{}.{:03}Z", hms(secs), d.subsec_millis())
+    let (y, m, day, secs) = civil_parts(d.as_secs());
+    let _ = write!(
+        out,
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        d.subsec_millis()
+    );
 }
 
 /// Formats a time as RFC 3339 UTC with nanosecond precision trimmed of trailing zeros, as
@@ -162,6 +228,12 @@ fn hms(secs_of_day: u64) -> String {
 
 /// Days since the epoch to a `YYYY-MM-DD` date (Howard Hinnant's civil-from-days).
 fn civil(epoch_secs: u64) -> (String, u64) {
+    let (y, m, d, secs) = civil_parts(epoch_secs);
+    (format!("{y:04}-{m:02}-{d:02}"), secs)
+}
+
+/// `(year, month, day, seconds of the day)` of a time in seconds since the epoch.
+fn civil_parts(epoch_secs: u64) -> (i64, i64, i64, u64) {
     let days = (epoch_secs / 86_400) as i64;
     let secs = epoch_secs % 86_400;
     let z = days + 719_468;
@@ -173,7 +245,7 @@ fn civil(epoch_secs: u64) -> (String, u64) {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    (format!("{year:04}-{month:02}-{day:02}"), secs)
+    (year, month, day, secs)
 }
 
 #[cfg(test)]
@@ -184,7 +256,9 @@ mod tests {
     #[test]
     fn formats_rfc3339() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_763_719_200_123);
-        assert_eq!(rfc3339_millis(t), "2025-11-21T10:00:00.123Z");
+        let mut buf = Vec::new();
+        write_rfc3339_millis(&mut buf, t);
+        assert_eq!(buf, b"2025-11-21T10:00:00.123Z");
         assert_eq!(rfc3339_nano(t), "2025-11-21T10:00:00.123Z");
         let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(rfc3339_nano(leap), "2000-02-29T00:00:00Z");

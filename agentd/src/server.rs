@@ -30,9 +30,19 @@ use crate::middleware::{self, AuthToken};
 /// How long in-flight responses may take to finish after a shutdown signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Shared state of every handler. Cheap to clone.
+/// Shared state of every handler: one pointer, cloned per request by the extractors.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] points to.
+pub struct Shared {
     /// The resolved configuration.
     pub config: Arc<ServeConfig>,
     /// Metrics registry.
@@ -64,7 +74,7 @@ impl AppState {
         let mcp = agentmcp::Manager::start(crate::mcp_api::options(&config));
         crate::mcp_api::register_metrics(&metrics, mcp.clone());
         let procs = crate::proc_api::supervisor(&config, &metrics);
-        Self {
+        Self(Arc::new(Shared {
             config: Arc::new(config),
             metrics,
             shutdown,
@@ -73,7 +83,7 @@ impl AppState {
             git,
             mcp,
             procs,
-        }
+        }))
     }
 
     /// Stops every subsystem: processes get TERM, a grace period, then KILL; MCP servers are
@@ -297,7 +307,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         let app = routes(state.clone(), true);
         let stop = shutdown.clone();
         servers.spawn(async move {
-            axum::serve(l, app)
+            axum::serve(l, app.into_make_service())
                 .with_graceful_shutdown(stop.cancelled_owned())
                 .await
         });
@@ -307,7 +317,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         let app = routes(state.clone(), false);
         let stop = shutdown.clone();
         servers.spawn(async move {
-            axum::serve(unix, app)
+            axum::serve(unix, app.into_make_service())
                 .with_graceful_shutdown(stop.cancelled_owned())
                 .await
         });

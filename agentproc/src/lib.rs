@@ -8,6 +8,7 @@
 pub mod buffer;
 pub mod group;
 pub mod priority;
+mod spawn;
 pub mod supervisor;
 
 pub use buffer::{OutputBuffer, SinceRead, Strategy, Truncation};

@@ -2,11 +2,9 @@
 //! OOM killer should pick a user's command before the daemon, and commands run a little
 //! nicer than the daemon.
 //!
-//! Values are applied in the child between `fork` and `exec` (so every descendant inherits
-//! them) and checked from the parent afterwards, where a failure is logged — never fatal.
-//! This module takes its inputs as values; it never reads environment variables.
-
-use std::io;
+//! The values are applied in the child before `exec` (see `spawn`), so every descendant
+//! inherits them; a failure there is logged by the supervisor, never fatal. This module
+//! takes its inputs as values; it never reads environment variables.
 
 /// What to apply to a child. `None` leaves the inherited value.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -47,59 +45,6 @@ impl Priority {
             .ok()
             .and_then(|s| s.trim().parse().ok());
         (oom, get_nice(0))
-    }
-
-    /// Checks that a spawned child got the values; returns a description of each mismatch.
-    /// A child that already exited is not a mismatch.
-    pub fn verify(&self, pid: u32) -> Vec<String> {
-        let mut problems = Vec::new();
-        if let Some(want) = self.oom_score_adj
-            && let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))
-            && let Ok(got) = s.trim().parse::<i32>()
-            && got != want
-        {
-            problems.push(format!("oom_score_adj is {got}, wanted {want}"));
-        }
-        if let Some(want) = self.nice
-            && let Some(got) = get_nice(pid)
-            && got != want
-            && std::path::Path::new(&format!("/proc/{pid}")).exists()
-        {
-            problems.push(format!("niceness is {got}, wanted {want}"));
-        }
-        problems
-    }
-
-    /// Installs a `pre_exec` hook applying the values in the child. Only async-signal-safe
-    /// calls run there (open/write/close/setpriority on pre-formatted data).
-    #[allow(unsafe_code)]
-    pub fn apply_in_child(&self, cmd: &mut tokio::process::Command) {
-        if self.oom_score_adj.is_none() && self.nice.is_none() {
-            return;
-        }
-        let oom = self.oom_score_adj.map(|v| format!("{v}\n").into_bytes());
-        let nice = self.nice;
-        // SAFETY: the closure runs in the forked child before exec. It allocates nothing and
-        // only makes raw syscalls on data prepared in the parent; errors are ignored (the
-        // parent verifies and logs).
-        unsafe {
-            cmd.pre_exec(move || {
-                if let Some(bytes) = &oom {
-                    let fd = libc::open(
-                        c"/proc/self/oom_score_adj".as_ptr(),
-                        libc::O_WRONLY | libc::O_CLOEXEC,
-                    );
-                    if fd >= 0 {
-                        let _ = libc::write(fd, bytes.as_ptr().cast(), bytes.len());
-                        libc::close(fd);
-                    }
-                }
-                if let Some(n) = nice {
-                    let _ = libc::setpriority(libc::PRIO_PROCESS, 0, n);
-                }
-                Ok::<(), io::Error>(())
-            });
-        }
     }
 }
 

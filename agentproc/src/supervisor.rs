@@ -8,11 +8,11 @@
 //! closes. This module must not know HTTP or JSON, and never reads environment variables.
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -26,6 +26,7 @@ use tracing::Instrument;
 use crate::buffer::{OutputBuffer, SinceRead, Truncation};
 use crate::group::{self, GroupSignal};
 use crate::priority::Priority;
+use crate::spawn::{self, SpawnError};
 
 /// Chatd's non-interactive defaults, applied beneath a request's own `env`.
 pub const NON_INTERACTIVE_ENV: &[(&str, &str)] = &[
@@ -462,35 +463,47 @@ impl Supervisor {
             return Err(StartError::DuplicateId(req.id));
         }
         let cfg = &inner.config;
-        let mut cmd = tokio::process::Command::new("sh");
-        cmd.arg("-c").arg(&req.command).env_clear();
-        cmd.envs(cfg.base_env.iter().map(|(k, v)| (k, v)));
-        cmd.envs(cfg.default_env.iter().map(|(k, v)| (k, v)));
-        cmd.envs(req.env.iter().map(|(k, v)| (k, v)));
-        if let Some(chat) = &req.chat_id {
-            cmd.env("CODER_CHAT_ID", chat);
-        }
-        if !workdir.as_os_str().is_empty() {
-            cmd.current_dir(&workdir);
-        }
         let (reader, writer) = io::pipe().map_err(|e| StartError::Spawn(e.to_string()))?;
-        let writer2 = writer
-            .try_clone()
-            .map_err(|e| StartError::Spawn(e.to_string()))?;
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::from(writer))
-            .stderr(Stdio::from(writer2))
-            .kill_on_drop(false);
-        group::new_group(&mut cmd);
-        // In the child, before exec: applying it from the parent after spawn races with the
-        // shell's first fork (seen on a loaded machine), and descendants would miss it.
-        cfg.priority.apply_in_child(&mut cmd);
-        let spawned = cmd.spawn();
-        // The parent's copies of the write end must go now, or the pipe never reports EOF.
-        drop(cmd);
-        let child = spawned.map_err(|e| StartError::Spawn(spawn_reason(&e)))?;
-        let pid = child.id().unwrap_or(0);
-        let _ = nix::fcntl::fcntl(&reader, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
+        let stdin =
+            std::fs::File::open("/dev/null").map_err(|e| StartError::Spawn(e.to_string()))?;
+        let mut env: Vec<(&OsStr, &OsStr)> =
+            Vec::with_capacity(cfg.base_env.len() + cfg.default_env.len() + req.env.len() + 1);
+        env.extend(
+            cfg.base_env
+                .iter()
+                .map(|(k, v)| (k.as_os_str(), v.as_os_str())),
+        );
+        env.extend(
+            cfg.default_env
+                .iter()
+                .map(|(k, v)| (OsStr::new(k), OsStr::new(v))),
+        );
+        env.extend(req.env.iter().map(|(k, v)| (OsStr::new(k), OsStr::new(v))));
+        if let Some(chat) = &req.chat_id {
+            env.push((OsStr::new("CODER_CHAT_ID"), OsStr::new(chat)));
+        }
+        let spec = spawn::Spec {
+            program: "sh",
+            args: &[OsStr::new("sh"), OsStr::new("-c"), OsStr::new(&req.command)],
+            env,
+            cwd: (!workdir.as_os_str().is_empty()).then_some(workdir.as_os_str()),
+            stdio: [stdin.as_raw_fd(), writer.as_raw_fd(), writer.as_raw_fd()],
+            priority: cfg.priority,
+        };
+        let spawned = spawn::spawn(&spec);
+        // The parent's write end must go now, or the pipe never reports EOF.
+        drop(writer);
+        drop(stdin);
+        let spawned = spawned.map_err(|e| match e {
+            SpawnError::Chdir(e) => StartError::Workdir {
+                path: workdir.clone(),
+                reason: io_reason(&e),
+            },
+            SpawnError::Exec(e) => StartError::Spawn(spawn_reason(&e)),
+            SpawnError::Other(e) => StartError::Spawn(e.to_string()),
+        })?;
+        let child = spawned.child;
+        let pid = child.id();
         let rx = match pipe::Receiver::from_owned_fd(reader.into()) {
             Ok(rx) => rx,
             Err(e) => {
@@ -520,24 +533,13 @@ impl Supervisor {
         lock(&inner.active).insert(req.id, proc.clone());
         inner.started_total.fetch_add(1, Ordering::Relaxed);
         let span = req.span;
-        span.in_scope(|| {
-            tracing::info!(
-                process_id = %proc.id,
-                pid,
-                command = %truncate_for_log(&proc.command),
-                workdir = %proc.workdir.display(),
-                background = proc.background,
-                "process started"
-            );
-            for problem in cfg.priority.verify(pid) {
-                tracing::warn!(process_id = %proc.id, pid, "could not adjust the process priority: {problem}");
-            }
-        });
+        let problems = spawned.priority_problems;
         let sup = self.clone();
         let task_proc = proc.clone();
         inner.tasks.spawn(
             async move {
-                sup.supervise(task_proc, child, rx, req.on_exit).await;
+                sup.supervise(task_proc, child, rx, problems, req.on_exit)
+                    .await;
             }
             .instrument(span),
         );
@@ -547,10 +549,25 @@ impl Supervisor {
     async fn supervise(
         &self,
         proc: Arc<Process>,
-        mut child: tokio::process::Child,
+        mut child: spawn::Child,
         rx: pipe::Receiver,
+        priority_problems: Vec<String>,
         mut on_exit: Option<OnExit>,
     ) {
+        // Done here rather than in `start`, which answers the request as soon as the child
+        // has exec'd; the pipe grows before the first read.
+        let _ = nix::fcntl::fcntl(&rx, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
+        tracing::info!(
+            process_id = %proc.id,
+            pid = proc.pid,
+            command = %truncate_for_log(&proc.command),
+            workdir = %proc.workdir.display(),
+            background = proc.background,
+            "process started"
+        );
+        for problem in &priority_problems {
+            tracing::warn!(process_id = %proc.id, pid = proc.pid, "could not adjust the process priority: {problem}");
+        }
         let linger = self.inner.config.linger;
         let cancel = self.inner.cancel.clone();
         let mut eof = false;
@@ -616,6 +633,9 @@ impl Supervisor {
                 proc.set_exit(exit);
                 reported = true;
                 self.inner.running.fetch_sub(1, Ordering::SeqCst);
+                // Let the waiters that set_exit woke answer first; the log line and the exit
+                // callback are nobody's critical path.
+                tokio::task::yield_now().await;
                 let lingering = !eof;
                 tracing::info!(
                     process_id = %proc.id,

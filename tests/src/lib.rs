@@ -384,6 +384,54 @@ pub async fn raw_tcp(addr: &str, request: &[u8]) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
+/// One HTTP/1.1 request on a new blocking connection, the leanest client there is (what a
+/// latency benchmark of the server should pay, and nothing more): returns the status and
+/// the JSON body (`Null` if the body is not JSON). Reads exactly `Content-Length` bytes.
+pub fn http1(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    token: Option<&str>,
+) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_nodelay(true).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "connection closed before the response head");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let status = head.split(' ').nth(1).and_then(|v| v.parse().ok()).unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("a Content-Length header");
+    while buf.len() < head_end + len {
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "connection closed before the whole body");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let body = serde_json::from_slice(&buf[head_end..head_end + len]).unwrap_or(Value::Null);
+    (status, body)
+}
+
 /// The `p`-th percentile (nearest rank) of `v`; sorts `v`. 0 for an empty slice.
 pub fn percentile(v: &mut [f64], p: f64) -> f64 {
     if v.is_empty() {

@@ -1,0 +1,704 @@
+//! Starting a child without copying the daemon: `clone(CLONE_VM | CLONE_VFORK)`, the way
+//! `posix_spawn` starts one, plus what `posix_spawn` cannot do — setting the child's OOM
+//! score and niceness before `execve`, so that every descendant inherits them. A `fork`
+//! copies the daemon's page tables and then takes copy-on-write faults until `exec`; on a
+//! daemon with a multi-threaded runtime that was most of the cost of starting a process.
+//!
+//! The child runs on a stack lent by the parent, in the parent's memory, until `execve`,
+//! and the calling thread is suspended meanwhile (`CLONE_VFORK`). So the child's code
+//! allocates nothing, takes no locks, runs none of the daemon's signal handlers and only
+//! makes raw syscalls on data prepared here; it reports what failed by writing into a
+//! struct the parent reads once `clone` returns (no pipe round trip as in `std`).
+//!
+//! Exits are awaited on a pidfd (`CLONE_PIDFD`, Linux ≥ 5.2); where the kernel gives none,
+//! a blocking `waitpid` on tokio's blocking pool takes its place (documented degraded
+//! mode). This module must not know about output buffers, HTTP or the environment of the
+//! daemon: the caller hands it everything.
+#![allow(unsafe_code)]
+
+use std::ffi::{CString, OsStr, c_char, c_int, c_void};
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::ptr;
+
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+use crate::priority::Priority;
+
+/// Bytes of stack lent to the child until `execve`. Its own frames need a few hundred bytes;
+/// the rest is headroom for libc's syscall wrappers.
+const CHILD_STACK: usize = 32 * 1024;
+
+/// glibc's default search path when `PATH` is unset (`confstr(_CS_PATH)`).
+const DEFAULT_PATH: &[u8] = b"/bin:/usr/bin";
+
+/// What to start.
+pub(crate) struct Spec<'a> {
+    /// The program's name, looked up in the child's `PATH` like `execvp` does.
+    pub program: &'a str,
+    /// `argv`, including `argv[0]`.
+    pub args: &'a [&'a OsStr],
+    /// The whole environment, in order; a later entry for a name wins.
+    pub env: Vec<(&'a OsStr, &'a OsStr)>,
+    /// The working directory (`None`: the daemon's).
+    pub cwd: Option<&'a OsStr>,
+    /// Descriptors for the child's fds 0, 1 and 2.
+    pub stdio: [RawFd; 3],
+    /// OOM score and niceness to apply before `execve`.
+    pub priority: Priority,
+}
+
+/// Why a start failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SpawnError {
+    /// Changing to the working directory failed.
+    #[error("chdir: {0}")]
+    Chdir(io::Error),
+    /// The program was not found, or could not be executed.
+    #[error("{0}")]
+    Exec(io::Error),
+    /// Anything else (clone, process group, descriptors, bad input).
+    #[error("{0}")]
+    Other(io::Error),
+}
+
+/// A started child: its pid and a way to wait for it.
+pub(crate) struct Spawned {
+    pub child: Child,
+    /// Setting the OOM score or niceness failed (the child runs anyway).
+    pub priority_problems: Vec<String>,
+}
+
+/// Steps of the child that can fail, reported to the parent.
+const STEP_NONE: c_int = 0;
+const STEP_PGID: c_int = 1;
+const STEP_DUP: c_int = 2;
+const STEP_CHDIR: c_int = 3;
+const STEP_EXEC: c_int = 4;
+
+/// Shared between parent and child (the child writes the results).
+#[repr(C)]
+struct Shared {
+    /// Null-terminated list of candidate paths for the program.
+    candidates: *const *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+    cwd: *const c_char,
+    stdio: [c_int; 3],
+    oom: *const u8,
+    oom_len: usize,
+    set_nice: c_int,
+    nice: c_int,
+    mask: libc::sigset_t,
+    failed_step: c_int,
+    errno: c_int,
+    oom_errno: c_int,
+    nice_errno: c_int,
+}
+
+fn nul_error(what: &str) -> SpawnError {
+    SpawnError::Other(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("{what} contains a NUL byte"),
+    ))
+}
+
+fn cstring(bytes: &[u8], what: &str) -> Result<CString, SpawnError> {
+    CString::new(bytes).map_err(|_| nul_error(what))
+}
+
+/// A null-terminated array of pointers into `strings` (which must outlive it).
+fn pointers(strings: &[CString]) -> Vec<*const c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(ptr::null()))
+        .collect()
+}
+
+/// The environment as `NAME=value` strings, later entries winning.
+fn environment(env: &[(&OsStr, &OsStr)]) -> Result<(Vec<CString>, Option<Vec<u8>>), SpawnError> {
+    let mut index: std::collections::HashMap<&[u8], usize> =
+        std::collections::HashMap::with_capacity(env.len());
+    let mut merged: Vec<(&[u8], &[u8])> = Vec::with_capacity(env.len());
+    for (k, v) in env {
+        let (k, v) = (k.as_bytes(), v.as_bytes());
+        match index.get(k) {
+            Some(&i) => merged[i].1 = v,
+            None => {
+                index.insert(k, merged.len());
+                merged.push((k, v));
+            }
+        }
+    }
+    let path = index.get(&b"PATH"[..]).map(|&i| merged[i].1.to_vec());
+    let mut out = Vec::with_capacity(merged.len());
+    for (k, v) in merged {
+        if k.is_empty() || k.contains(&b'=') {
+            continue;
+        }
+        let mut s = Vec::with_capacity(k.len() + v.len() + 2);
+        s.extend_from_slice(k);
+        s.push(b'=');
+        s.extend_from_slice(v);
+        out.push(cstring(&s, "an environment variable")?);
+    }
+    Ok((out, path))
+}
+
+/// Where `execvp` would look for `program`, in order.
+fn candidates(program: &str, path: Option<&[u8]>) -> Result<Vec<CString>, SpawnError> {
+    if program.contains('/') {
+        return Ok(vec![cstring(program.as_bytes(), "the program")?]);
+    }
+    let path = path.unwrap_or(DEFAULT_PATH);
+    path.split(|b| *b == b':')
+        .map(|dir| {
+            let dir = if dir.is_empty() { &b"."[..] } else { dir };
+            let mut p = Vec::with_capacity(dir.len() + program.len() + 1);
+            p.extend_from_slice(dir);
+            if !dir.ends_with(b"/") {
+                p.push(b'/');
+            }
+            p.extend_from_slice(program.as_bytes());
+            cstring(&p, "PATH")
+        })
+        .collect()
+}
+
+/// Starts the child. Must run inside a tokio runtime (the pidfd is registered with it).
+pub(crate) fn spawn(spec: &Spec<'_>) -> Result<Spawned, SpawnError> {
+    spawn_with(spec, true)
+}
+
+/// [`spawn`], optionally without asking for a pidfd (tests of the degraded mode).
+pub(crate) fn spawn_with(spec: &Spec<'_>, want_pidfd: bool) -> Result<Spawned, SpawnError> {
+    let (env, path) = environment(&spec.env)?;
+    let candidates = candidates(spec.program, path.as_deref())?;
+    let args: Vec<CString> = spec
+        .args
+        .iter()
+        .map(|a| cstring(a.as_bytes(), "the command"))
+        .collect::<Result<_, _>>()?;
+    let cwd = spec
+        .cwd
+        .map(|c| cstring(c.as_bytes(), "the working directory"))
+        .transpose()?;
+    let candidate_ptrs = pointers(&candidates);
+    let argv = pointers(&args);
+    let envp = pointers(&env);
+    let oom = spec
+        .priority
+        .oom_score_adj
+        .map(|v| format!("{v}\n").into_bytes());
+    // Sources of the child's 0..=2 must not be 0..=2 themselves unless already in place,
+    // or an earlier dup2 would overwrite a later source.
+    let mut lifted: Vec<OwnedFd> = Vec::new();
+    let mut stdio = spec.stdio;
+    for (target, fd) in stdio.iter_mut().enumerate() {
+        if *fd < 3 && *fd != target as RawFd {
+            // SAFETY: fcntl on a descriptor the caller owns; the result is a new owned fd.
+            let high = unsafe { libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 3) };
+            if high < 0 {
+                return Err(SpawnError::Other(io::Error::last_os_error()));
+            }
+            // SAFETY: `high` was just returned by fcntl and is owned by nobody else.
+            lifted.push(unsafe { OwnedFd::from_raw_fd(high) });
+            *fd = high;
+        }
+    }
+    let mut shared = Shared {
+        candidates: candidate_ptrs.as_ptr(),
+        argv: argv.as_ptr(),
+        envp: envp.as_ptr(),
+        cwd: cwd.as_ref().map_or(ptr::null(), |c| c.as_ptr()),
+        stdio,
+        oom: oom.as_ref().map_or(ptr::null(), |o| o.as_ptr()),
+        oom_len: oom.as_ref().map_or(0, Vec::len),
+        set_nice: c_int::from(spec.priority.nice.is_some()),
+        nice: spec.priority.nice.unwrap_or(0),
+        // SAFETY: sigset_t is plain data; it is filled by pthread_sigmask below.
+        mask: unsafe { MaybeUninit::zeroed().assume_init() },
+        failed_step: STEP_NONE,
+        errno: 0,
+        oom_errno: 0,
+        nice_errno: 0,
+    };
+    // The child's stack is a region of this frame: this thread is suspended while the child
+    // uses it, and nothing has to be allocated (or consolidated) per start. It grows down:
+    // hand over its 16-byte aligned top.
+    let mut stack = MaybeUninit::<[u8; CHILD_STACK]>::uninit();
+    let top = {
+        let end = stack.as_mut_ptr().cast::<u8>().wrapping_add(CHILD_STACK) as usize;
+        (end & !15) as *mut c_void
+    };
+    let mut pidfd: c_int = -1;
+    // SAFETY: all signals are blocked around clone so that none of the daemon's handlers
+    // runs in the child (which shares its memory) before it resets them; the child only
+    // touches `shared`, the strings it points to and its own stack, all of which live until
+    // clone returns — and with CLONE_VFORK clone returns only once the child has called
+    // execve or exited.
+    let pid = unsafe {
+        let mut all: libc::sigset_t = MaybeUninit::zeroed().assume_init();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut shared.mask);
+        let pid = libc::clone(
+            child_main,
+            top,
+            libc::CLONE_VM
+                | libc::CLONE_VFORK
+                | libc::SIGCHLD
+                | if want_pidfd { libc::CLONE_PIDFD } else { 0 },
+            (&raw mut shared).cast::<c_void>(),
+            &raw mut pidfd,
+        );
+        let clone_errno = io::Error::last_os_error();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &shared.mask, ptr::null_mut());
+        if pid < 0 {
+            return Err(SpawnError::Other(clone_errno));
+        }
+        pid
+    };
+    drop(lifted);
+    // SAFETY: the child has exec'd or exited; nothing writes `shared` any more. Volatile
+    // reads, because the compiler cannot see the child's writes.
+    let (step, errno, oom_errno, nice_errno) = unsafe {
+        (
+            ptr::read_volatile(&raw const shared.failed_step),
+            ptr::read_volatile(&raw const shared.errno),
+            ptr::read_volatile(&raw const shared.oom_errno),
+            ptr::read_volatile(&raw const shared.nice_errno),
+        )
+    };
+    let pidfd = (pidfd >= 0).then(|| {
+        // SAFETY: the kernel wrote a new descriptor that nobody else owns.
+        unsafe { OwnedFd::from_raw_fd(pidfd) }
+    });
+    let mut child = Child::new(pid, pidfd);
+    if step != STEP_NONE {
+        // The child exited with 127 without running anything: reap it now.
+        child.reap_blocking();
+        let err = io::Error::from_raw_os_error(errno);
+        return Err(match step {
+            STEP_CHDIR => SpawnError::Chdir(err),
+            STEP_EXEC => SpawnError::Exec(err),
+            _ => SpawnError::Other(err),
+        });
+    }
+    let mut priority_problems = Vec::new();
+    if let Some(v) = spec.priority.oom_score_adj
+        && oom_errno != 0
+    {
+        priority_problems.push(format!(
+            "setting oom_score_adj to {v}: {}",
+            io::Error::from_raw_os_error(oom_errno)
+        ));
+    }
+    if let Some(v) = spec.priority.nice
+        && nice_errno != 0
+    {
+        priority_problems.push(format!(
+            "setting niceness to {v}: {}",
+            io::Error::from_raw_os_error(nice_errno)
+        ));
+    }
+    Ok(Spawned {
+        child,
+        priority_problems,
+    })
+}
+
+/// The child, until `execve`. Only async-signal-safe libc calls on data prepared by the
+/// parent; no allocation, no locks, no unwinding.
+extern "C" fn child_main(arg: *mut c_void) -> c_int {
+    let s = arg.cast::<Shared>();
+    // SAFETY: `arg` is the parent's `Shared`, alive and not touched by the parent until the
+    // child execs or exits (CLONE_VFORK); every pointer in it is valid for that time.
+    unsafe {
+        // The daemon's handlers must never run here: they would act on the daemon's memory.
+        // SIGPIPE goes back to its default too (the Rust runtime ignores it), as std does.
+        for sig in 1..=64 {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            let mut old: libc::sigaction = MaybeUninit::zeroed().assume_init();
+            if libc::sigaction(sig, ptr::null(), &mut old) != 0 {
+                continue;
+            }
+            let caught = old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN;
+            if caught || (sig == libc::SIGPIPE && old.sa_sigaction == libc::SIG_IGN) {
+                let mut new: libc::sigaction = MaybeUninit::zeroed().assume_init();
+                new.sa_sigaction = libc::SIG_DFL;
+                libc::sigaction(sig, &new, ptr::null_mut());
+            }
+        }
+        if libc::setpgid(0, 0) != 0 {
+            fail(s, STEP_PGID);
+        }
+        let stdio = (*s).stdio;
+        for (target, fd) in (0..).zip(stdio) {
+            let ok = if fd == target {
+                libc::fcntl(fd, libc::F_SETFD, 0) == 0
+            } else {
+                libc::dup2(fd, target) == target
+            };
+            if !ok {
+                fail(s, STEP_DUP);
+            }
+        }
+        let cwd = (*s).cwd;
+        if !cwd.is_null() && libc::chdir(cwd) != 0 {
+            fail(s, STEP_CHDIR);
+        }
+        let oom = (*s).oom;
+        if !oom.is_null() {
+            let fd = libc::open(
+                c"/proc/self/oom_score_adj".as_ptr(),
+                libc::O_WRONLY | libc::O_CLOEXEC,
+            );
+            let len = (*s).oom_len;
+            if fd < 0 || libc::write(fd, oom.cast(), len) != len as isize {
+                ptr::write_volatile(&raw mut (*s).oom_errno, errno());
+            }
+            if fd >= 0 {
+                libc::close(fd);
+            }
+        }
+        if (*s).set_nice != 0 && libc::setpriority(libc::PRIO_PROCESS, 0, (*s).nice) != 0 {
+            ptr::write_volatile(&raw mut (*s).nice_errno, errno());
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &raw const (*s).mask, ptr::null_mut());
+        // execvp's search: the first candidate that execs wins; EACCES is remembered and
+        // reported if nothing else is found.
+        let mut seen_eacces = false;
+        let mut c = (*s).candidates;
+        while !(*c).is_null() {
+            libc::execve(*c, (*s).argv, (*s).envp);
+            match errno() {
+                libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
+                libc::EACCES => seen_eacces = true,
+                _ => fail(s, STEP_EXEC),
+            }
+            c = c.add(1);
+        }
+        if seen_eacces {
+            *libc::__errno_location() = libc::EACCES;
+        }
+        fail(s, STEP_EXEC)
+    }
+}
+
+/// Records the failing step and errno, and exits the child.
+///
+/// # Safety
+/// Only from [`child_main`], with its `Shared`.
+unsafe fn fail(s: *mut Shared, step: c_int) -> ! {
+    // SAFETY: see child_main.
+    unsafe {
+        let e = errno();
+        ptr::write_volatile(&raw mut (*s).errno, e);
+        ptr::write_volatile(&raw mut (*s).failed_step, step);
+        libc::_exit(127)
+    }
+}
+
+fn errno() -> c_int {
+    // SAFETY: reads this thread's errno.
+    unsafe { *libc::__errno_location() }
+}
+
+/// How a started child is awaited.
+enum Waiter {
+    /// Readable once the child has exited.
+    Pidfd(AsyncFd<OwnedFd>),
+    /// No pidfd from the kernel: a blocking `waitpid` on tokio's blocking pool.
+    Blocking(Option<tokio::task::JoinHandle<io::Result<ExitStatus>>>),
+    /// Not registered yet (blocking mode starts its thread on the first wait).
+    Unregistered,
+}
+
+/// A child started by [`spawn`]. Reaped by [`Child::wait`]; a child dropped unreaped is
+/// killed and reaped if it already exited (a zombie is otherwise left for init).
+pub(crate) struct Child {
+    pid: libc::pid_t,
+    waiter: Waiter,
+    status: Option<ExitStatus>,
+    pidfd_raw: Option<OwnedFd>,
+}
+
+impl Child {
+    fn new(pid: libc::pid_t, pidfd: Option<OwnedFd>) -> Self {
+        Self {
+            pid,
+            waiter: Waiter::Unregistered,
+            status: None,
+            pidfd_raw: pidfd,
+        }
+    }
+
+    /// The child's pid.
+    pub(crate) fn id(&self) -> u32 {
+        u32::try_from(self.pid).unwrap_or(0)
+    }
+
+    /// Blocking reap of a child known to be exiting (a failed start).
+    fn reap_blocking(&mut self) {
+        let mut raw: c_int = 0;
+        loop {
+            // SAFETY: waitpid on our own unreaped child.
+            let r = unsafe { libc::waitpid(self.pid, &mut raw, 0) };
+            if r == self.pid {
+                self.status = Some(ExitStatus::from_raw(raw));
+                return;
+            }
+            if r < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return;
+        }
+    }
+
+    /// Waits for the child's exit and reaps it. Cancel-safe.
+    pub(crate) async fn wait(&mut self) -> io::Result<ExitStatus> {
+        if let Some(st) = self.status {
+            return Ok(st);
+        }
+        if matches!(self.waiter, Waiter::Unregistered) {
+            self.waiter = match self.pidfd_raw.take() {
+                // SAFETY: an OwnedFd keeps its descriptor open and unchanged while owned.
+                Some(fd) => Waiter::Pidfd(
+                    unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+                        .map_err(|e| e.into_parts().1)?,
+                ),
+                None => {
+                    let pid = self.pid;
+                    Waiter::Blocking(Some(tokio::task::spawn_blocking(move || {
+                        let mut raw: c_int = 0;
+                        loop {
+                            // SAFETY: waitpid on our own unreaped child.
+                            let r = unsafe { libc::waitpid(pid, &mut raw, 0) };
+                            if r == pid {
+                                return Ok(ExitStatus::from_raw(raw));
+                            }
+                            let e = io::Error::last_os_error();
+                            if e.kind() != io::ErrorKind::Interrupted {
+                                return Err(e);
+                            }
+                        }
+                    })))
+                }
+            };
+        }
+        let pid = self.pid;
+        match &mut self.waiter {
+            Waiter::Pidfd(fd) => loop {
+                let mut guard = fd.readable().await?;
+                if let Some(st) = reap(pid, &mut self.status)? {
+                    return Ok(st);
+                }
+                guard.clear_ready();
+            },
+            Waiter::Blocking(handle) => {
+                let Some(h) = handle.as_mut() else {
+                    return Err(io::Error::other("child already awaited"));
+                };
+                let st = h.await.map_err(io::Error::other)??;
+                *handle = None;
+                self.status = Some(st);
+                Ok(st)
+            }
+            Waiter::Unregistered => Err(io::Error::other("child not registered")),
+        }
+    }
+
+    /// SIGKILL to the child itself (its group is the caller's business). A no-op once
+    /// reaped, so a recycled pid is never hit.
+    pub(crate) fn start_kill(&mut self) -> io::Result<()> {
+        if self.status.is_some() {
+            return Ok(());
+        }
+        // SAFETY: kill on our own unreaped child (its pid cannot be recycled yet).
+        if unsafe { libc::kill(self.pid, libc::SIGKILL) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// `waitpid` without blocking: the status once `pid` (our unreaped child) exited.
+fn reap(pid: libc::pid_t, status: &mut Option<ExitStatus>) -> io::Result<Option<ExitStatus>> {
+    if let Some(st) = *status {
+        return Ok(Some(st));
+    }
+    let mut raw: c_int = 0;
+    // SAFETY: waitpid on our own unreaped child.
+    let r = unsafe { libc::waitpid(pid, &mut raw, libc::WNOHANG) };
+    match r {
+        0 => Ok(None),
+        r if r == pid => {
+            let st = ExitStatus::from_raw(raw);
+            *status = Some(st);
+            Ok(Some(st))
+        }
+        _ => {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(None);
+            }
+            Err(e)
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if self.status.is_none() && !matches!(self.waiter, Waiter::Blocking(Some(_))) {
+            let _ = reap(self.pid, &mut self.status);
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::ffi::CStr;
+
+    use super::*;
+
+    #[test]
+    fn environment_later_wins_and_skips_bad_names() {
+        let env = [
+            (OsStr::new("A"), OsStr::new("1")),
+            (OsStr::new("PATH"), OsStr::new("/x")),
+            (OsStr::new("A"), OsStr::new("2")),
+            (OsStr::new(""), OsStr::new("empty")),
+            (OsStr::new("B=C"), OsStr::new("eq")),
+        ];
+        let (out, path) = environment(&env).unwrap();
+        let out: Vec<&CStr> = out.iter().map(CString::as_c_str).collect();
+        assert_eq!(out, [c"A=2", c"PATH=/x"]);
+        assert_eq!(path.as_deref(), Some(&b"/x"[..]));
+        assert!(environment(&[(OsStr::new("X"), OsStr::new("a\0b"))]).is_err());
+    }
+
+    /// Runs `sh -c script` through [`spawn_with`]; returns its output and exit status.
+    async fn run(
+        script: &str,
+        cwd: Option<&str>,
+        priority: Priority,
+        want_pidfd: bool,
+    ) -> Result<(String, ExitStatus), SpawnError> {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let (mut r, w) = io::pipe().unwrap();
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let spec = Spec {
+            program: "sh",
+            args: &[OsStr::new("sh"), OsStr::new("-c"), OsStr::new(script)],
+            env: vec![
+                (OsStr::new("PATH"), OsStr::new("/nonexistent:/usr/bin:/bin")),
+                (OsStr::new("X"), OsStr::new("one")),
+                (OsStr::new("X"), OsStr::new("two")),
+            ],
+            cwd: cwd.map(OsStr::new),
+            stdio: [null.as_raw_fd(), w.as_raw_fd(), w.as_raw_fd()],
+            priority,
+        };
+        let spawned = spawn_with(&spec, want_pidfd);
+        drop(w);
+        let mut child = spawned?.child;
+        let mut out = String::new();
+        r.read_to_string(&mut out).unwrap();
+        let st = child.wait().await.unwrap();
+        Ok((out, st))
+    }
+
+    #[tokio::test]
+    async fn runs_with_env_cwd_and_status_in_both_wait_modes() {
+        for pidfd in [true, false] {
+            let (out, st) = run(
+                "echo $X; pwd; exit 3",
+                Some("/tmp"),
+                Priority::default(),
+                pidfd,
+            )
+            .await
+            .unwrap();
+            assert_eq!(out, "two\n/tmp\n");
+            assert_eq!(st.code(), Some(3), "pidfd={pidfd}");
+        }
+    }
+
+    #[tokio::test]
+    async fn child_gets_priority_its_own_group_and_default_sigpipe() {
+        let (out, st) = run(
+            "cat /proc/self/oom_score_adj; ps -o ni= -p $$ | tr -d ' '; \
+             ps -o pgid= -p $$ | tr -d ' '; echo $$; grep SigIgn /proc/self/status",
+            None,
+            Priority {
+                oom_score_adj: Some(777),
+                nice: Some(7),
+            },
+            true,
+        )
+        .await
+        .unwrap();
+        assert!(st.success(), "{out}");
+        let lines: Vec<&str> = out.lines().collect();
+        // `cat` is a descendant: it inherited the score set before exec.
+        assert_eq!(lines[0], "777");
+        assert_eq!(lines[1], "7");
+        assert_eq!(lines[2], lines[3], "the shell leads its own group");
+        let ignored =
+            u64::from_str_radix(lines[4].trim_start_matches("SigIgn:").trim(), 16).unwrap();
+        assert_eq!(
+            ignored & (1 << (libc::SIGPIPE - 1)),
+            0,
+            "SIGPIPE must not stay ignored"
+        );
+    }
+
+    #[tokio::test]
+    async fn failures_are_told_apart() {
+        let e = run("true", Some("/nonexistent-dir"), Priority::default(), true).await;
+        assert!(
+            matches!(&e, Err(SpawnError::Chdir(e)) if e.kind() == io::ErrorKind::NotFound),
+            "{e:?}"
+        );
+        let spec = Spec {
+            program: "no-such-program-here",
+            args: &[OsStr::new("x")],
+            env: vec![(OsStr::new("PATH"), OsStr::new("/usr/bin:/bin"))],
+            cwd: None,
+            stdio: [0, 1, 2],
+            priority: Priority::default(),
+        };
+        let e = spawn(&spec).err();
+        assert!(
+            matches!(&e, Some(SpawnError::Exec(e)) if e.kind() == io::ErrorKind::NotFound),
+            "{e:?}"
+        );
+        let huge = "x".repeat(200 * 1024);
+        let e = run(&huge, None, Priority::default(), true).await.err();
+        assert!(
+            matches!(&e, Some(SpawnError::Exec(e)) if e.raw_os_error() == Some(libc::E2BIG)),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn candidates_follow_execvp() {
+        let c = candidates("sh", Some(b"/a::/b/")).unwrap();
+        let c: Vec<&CStr> = c.iter().map(CString::as_c_str).collect();
+        assert_eq!(c, [c"/a/sh", c"./sh", c"/b/sh"]);
+        let c = candidates("sh", None).unwrap();
+        assert_eq!(c.len(), 2);
+        let c = candidates("/bin/sh", Some(b"/a")).unwrap();
+        assert_eq!(c[0].as_c_str(), c"/bin/sh");
+    }
+}
