@@ -237,6 +237,23 @@ pub fn prepare_state_dir(dir: &Path) -> Result<(), StartError> {
     Ok(())
 }
 
+/// Listen backlog asked for; the kernel caps it at `net.core.somaxconn` (as Go's listeners
+/// do). tokio's and std's default of 128 drops connections in a burst (500 at once), and a
+/// dropped SYN costs its client a one-second retransmission.
+const LISTEN_BACKLOG: u32 = 65_535;
+
+/// A TCP listener on `addr` with `SO_REUSEADDR` and a backlog of [`LISTEN_BACKLOG`].
+fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Binds the control socket: a stale socket file is replaced, a live one (another daemon)
 /// or a non-socket file is an error; the socket gets mode 0600.
 pub fn bind_socket(path: &Path) -> Result<UnixListener, StartError> {
@@ -286,12 +303,10 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
 
     let mut tcp = Vec::new();
     for addr in &config.listen {
-        let l = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Listen {
-                addr: *addr,
-                source,
-            })?;
+        let l = bind_tcp(*addr).map_err(|source| StartError::Listen {
+            addr: *addr,
+            source,
+        })?;
         tcp.push(l);
     }
     let unix = bind_socket(&config.socket)?;

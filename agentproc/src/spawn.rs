@@ -516,6 +516,15 @@ impl Child {
         }
     }
 
+    /// The exit status if the child has exited, without waiting (reaps it). `None` while it
+    /// runs, and always in the blocking-`waitpid` mode (its thread does the reaping).
+    pub(crate) fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        if matches!(self.waiter, Waiter::Blocking(_)) {
+            return Ok(self.status);
+        }
+        reap(self.pid, &mut self.status)
+    }
+
     /// SIGKILL to the child itself (its group is the caller's business). A no-op once
     /// reaped, so a recycled pid is never hit.
     pub(crate) fn start_kill(&mut self) -> io::Result<()> {
@@ -636,6 +645,16 @@ mod tests {
 
     #[tokio::test]
     async fn child_gets_priority_its_own_group_and_default_sigpipe() {
+        let own = || std::fs::read_to_string("/proc/self/oom_score_adj").unwrap();
+        let own_nice = || {
+            std::fs::read_to_string("/proc/thread-self/stat")
+                .unwrap()
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().nth(16).map(str::to_owned))
+                .unwrap()
+        };
+        let (before, nice_before) = (own(), own_nice());
         let (out, st) = run(
             "cat /proc/self/oom_score_adj; ps -o ni= -p $$ | tr -d ' '; \
              ps -o pgid= -p $$ | tr -d ' '; echo $$; grep SigIgn /proc/self/status",
@@ -649,6 +668,8 @@ mod tests {
         .await
         .unwrap();
         assert!(st.success(), "{out}");
+        // The child shared our memory until exec, never our OOM score or niceness.
+        assert_eq!((own(), own_nice()), (before, nice_before));
         let lines: Vec<&str> = out.lines().collect();
         // `cat` is a descendant: it inherited the score set before exec.
         assert_eq!(lines[0], "777");

@@ -593,7 +593,18 @@ impl Supervisor {
                 }
                 r = rx.readable(), if !eof => {
                     match r.and_then(|()| drain(&rx, &proc)) {
-                        Ok(done) => eof = done,
+                        Ok(done) => {
+                            eof = done;
+                            // The pipe closes as the shell exits: it is usually reapable
+                            // already, which saves a wakeup on the pidfd.
+                            if eof
+                                && status.is_none()
+                                && let Ok(Some(st)) = child.try_wait()
+                            {
+                                status = Some(st);
+                                linger_until = Some(tokio::time::Instant::now() + linger);
+                            }
+                        }
                         Err(e) => {
                             tracing::warn!(process_id = %proc.id, error = %e, "reading process output failed");
                             eof = true;

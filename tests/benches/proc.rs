@@ -277,19 +277,25 @@ async fn main() {
         wait(&c, &d, id).await;
     }
 
-    // 4. 500 concurrent sleep 1.
+    // 4. 500 concurrent sleep 1, three rounds (the median is the number).
     println!("\n== 500 concurrent `sleep 1` ==");
-    let t0 = Instant::now();
-    let ids: Vec<String> =
-        futures::future::join_all((0..500).map(|_| start(&c, &d, "sleep 1"))).await;
-    let started = t0.elapsed().as_secs_f64();
-    let results = futures::future::join_all(ids.iter().map(|id| wait(&c, &d, id))).await;
-    let all = t0.elapsed().as_secs_f64();
-    assert!(results.iter().all(|v| v["exit_code"] == 0));
+    let mut rounds = Vec::new();
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let ids: Vec<String> =
+            futures::future::join_all((0..500).map(|_| start(&c, &d, "sleep 1"))).await;
+        let started = t0.elapsed().as_secs_f64();
+        let results = futures::future::join_all(ids.iter().map(|id| wait(&c, &d, id))).await;
+        let all = t0.elapsed().as_secs_f64();
+        assert!(results.iter().all(|v| v["exit_code"] == 0));
+        println!(
+            "all 500 started in {started:.3} s; all reported exited {all:.3} s after the first start"
+        );
+        rounds.push(all);
+    }
     println!(
-        "all 500 started in {:.3} s; all reported exited {:.3} s after the first start \
-         (target <= 1.5 s)",
-        started, all
+        "median of 3 rounds: all reported {:.3} s after the first start (target <= 1.5 s)",
+        percentile(&mut rounds, 50.0)
     );
     println!("agentd RSS at the end: {} KiB", rss_kib(d.pid()));
 }
