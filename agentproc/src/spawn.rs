@@ -448,18 +448,8 @@ impl Child {
 
     /// Blocking reap of a child known to be exiting (a failed start).
     fn reap_blocking(&mut self) {
-        let mut raw: c_int = 0;
-        loop {
-            // SAFETY: waitpid on our own unreaped child.
-            let r = unsafe { libc::waitpid(self.pid, &mut raw, 0) };
-            if r == self.pid {
-                self.status = Some(ExitStatus::from_raw(raw));
-                return;
-            }
-            if r < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return;
+        if let Ok(st) = wait_blocking(self.pid) {
+            self.status = Some(st);
         }
     }
 
@@ -478,18 +468,7 @@ impl Child {
                 None => {
                     let pid = self.pid;
                     Waiter::Blocking(Some(tokio::task::spawn_blocking(move || {
-                        let mut raw: c_int = 0;
-                        loop {
-                            // SAFETY: waitpid on our own unreaped child.
-                            let r = unsafe { libc::waitpid(pid, &mut raw, 0) };
-                            if r == pid {
-                                return Ok(ExitStatus::from_raw(raw));
-                            }
-                            let e = io::Error::last_os_error();
-                            if e.kind() != io::ErrorKind::Interrupted {
-                                return Err(e);
-                            }
-                        }
+                        wait_blocking(pid)
                     })))
                 }
             };
@@ -536,6 +515,22 @@ impl Child {
             return Err(io::Error::last_os_error());
         }
         Ok(())
+    }
+}
+
+/// A blocking `waitpid` on `pid` (our unreaped child).
+fn wait_blocking(pid: libc::pid_t) -> io::Result<ExitStatus> {
+    let mut raw: c_int = 0;
+    loop {
+        // SAFETY: waitpid on our own unreaped child.
+        let r = unsafe { libc::waitpid(pid, &mut raw, 0) };
+        if r == pid {
+            return Ok(ExitStatus::from_raw(raw));
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
 }
 
