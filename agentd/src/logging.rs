@@ -144,10 +144,9 @@ fn push_json_str(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
+/// `s` as a JSON string (serialising a `str` cannot fail).
 fn json_str(s: &str) -> String {
-    let mut out = Vec::with_capacity(s.len() + 2);
-    push_json_str(&mut out, s);
-    String::from_utf8(out).unwrap_or_default()
+    serde_json::to_string(s).unwrap_or_default()
 }
 
 struct Visitor<'a>(&'a mut Fields);
@@ -171,12 +170,11 @@ impl Visit for Visitor<'_> {
         self.0.set(field.name(), value.to_string());
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
-        let v = if value.is_finite() {
-            serde_json::Value::from(value).to_string()
-        } else {
-            "null".to_owned()
-        };
-        self.0.set(field.name(), v);
+        // Non-finite values serialise as null.
+        self.0.set(
+            field.name(),
+            serde_json::to_string(&value).unwrap_or_else(|_| "null".into()),
+        );
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.0.set(field.name(), value.to_string());

@@ -42,16 +42,7 @@ async fn main() {
         let c0 = cpu_us();
         let t = Instant::now();
         let p = sup
-            .start(StartRequest {
-                id: format!("p{i}"),
-                command: "true".into(),
-                workdir: None,
-                env: vec![],
-                background: false,
-                chat_id: None,
-                span: tracing::Span::none(),
-                on_exit: None,
-            })
+            .start(StartRequest::new(format!("p{i}"), "true"))
             .unwrap();
         p.wait_exit().await;
         ours.push(t.elapsed().as_secs_f64() * 1e3);

@@ -279,10 +279,9 @@ pub(crate) fn spawn_with(spec: &Spec<'_>, want_pidfd: bool) -> Result<Spawned, S
         // SAFETY: the kernel wrote a new descriptor that nobody else owns.
         unsafe { OwnedFd::from_raw_fd(pidfd) }
     });
-    let mut child = Child::new(pid, pidfd);
     if step != STEP_NONE {
         // The child exited with 127 without running anything: reap it now.
-        child.reap_blocking();
+        let _ = wait_blocking(pid);
         let err = io::Error::from_raw_os_error(errno);
         return Err(match step {
             STEP_CHDIR => SpawnError::Chdir(err),
@@ -308,7 +307,7 @@ pub(crate) fn spawn_with(spec: &Spec<'_>, want_pidfd: bool) -> Result<Spawned, S
         ));
     }
     Ok(Spawned {
-        child,
+        child: Child::new(pid, pidfd),
         priority_problems,
     })
 }
@@ -416,28 +415,36 @@ fn errno() -> c_int {
 enum Waiter {
     /// Readable once the child has exited.
     Pidfd(AsyncFd<OwnedFd>),
-    /// No pidfd from the kernel: a blocking `waitpid` on tokio's blocking pool.
+    /// No pidfd (old kernel, or it could not be registered): a blocking `waitpid` on
+    /// tokio's blocking pool; `None` once it has answered.
     Blocking(Option<tokio::task::JoinHandle<io::Result<ExitStatus>>>),
-    /// Not registered yet (blocking mode starts its thread on the first wait).
-    Unregistered,
 }
 
 /// A child started by [`spawn`]. Reaped by [`Child::wait`]; a child dropped unreaped is
-/// killed and reaped if it already exited (a zombie is otherwise left for init).
+/// reaped if it already exited (a zombie is otherwise left for init).
 pub(crate) struct Child {
     pid: libc::pid_t,
     waiter: Waiter,
     status: Option<ExitStatus>,
-    pidfd_raw: Option<OwnedFd>,
 }
 
 impl Child {
+    /// Registers the pidfd with the runtime, or starts the blocking waiter without one.
     fn new(pid: libc::pid_t, pidfd: Option<OwnedFd>) -> Self {
+        let registered = pidfd.and_then(|fd| {
+            // SAFETY: an OwnedFd keeps its descriptor open and unchanged while owned.
+            unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.ok()
+        });
+        let waiter = match registered {
+            Some(fd) => Waiter::Pidfd(fd),
+            None => Waiter::Blocking(Some(tokio::task::spawn_blocking(move || {
+                wait_blocking(pid)
+            }))),
+        };
         Self {
             pid,
-            waiter: Waiter::Unregistered,
+            waiter,
             status: None,
-            pidfd_raw: pidfd,
         }
     }
 
@@ -446,32 +453,10 @@ impl Child {
         u32::try_from(self.pid).unwrap_or(0)
     }
 
-    /// Blocking reap of a child known to be exiting (a failed start).
-    fn reap_blocking(&mut self) {
-        if let Ok(st) = wait_blocking(self.pid) {
-            self.status = Some(st);
-        }
-    }
-
     /// Waits for the child's exit and reaps it. Cancel-safe.
     pub(crate) async fn wait(&mut self) -> io::Result<ExitStatus> {
         if let Some(st) = self.status {
             return Ok(st);
-        }
-        if matches!(self.waiter, Waiter::Unregistered) {
-            self.waiter = match self.pidfd_raw.take() {
-                // SAFETY: an OwnedFd keeps its descriptor open and unchanged while owned.
-                Some(fd) => Waiter::Pidfd(
-                    unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
-                        .map_err(|e| e.into_parts().1)?,
-                ),
-                None => {
-                    let pid = self.pid;
-                    Waiter::Blocking(Some(tokio::task::spawn_blocking(move || {
-                        wait_blocking(pid)
-                    })))
-                }
-            };
         }
         let pid = self.pid;
         match &mut self.waiter {
@@ -486,12 +471,12 @@ impl Child {
                 let Some(h) = handle.as_mut() else {
                     return Err(io::Error::other("child already awaited"));
                 };
-                let st = h.await.map_err(io::Error::other)??;
+                let res = h.await;
                 *handle = None;
+                let st = res.map_err(io::Error::other)??;
                 self.status = Some(st);
                 Ok(st)
             }
-            Waiter::Unregistered => Err(io::Error::other("child not registered")),
         }
     }
 
@@ -561,7 +546,7 @@ fn reap(pid: libc::pid_t, status: &mut Option<ExitStatus>) -> io::Result<Option<
 
 impl Drop for Child {
     fn drop(&mut self) {
-        if self.status.is_none() && !matches!(self.waiter, Waiter::Blocking(Some(_))) {
+        if self.status.is_none() && matches!(self.waiter, Waiter::Pidfd(_)) {
             let _ = reap(self.pid, &mut self.status);
         }
     }

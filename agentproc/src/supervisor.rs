@@ -121,6 +121,23 @@ pub struct StartRequest {
     pub on_exit: Option<OnExit>,
 }
 
+impl StartRequest {
+    /// `command` under `id`, with everything else unset (the daemon's workdir, no extra
+    /// env, no chat, no span, no exit callback).
+    pub fn new(id: impl Into<String>, command: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            command: command.into(),
+            workdir: None,
+            env: Vec::new(),
+            background: false,
+            chat_id: None,
+            span: tracing::Span::none(),
+            on_exit: None,
+        }
+    }
+}
+
 /// Why a start failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -864,16 +881,7 @@ mod tests {
     }
 
     fn req(id: &str, cmd: &str) -> StartRequest {
-        StartRequest {
-            id: id.into(),
-            command: cmd.into(),
-            workdir: None,
-            env: vec![],
-            background: false,
-            chat_id: None,
-            span: tracing::Span::none(),
-            on_exit: None,
-        }
+        StartRequest::new(id, cmd)
     }
 
     #[tokio::test]
