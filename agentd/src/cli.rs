@@ -96,6 +96,11 @@ pub struct ServeArgs {
     #[arg(long, env = "AGENTD_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub worker_threads: Option<u16>,
 
+    /// Start processes on the CPU of the daemon thread that spawns them, as the kernel would,
+    /// instead of moving each one to another CPU before it execs (for comparisons).
+    #[arg(long, env = "AGENTD_SPAWN_SAME_CPU", hide = true)]
+    pub spawn_same_cpu: bool,
+
     /// Processes that may run at once; further starts answer 429.
     #[arg(long, env = "AGENTD_MAX_PROCESSES", default_value_t = agentproc::DEFAULT_MAX_RUNNING)]
     pub max_processes: usize,

@@ -88,6 +88,8 @@ pub struct ProcessSettings {
     pub retention: std::time::Duration,
     /// Sweep period.
     pub sweep_interval: std::time::Duration,
+    /// Start children away from the spawning thread's CPU (see `agentproc::Config::spread`).
+    pub spread: bool,
     /// Longest `?wait=true`.
     pub max_wait: std::time::Duration,
     /// `CODER_PROC_OOM_SCORE`.
@@ -103,6 +105,7 @@ impl Default for ProcessSettings {
             max_running: agentproc::DEFAULT_MAX_RUNNING,
             retention: agentproc::DEFAULT_RETENTION,
             sweep_interval: agentproc::DEFAULT_SWEEP_INTERVAL,
+            spread: true,
             max_wait: DEFAULT_MAX_WAIT,
             oom_score: None,
             nice_score: None,
@@ -195,6 +198,7 @@ impl ServeConfig {
                 max_running: args.max_processes,
                 retention: std::time::Duration::from_millis(args.process_retention_ms),
                 sweep_interval: std::time::Duration::from_millis(args.process_sweep_ms),
+                spread: !args.spawn_same_cpu,
                 max_wait: std::time::Duration::from_millis(args.process_max_wait_ms),
                 oom_score: env_int("CODER_PROC_OOM_SCORE")?,
                 nice_score: env_int("CODER_PROC_NICE_SCORE")?,

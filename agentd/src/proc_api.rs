@@ -52,6 +52,7 @@ pub fn supervisor(config: &ServeConfig, metrics: &Metrics) -> Supervisor {
     c.max_running = s.max_running;
     c.retention = s.retention;
     c.sweep_interval = s.sweep_interval;
+    c.spread = s.spread;
     let sup = Supervisor::new(c);
     let m = sup.clone();
     metrics.register(Box::new(move |out: &mut String| {

@@ -10,12 +10,20 @@
 //! makes raw syscalls on data prepared here; it reports what failed by writing into a
 //! struct the parent reads once `clone` returns (no pipe round trip as in `std`).
 //!
+//! The program's `PATH` candidates and the base environment are prepared once
+//! ([`Launcher`]); a start builds only the variables its request adds. A start may also move
+//! the child off the CPU the daemon thread runs on before it execs ([`Spec::spread`]): the
+//! thread goes on answering the request, and a fresh child parked behind it on one CPU waits
+//! for it while another CPU idles. The child's CPU mask is put back before `execve`, so no
+//! descendant inherits a narrowed one.
+//!
 //! Exits are awaited on a pidfd (`CLONE_PIDFD`, Linux ≥ 5.2); where the kernel gives none,
 //! a blocking `waitpid` on tokio's blocking pool takes its place (documented degraded
 //! mode). This module must not know about output buffers, HTTP or the environment of the
 //! daemon: the caller hands it everything.
 #![allow(unsafe_code)]
 
+use std::collections::HashMap;
 use std::ffi::{CString, OsStr, c_char, c_int, c_void};
 use std::io;
 use std::mem::MaybeUninit;
@@ -37,20 +45,59 @@ const CHILD_STACK: usize = 32 * 1024;
 /// glibc's default search path when `PATH` is unset (`confstr(_CS_PATH)`).
 const DEFAULT_PATH: &[u8] = b"/bin:/usr/bin";
 
+/// A program and a base environment, prepared for `execve` once and shared by every start.
+pub(crate) struct Launcher {
+    program: String,
+    /// `NAME=value`, one per name.
+    env: Vec<CString>,
+    /// Where each name sits in `env`.
+    names: HashMap<Box<[u8]>, usize>,
+    /// Where `execvp` would look for the program under the base `PATH`.
+    candidates: Vec<CString>,
+}
+
+impl Launcher {
+    /// Prepares `program` (looked up in `PATH` like `execvp` does) with `env` (in order; a
+    /// later entry for a name wins). Entries `execve` cannot carry (an empty name, `=` in
+    /// the name, a NUL anywhere) are left out; the OS never hands such a variable over.
+    pub(crate) fn new(program: &str, env: &[(&OsStr, &OsStr)]) -> Self {
+        let mut names = HashMap::with_capacity(env.len());
+        let mut strings = Vec::with_capacity(env.len());
+        for (k, v) in merge(env) {
+            if let Ok(entry) = entry(k, v) {
+                names.insert(Box::from(k), strings.len());
+                strings.push(entry);
+            }
+        }
+        let path = names
+            .get(&b"PATH"[..])
+            .map(|&i| value_of(&strings[i]).to_vec());
+        Self {
+            candidates: candidates(program, path.as_deref()).unwrap_or_default(),
+            program: program.to_owned(),
+            env: strings,
+            names,
+        }
+    }
+}
+
 /// What to start.
 pub(crate) struct Spec<'a> {
-    /// The program's name, looked up in the child's `PATH` like `execvp` does.
-    pub program: &'a str,
+    /// The program and the base environment.
+    pub launcher: &'a Launcher,
     /// `argv`, including `argv[0]`.
     pub args: &'a [&'a OsStr],
-    /// The whole environment, in order; a later entry for a name wins.
-    pub env: Vec<(&'a OsStr, &'a OsStr)>,
+    /// Variables laid over the base environment, in order; a later entry for a name wins.
+    pub env: &'a [(&'a OsStr, &'a OsStr)],
     /// The working directory (`None`: the daemon's).
     pub cwd: Option<&'a OsStr>,
     /// Descriptors for the child's fds 0, 1 and 2.
     pub stdio: [RawFd; 3],
     /// OOM score and niceness to apply before `execve`.
     pub priority: Priority,
+    /// Move the child off the calling thread's CPU before it execs (when the daemon may run
+    /// on another one).
+    pub spread: bool,
 }
 
 /// Why a start failed.
@@ -80,6 +127,7 @@ const STEP_PGID: c_int = 1;
 const STEP_DUP: c_int = 2;
 const STEP_CHDIR: c_int = 3;
 const STEP_EXEC: c_int = 4;
+const STEP_AFFINITY: c_int = 5;
 
 /// Shared between parent and child (the child writes the results).
 #[repr(C)]
@@ -99,6 +147,11 @@ struct Shared {
     errno: c_int,
     oom_errno: c_int,
     nice_errno: c_int,
+    /// 1: start on a CPU of `away` (the calling thread's mask without its CPU), then put
+    /// `affinity` (that mask) back.
+    spread: c_int,
+    away: libc::cpu_set_t,
+    affinity: libc::cpu_set_t,
 }
 
 fn nul_error(what: &str) -> SpawnError {
@@ -121,13 +174,16 @@ fn pointers(strings: &[CString]) -> Vec<*const c_char> {
         .collect()
 }
 
-/// The environment as `NAME=value` strings, later entries winning.
-fn environment(env: &[(&OsStr, &OsStr)]) -> Result<(Vec<CString>, Option<Vec<u8>>), SpawnError> {
-    let mut index: std::collections::HashMap<&[u8], usize> =
-        std::collections::HashMap::with_capacity(env.len());
+/// `env` with one entry per name (a later entry wins, at the first one's place), without
+/// names `execve` cannot carry.
+fn merge<'a>(env: &[(&'a OsStr, &'a OsStr)]) -> Vec<(&'a [u8], &'a [u8])> {
+    let mut index: HashMap<&[u8], usize> = HashMap::with_capacity(env.len());
     let mut merged: Vec<(&[u8], &[u8])> = Vec::with_capacity(env.len());
     for (k, v) in env {
         let (k, v) = (k.as_bytes(), v.as_bytes());
+        if k.is_empty() || k.contains(&b'=') {
+            continue;
+        }
         match index.get(k) {
             Some(&i) => merged[i].1 = v,
             None => {
@@ -136,19 +192,52 @@ fn environment(env: &[(&OsStr, &OsStr)]) -> Result<(Vec<CString>, Option<Vec<u8>
             }
         }
     }
-    let path = index.get(&b"PATH"[..]).map(|&i| merged[i].1.to_vec());
-    let mut out = Vec::with_capacity(merged.len());
-    for (k, v) in merged {
-        if k.is_empty() || k.contains(&b'=') {
-            continue;
+    merged
+}
+
+/// `NAME=value` as a C string.
+fn entry(k: &[u8], v: &[u8]) -> Result<CString, SpawnError> {
+    let mut s = Vec::with_capacity(k.len() + v.len() + 2);
+    s.extend_from_slice(k);
+    s.push(b'=');
+    s.extend_from_slice(v);
+    cstring(&s, "an environment variable")
+}
+
+/// The value part of a `NAME=value` entry.
+fn value_of(entry: &CString) -> &[u8] {
+    let b = entry.as_bytes();
+    b.iter()
+        .position(|&c| c == b'=')
+        .map_or(&[], |i| &b[i + 1..])
+}
+
+/// The child's environment: the launcher's with `extra` laid over it. Returns the strings
+/// built for `extra` (which the pointers reference), the pointer array and, when `extra`
+/// sets `PATH`, the program's candidates under it.
+type Envp = (Vec<CString>, Vec<*const c_char>, Option<Vec<CString>>);
+
+fn environment(launcher: &Launcher, extra: &[(&OsStr, &OsStr)]) -> Result<Envp, SpawnError> {
+    let mut ptrs: Vec<*const c_char> = Vec::with_capacity(launcher.env.len() + extra.len() + 1);
+    ptrs.extend(launcher.env.iter().map(|s| s.as_ptr()));
+    let merged = merge(extra);
+    let owned = merged
+        .iter()
+        .map(|(k, v)| entry(k, v))
+        .collect::<Result<Vec<_>, _>>()?;
+    // A CString's bytes live on the heap: moving `owned` out keeps these pointers valid.
+    for (s, (k, _)) in owned.iter().zip(&merged) {
+        match launcher.names.get(*k) {
+            Some(&i) => ptrs[i] = s.as_ptr(),
+            None => ptrs.push(s.as_ptr()),
         }
-        let mut s = Vec::with_capacity(k.len() + v.len() + 2);
-        s.extend_from_slice(k);
-        s.push(b'=');
-        s.extend_from_slice(v);
-        out.push(cstring(&s, "an environment variable")?);
     }
-    Ok((out, path))
+    ptrs.push(ptr::null());
+    let path = merged.iter().find(|(k, _)| *k == b"PATH").map(|(_, v)| *v);
+    let candidates = path
+        .map(|p| candidates(&launcher.program, Some(p)))
+        .transpose()?;
+    Ok((owned, ptrs, candidates))
 }
 
 /// Where `execvp` would look for `program`, in order.
@@ -178,8 +267,12 @@ pub(crate) fn spawn(spec: &Spec<'_>) -> Result<Spawned, SpawnError> {
 
 /// [`spawn`], optionally without asking for a pidfd (tests of the degraded mode).
 pub(crate) fn spawn_with(spec: &Spec<'_>, want_pidfd: bool) -> Result<Spawned, SpawnError> {
-    let (env, path) = environment(&spec.env)?;
-    let candidates = candidates(spec.program, path.as_deref())?;
+    let launcher = spec.launcher;
+    let (_extra_env, envp, own_candidates) = environment(launcher, spec.env)?;
+    let candidates = own_candidates.as_ref().unwrap_or(&launcher.candidates);
+    if candidates.is_empty() {
+        return Err(SpawnError::Exec(io::Error::from_raw_os_error(libc::ENOENT)));
+    }
     let args: Vec<CString> = spec
         .args
         .iter()
@@ -189,9 +282,8 @@ pub(crate) fn spawn_with(spec: &Spec<'_>, want_pidfd: bool) -> Result<Spawned, S
         .cwd
         .map(|c| cstring(c.as_bytes(), "the working directory"))
         .transpose()?;
-    let candidate_ptrs = pointers(&candidates);
+    let candidate_ptrs = pointers(candidates);
     let argv = pointers(&args);
-    let envp = pointers(&env);
     let oom = spec
         .priority
         .oom_score_adj
@@ -228,7 +320,15 @@ pub(crate) fn spawn_with(spec: &Spec<'_>, want_pidfd: bool) -> Result<Spawned, S
         errno: 0,
         oom_errno: 0,
         nice_errno: 0,
+        spread: 0,
+        // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
+        away: unsafe { MaybeUninit::zeroed().assume_init() },
+        // SAFETY: as above.
+        affinity: unsafe { MaybeUninit::zeroed().assume_init() },
     };
+    if spec.spread {
+        shared.spread = c_int::from(away_from_this_cpu(&mut shared.affinity, &mut shared.away));
+    }
     // The child's stack is a region of this frame: this thread is suspended while the child
     // uses it, and nothing has to be allocated (or consolidated) per start. It grows down:
     // hand over its 16-byte aligned top.
@@ -286,6 +386,10 @@ pub(crate) fn spawn_with(spec: &Spec<'_>, want_pidfd: bool) -> Result<Spawned, S
         return Err(match step {
             STEP_CHDIR => SpawnError::Chdir(err),
             STEP_EXEC => SpawnError::Exec(err),
+            STEP_AFFINITY => SpawnError::Other(io::Error::new(
+                err.kind(),
+                format!("restoring the CPU affinity: {err}"),
+            )),
             _ => SpawnError::Other(err),
         });
     }
@@ -312,6 +416,29 @@ pub(crate) fn spawn_with(spec: &Spec<'_>, want_pidfd: bool) -> Result<Spawned, S
     })
 }
 
+/// Fills `affinity` with the calling thread's CPU mask and `away` with that mask minus the
+/// CPU it runs on now. False when there is no other CPU to go to (or the kernel will not
+/// say), and nothing should move.
+fn away_from_this_cpu(affinity: &mut libc::cpu_set_t, away: &mut libc::cpu_set_t) -> bool {
+    // SAFETY: plain libc calls on sets owned by the caller.
+    unsafe {
+        let cpu = libc::sched_getcpu();
+        let Ok(cpu) = usize::try_from(cpu) else {
+            return false;
+        };
+        if libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), affinity) != 0
+            || libc::CPU_COUNT(affinity) < 2
+            || cpu >= libc::CPU_SETSIZE as usize
+            || !libc::CPU_ISSET(cpu, affinity)
+        {
+            return false;
+        }
+        *away = *affinity;
+        libc::CPU_CLR(cpu, away);
+        true
+    }
+}
+
 /// The child, until `execve`. Only async-signal-safe libc calls on data prepared by the
 /// parent; no allocation, no locks, no unwinding.
 extern "C" fn child_main(arg: *mut c_void) -> c_int {
@@ -319,6 +446,25 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
     // SAFETY: `arg` is the parent's `Shared`, alive and not touched by the parent until the
     // child execs or exits (CLONE_VFORK); every pointer in it is valid for that time.
     unsafe {
+        if (*s).spread != 0 {
+            // Moving off the CPU the parent will wake up on: the kernel migrates us before
+            // the first call returns. The mask is restored at once so that nothing after
+            // `execve` inherits the narrowed one; should the saved mask be refused (the
+            // cpuset changed meanwhile), every CPU the kernel allows will do, and failing
+            // that the start fails rather than run a child pinned by us.
+            let n = size_of::<libc::cpu_set_t>();
+            if libc::sched_setaffinity(0, n, &raw const (*s).away) == 0
+                && libc::sched_setaffinity(0, n, &raw const (*s).affinity) != 0
+            {
+                let mut all: libc::cpu_set_t = MaybeUninit::zeroed().assume_init();
+                for cpu in 0..libc::CPU_SETSIZE as usize {
+                    libc::CPU_SET(cpu, &mut all);
+                }
+                if libc::sched_setaffinity(0, n, &all) != 0 {
+                    fail(s, STEP_AFFINITY);
+                }
+            }
+        }
         // The daemon's handlers must never run here: they would act on the daemon's memory.
         // SIGPIPE goes back to its default too (the Rust runtime ignores it), as std does.
         for sig in 1..=64 {
@@ -559,20 +705,50 @@ mod tests {
 
     use super::*;
 
+    /// The C strings behind a null-terminated pointer array.
+    fn strings(ptrs: &[*const c_char]) -> Vec<&CStr> {
+        assert!(ptrs.last().is_some_and(|p| p.is_null()));
+        ptrs[..ptrs.len() - 1]
+            .iter()
+            // SAFETY: non-null pointers into live CStrings (the test keeps them).
+            .map(|&p| unsafe { CStr::from_ptr(p) })
+            .collect()
+    }
+
     #[test]
     fn environment_later_wins_and_skips_bad_names() {
-        let env = [
+        let base = [
             (OsStr::new("A"), OsStr::new("1")),
             (OsStr::new("PATH"), OsStr::new("/x")),
             (OsStr::new("A"), OsStr::new("2")),
             (OsStr::new(""), OsStr::new("empty")),
             (OsStr::new("B=C"), OsStr::new("eq")),
+            (OsStr::new("N"), OsStr::new("a\0b")),
         ];
-        let (out, path) = environment(&env).unwrap();
-        let out: Vec<&CStr> = out.iter().map(CString::as_c_str).collect();
-        assert_eq!(out, [c"A=2", c"PATH=/x"]);
-        assert_eq!(path.as_deref(), Some(&b"/x"[..]));
-        assert!(environment(&[(OsStr::new("X"), OsStr::new("a\0b"))]).is_err());
+        let l = Launcher::new("sh", &base);
+        let env: Vec<&CStr> = l.env.iter().map(CString::as_c_str).collect();
+        assert_eq!(env, [c"A=2", c"PATH=/x"]);
+        assert_eq!(l.candidates, [c"/x/sh".to_owned()]);
+        // Nothing laid over: the launcher's own strings and candidates.
+        let (owned, ptrs, cands) = environment(&l, &[]).unwrap();
+        assert!(owned.is_empty() && cands.is_none());
+        assert_eq!(strings(&ptrs), [c"A=2", c"PATH=/x"]);
+        // Overrides take the base entry's place, new names come last, PATH is searched anew.
+        let extra = [
+            (OsStr::new("A"), OsStr::new("3")),
+            (OsStr::new("Z"), OsStr::new("9")),
+            (OsStr::new("A"), OsStr::new("4")),
+            (OsStr::new("PATH"), OsStr::new("/y")),
+        ];
+        let (_owned, ptrs, cands) = environment(&l, &extra).unwrap();
+        assert_eq!(strings(&ptrs), [c"A=4", c"PATH=/y", c"Z=9"]);
+        assert_eq!(cands, Some(vec![c"/y/sh".to_owned()]));
+        // The base is untouched.
+        assert_eq!(
+            strings(&environment(&l, &[]).unwrap().1),
+            [c"A=2", c"PATH=/x"]
+        );
+        assert!(environment(&l, &[(OsStr::new("X"), OsStr::new("a\0b"))]).is_err());
     }
 
     /// Runs `sh -c script` through [`spawn_with`]; returns its output and exit status.
@@ -581,22 +757,27 @@ mod tests {
         cwd: Option<&str>,
         priority: Priority,
         want_pidfd: bool,
+        spread: bool,
     ) -> Result<(String, ExitStatus), SpawnError> {
         use std::io::Read;
         use std::os::fd::AsRawFd;
         let (mut r, w) = io::pipe().unwrap();
         let null = std::fs::File::open("/dev/null").unwrap();
-        let spec = Spec {
-            program: "sh",
-            args: &[OsStr::new("sh"), OsStr::new("-c"), OsStr::new(script)],
-            env: vec![
+        let launcher = Launcher::new(
+            "sh",
+            &[
                 (OsStr::new("PATH"), OsStr::new("/nonexistent:/usr/bin:/bin")),
                 (OsStr::new("X"), OsStr::new("one")),
-                (OsStr::new("X"), OsStr::new("two")),
             ],
+        );
+        let spec = Spec {
+            launcher: &launcher,
+            args: &[OsStr::new("sh"), OsStr::new("-c"), OsStr::new(script)],
+            env: &[(OsStr::new("X"), OsStr::new("two"))],
             cwd: cwd.map(OsStr::new),
             stdio: [null.as_raw_fd(), w.as_raw_fd(), w.as_raw_fd()],
             priority,
+            spread,
         };
         let spawned = spawn_with(&spec, want_pidfd);
         drop(w);
@@ -609,18 +790,64 @@ mod tests {
 
     #[tokio::test]
     async fn runs_with_env_cwd_and_status_in_both_wait_modes() {
-        for pidfd in [true, false] {
+        for (pidfd, spread) in [(true, false), (false, false), (true, true)] {
             let (out, st) = run(
                 "echo $X; pwd; exit 3",
                 Some("/tmp"),
                 Priority::default(),
                 pidfd,
+                spread,
             )
             .await
             .unwrap();
             assert_eq!(out, "two\n/tmp\n");
-            assert_eq!(st.code(), Some(3), "pidfd={pidfd}");
+            assert_eq!(st.code(), Some(3), "pidfd={pidfd} spread={spread}");
         }
+    }
+
+    #[tokio::test]
+    async fn spreading_leaves_descendants_the_daemons_cpu_mask() {
+        let mask = || {
+            std::fs::read_to_string("/proc/thread-self/status")
+                .unwrap()
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .unwrap()
+                .trim()
+                .to_owned()
+        };
+        let script = "grep Cpus_allowed_list /proc/self/status | cut -f2";
+        let ours = mask();
+        let (out, st) = run(script, None, Priority::default(), true, true)
+            .await
+            .unwrap();
+        assert!(st.success());
+        assert_eq!(
+            out.trim(),
+            ours,
+            "grep is a descendant: it must see our mask"
+        );
+        // Pinned to one CPU there is nowhere to go: the child just starts, with that mask.
+        // SAFETY: plain libc calls on sets owned here; this test's thread only.
+        let saved = unsafe {
+            let mut saved: libc::cpu_set_t = MaybeUninit::zeroed().assume_init();
+            assert_eq!(
+                libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut saved),
+                0
+            );
+            let mut one: libc::cpu_set_t = MaybeUninit::zeroed().assume_init();
+            libc::CPU_SET(usize::try_from(libc::sched_getcpu()).unwrap(), &mut one);
+            assert_eq!(
+                libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &one),
+                0
+            );
+            saved
+        };
+        let pinned = mask();
+        let res = run(script, None, Priority::default(), true, true).await;
+        // SAFETY: as above.
+        unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &saved) };
+        assert_eq!(res.unwrap().0.trim(), pinned);
     }
 
     #[tokio::test]
@@ -644,6 +871,7 @@ mod tests {
                 nice: Some(7),
             },
             true,
+            true,
         )
         .await
         .unwrap();
@@ -666,18 +894,30 @@ mod tests {
 
     #[tokio::test]
     async fn failures_are_told_apart() {
-        let e = run("true", Some("/nonexistent-dir"), Priority::default(), true).await;
+        let e = run(
+            "true",
+            Some("/nonexistent-dir"),
+            Priority::default(),
+            true,
+            true,
+        )
+        .await;
         assert!(
             matches!(&e, Err(SpawnError::Chdir(e)) if e.kind() == io::ErrorKind::NotFound),
             "{e:?}"
         );
+        let launcher = Launcher::new(
+            "no-such-program-here",
+            &[(OsStr::new("PATH"), OsStr::new("/usr/bin:/bin"))],
+        );
         let spec = Spec {
-            program: "no-such-program-here",
+            launcher: &launcher,
             args: &[OsStr::new("x")],
-            env: vec![(OsStr::new("PATH"), OsStr::new("/usr/bin:/bin"))],
+            env: &[],
             cwd: None,
             stdio: [0, 1, 2],
             priority: Priority::default(),
+            spread: false,
         };
         let e = spawn(&spec).err();
         assert!(
@@ -685,7 +925,9 @@ mod tests {
             "{e:?}"
         );
         let huge = "x".repeat(200 * 1024);
-        let e = run(&huge, None, Priority::default(), true).await.err();
+        let e = run(&huge, None, Priority::default(), true, false)
+            .await
+            .err();
         assert!(
             matches!(&e, Some(SpawnError::Exec(e)) if e.raw_os_error() == Some(libc::E2BIG)),
             "{e:?}"

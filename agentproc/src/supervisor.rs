@@ -69,6 +69,9 @@ pub struct Config {
     /// How long, after the shell exits, to wait for the pipe to close before reporting the
     /// exit anyway (descendants holding the pipe).
     pub linger: Duration,
+    /// Start each child on another CPU than the daemon thread that spawns it (which goes on
+    /// answering the request), when the daemon may use more than one.
+    pub spread: bool,
 }
 
 /// Default cap on processes running at once (Coder has none; 429 beyond it).
@@ -94,6 +97,7 @@ impl Config {
             retention: DEFAULT_RETENTION,
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
             linger: Duration::from_millis(200),
+            spread: true,
         }
     }
 }
@@ -353,6 +357,10 @@ impl Process {
 
 struct Inner {
     config: Config,
+    /// `sh` with the base and default environments, prepared once.
+    launcher: spawn::Launcher,
+    /// Every child's stdin (opened once; `None` if that failed, then per start).
+    dev_null: Option<std::fs::File>,
     procs: Mutex<HashMap<String, Arc<Process>>>,
     /// Processes whose task has not finished (shell unreaped or pipe open).
     active: Mutex<HashMap<String, Arc<Process>>>,
@@ -376,7 +384,21 @@ pub struct Supervisor {
 impl Supervisor {
     /// A supervisor; starts the periodic sweep when called inside a tokio runtime.
     pub fn new(config: Config) -> Self {
+        let env: Vec<(&OsStr, &OsStr)> = config
+            .base_env
+            .iter()
+            .map(|(k, v)| (k.as_os_str(), v.as_os_str()))
+            .chain(
+                config
+                    .default_env
+                    .iter()
+                    .map(|(k, v)| (OsStr::new(k), OsStr::new(v))),
+            )
+            .collect();
+        let launcher = spawn::Launcher::new("sh", &env);
         let inner = Arc::new(Inner {
+            launcher,
+            dev_null: std::fs::File::open("/dev/null").ok(),
             config,
             procs: Mutex::default(),
             active: Mutex::default(),
@@ -461,7 +483,13 @@ impl Supervisor {
         if inner.closed.load(Ordering::SeqCst) {
             return Err(StartError::Closed);
         }
-        let workdir = self.resolve_workdir(req.workdir.as_deref())?;
+        let requested = req.workdir.as_deref().filter(|p| !p.as_os_str().is_empty());
+        let workdir = match requested {
+            Some(_) => self.resolve_workdir(requested)?,
+            // The default directory, without a stat per start: should it be gone, the
+            // child's chdir says so and the start falls back as `resolve_workdir` does.
+            None => inner.config.default_workdir.clone(),
+        };
         let limit = inner.config.max_running;
         if inner.running.fetch_add(1, Ordering::SeqCst) >= limit {
             inner.running.fetch_sub(1, Ordering::SeqCst);
@@ -479,39 +507,22 @@ impl Supervisor {
         if lock(&inner.procs).contains_key(&req.id) {
             return Err(StartError::DuplicateId(req.id));
         }
-        let cfg = &inner.config;
-        let (reader, writer) = io::pipe().map_err(|e| StartError::Spawn(e.to_string()))?;
-        let stdin =
-            std::fs::File::open("/dev/null").map_err(|e| StartError::Spawn(e.to_string()))?;
-        let mut env: Vec<(&OsStr, &OsStr)> =
-            Vec::with_capacity(cfg.base_env.len() + cfg.default_env.len() + req.env.len() + 1);
-        env.extend(
-            cfg.base_env
-                .iter()
-                .map(|(k, v)| (k.as_os_str(), v.as_os_str())),
-        );
-        env.extend(
-            cfg.default_env
-                .iter()
-                .map(|(k, v)| (OsStr::new(k), OsStr::new(v))),
-        );
-        env.extend(req.env.iter().map(|(k, v)| (OsStr::new(k), OsStr::new(v))));
-        if let Some(chat) = &req.chat_id {
-            env.push((OsStr::new("CODER_CHAT_ID"), OsStr::new(chat)));
+        let mut workdir = workdir;
+        let mut launched = self.launch(&req, &workdir);
+        let requested = req
+            .workdir
+            .as_ref()
+            .is_some_and(|p| !p.as_os_str().is_empty());
+        if matches!(launched, Err(SpawnError::Chdir(_)))
+            && !requested
+            && workdir == inner.config.default_workdir
+        {
+            workdir = self.resolve_workdir(None)?;
+            if workdir != inner.config.default_workdir {
+                launched = self.launch(&req, &workdir);
+            }
         }
-        let spec = spawn::Spec {
-            program: "sh",
-            args: &[OsStr::new("sh"), OsStr::new("-c"), OsStr::new(&req.command)],
-            env,
-            cwd: (!workdir.as_os_str().is_empty()).then_some(workdir.as_os_str()),
-            stdio: [stdin.as_raw_fd(), writer.as_raw_fd(), writer.as_raw_fd()],
-            priority: cfg.priority,
-        };
-        let spawned = spawn::spawn(&spec);
-        // The parent's write end must go now, or the pipe never reports EOF.
-        drop(writer);
-        drop(stdin);
-        let spawned = spawned.map_err(|e| match e {
+        let (spawned, reader) = launched.map_err(|e| match e {
             SpawnError::Chdir(e) => StartError::Workdir {
                 path: workdir.clone(),
                 reason: io_reason(&e),
@@ -561,6 +572,44 @@ impl Supervisor {
             .instrument(span),
         );
         Ok(proc)
+    }
+
+    /// Starts `sh -c <command>` in `workdir` with its output going into a new pipe; returns
+    /// the child and the pipe's read end.
+    fn launch(
+        &self,
+        req: &StartRequest,
+        workdir: &Path,
+    ) -> Result<(spawn::Spawned, io::PipeReader), SpawnError> {
+        let inner = &self.inner;
+        let cfg = &inner.config;
+        let (reader, writer) = io::pipe().map_err(SpawnError::Other)?;
+        let own_null;
+        let stdin = match &inner.dev_null {
+            Some(f) => f,
+            None => {
+                own_null = std::fs::File::open("/dev/null").map_err(SpawnError::Other)?;
+                &own_null
+            }
+        };
+        let mut env: Vec<(&OsStr, &OsStr)> = Vec::with_capacity(req.env.len() + 1);
+        env.extend(req.env.iter().map(|(k, v)| (OsStr::new(k), OsStr::new(v))));
+        if let Some(chat) = &req.chat_id {
+            env.push((OsStr::new("CODER_CHAT_ID"), OsStr::new(chat)));
+        }
+        let spec = spawn::Spec {
+            launcher: &inner.launcher,
+            args: &[OsStr::new("sh"), OsStr::new("-c"), OsStr::new(&req.command)],
+            env: &env,
+            cwd: (!workdir.as_os_str().is_empty()).then_some(workdir.as_os_str()),
+            stdio: [stdin.as_raw_fd(), writer.as_raw_fd(), writer.as_raw_fd()],
+            priority: cfg.priority,
+            spread: cfg.spread,
+        };
+        let spawned = spawn::spawn(&spec)?;
+        // `writer` is dropped on return: the parent's write end must go, or the pipe never
+        // reports EOF.
+        Ok((spawned, reader))
     }
 
     async fn supervise(
@@ -989,5 +1038,26 @@ mod tests {
             e.to_string(),
             "chdir /nonexistent-agentd: no such file or directory"
         );
+    }
+
+    #[tokio::test]
+    async fn a_missing_default_directory_falls_back_to_home() {
+        let home = std::env::temp_dir().join(format!("agentproc-home-{}", std::process::id()));
+        std::fs::create_dir_all(&home).unwrap();
+        let gone = home.join("gone");
+        let mut c = Config::new(vec![("PATH".into(), "/usr/bin:/bin".into())], gone.clone());
+        c.home = Some(home.clone());
+        let s = Supervisor::new(c);
+        let p = s.start(req("a", "pwd")).unwrap();
+        p.wait_exit().await;
+        assert_eq!(p.workdir, home);
+        assert_eq!(p.output().output, format!("{}\n", home.display()));
+        // Once it exists it is used again (no stale answer is kept).
+        std::fs::create_dir(&gone).unwrap();
+        let p = s.start(req("b", "pwd")).unwrap();
+        p.wait_exit().await;
+        assert_eq!(p.workdir, gone);
+        assert_eq!(p.output().output, format!("{}\n", gone.display()));
+        std::fs::remove_dir_all(&home).unwrap();
     }
 }

@@ -210,11 +210,15 @@ impl Agentd {
             });
         }
         let ready = logs.wait_for(Duration::from_secs(20), |v| v["message"] == "agentd ready");
-        assert!(
-            ready.is_some(),
-            "agentd did not become ready; log:\n{}",
-            logs.lines().join("\n")
-        );
+        if ready.is_none() {
+            // Not yet owned by an `Agentd` (whose drop kills it): do not leave it running.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "agentd did not become ready; log:\n{}",
+                logs.lines().join("\n")
+            );
+        }
         let addr = logs
             .json()
             .iter()
