@@ -61,14 +61,16 @@ fn serve(args: &cli::ServeArgs) -> ExitCode {
     let res = rt.block_on(server::run(config));
     // Background tasks that ignored cancellation must not hold the exit hostage.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
-    match res {
+    let code = match res {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "agentd failed");
             eprintln!("agentd: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    logging::flush();
+    code
 }
 
 /// The runtime's worker count: the flag, else half the CPUs available to us, 1 to 8.

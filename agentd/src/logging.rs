@@ -5,9 +5,18 @@
 //! carries `chat_id` at the top level, not nested. Field values that are JSON arrays in
 //! string form (e.g. `ancestor_chat_ids`) are emitted as arrays. This module must not
 //! decide *what* is logged, only how.
+//!
+//! JSON lines are written at once until the server calls [`batch`] (it does once ready).
+//! From then on info and debug lines collect in a buffer that a flusher thread writes at
+//! most [`FLUSH_EVERY`] after its first line: one write, and one wakeup of whatever reads
+//! our stderr, per batch instead of four per process started (two access lines, started,
+//! exited), and none of them between a request and its response. A warning or an error
+//! goes out at once, after the lines buffered before it. [`flush`] (at exit, and from the
+//! panic hook) writes what is left; a SIGKILL loses at most the last batch.
 
 use std::io::Write;
-use std::time::SystemTime;
+use std::sync::{Condvar, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -119,12 +128,135 @@ where
                 line.extend_from_slice(v.as_bytes());
             }
             line.extend_from_slice(b"}\n");
-            // One write per line so concurrent lines never interleave.
-            let _ = std::io::stderr().lock().write_all(line);
+            emit(
+                line,
+                matches!(*meta.level(), tracing::Level::WARN | tracing::Level::ERROR),
+            );
             if line.capacity() > 64 * 1024 {
                 *line = Vec::new();
             }
         });
+    }
+}
+
+/// Longest time an info or debug line waits in the buffer once batching is on.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
+/// A batch this large is written at once.
+const FLUSH_AT: usize = 256 * 1024;
+
+/// Lines not yet written, and the flusher's state. Writes happen under the lock, so lines
+/// reach stderr whole and in order.
+struct Out {
+    buf: Vec<u8>,
+    /// A flusher thread runs and lines may wait for it.
+    batching: bool,
+}
+
+static OUT: Mutex<Out> = Mutex::new(Out {
+    buf: Vec::new(),
+    batching: false,
+});
+/// Signalled when the buffer gets its first line, and when batching stops.
+static PENDING: Condvar = Condvar::new();
+/// The flusher thread, while batching.
+static FLUSHER: Mutex<Option<std::thread::JoinHandle<()>>> = Mutex::new(None);
+
+fn out() -> std::sync::MutexGuard<'static, Out> {
+    OUT.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Writes the buffer to stderr and empties it. A failed write drops the lines: there is
+/// nowhere else to report it.
+fn write_out(o: &mut Out) {
+    if !o.buf.is_empty() {
+        let _ = std::io::stderr().lock().write_all(&o.buf);
+        o.buf.clear();
+        if o.buf.capacity() > 4 * FLUSH_AT {
+            o.buf = Vec::new();
+        }
+    }
+}
+
+/// Queues (or, when `urgent` or not batching, writes) one complete line.
+fn emit(line: &[u8], urgent: bool) {
+    let mut o = out();
+    if urgent || !o.batching {
+        write_out(&mut o);
+        let _ = std::io::stderr().lock().write_all(line);
+        return;
+    }
+    let first = o.buf.is_empty();
+    o.buf.extend_from_slice(line);
+    if o.buf.len() >= FLUSH_AT {
+        write_out(&mut o);
+    } else if first {
+        PENDING.notify_one();
+    }
+}
+
+/// From now on, info and debug JSON lines are written in batches by a flusher thread (see
+/// the module doc). Also makes a panic flush what is buffered before its message. Idempotent.
+pub fn batch() {
+    let mut flusher = FLUSHER.lock().unwrap_or_else(PoisonError::into_inner);
+    if flusher.is_some() {
+        return;
+    }
+    out().batching = true;
+    let spawned = std::thread::Builder::new()
+        .name("agentd-log".into())
+        .spawn(flush_loop);
+    match spawned {
+        Ok(h) => *flusher = Some(h),
+        // No thread, no batching: lines keep being written at once.
+        Err(_) => out().batching = false,
+    }
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        write_out(&mut out());
+        previous(info);
+    }));
+}
+
+/// Stops batching and writes every buffered line; the flusher thread is joined.
+pub fn flush() {
+    let handle = FLUSHER
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    {
+        let mut o = out();
+        o.batching = false;
+        write_out(&mut o);
+    }
+    PENDING.notify_all();
+    if let Some(h) = handle {
+        let _ = h.join();
+    }
+}
+
+/// The flusher: sleeps until a line is buffered, lets more gather for [`FLUSH_EVERY`],
+/// writes them; ends when batching stops.
+fn flush_loop() {
+    let mut o = out();
+    loop {
+        while o.batching && o.buf.is_empty() {
+            o = PENDING.wait(o).unwrap_or_else(PoisonError::into_inner);
+        }
+        if !o.batching {
+            return;
+        }
+        let deadline = std::time::Instant::now() + FLUSH_EVERY;
+        loop {
+            let now = std::time::Instant::now();
+            if now >= deadline || !o.batching {
+                break;
+            }
+            o = PENDING
+                .wait_timeout(o, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        write_out(&mut o);
     }
 }
 

@@ -345,6 +345,9 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         startup_ms = t0.elapsed().as_secs_f64() * 1000.0,
         "agentd ready"
     );
+    if state.config.log_format == crate::cli::LogFormat::Json {
+        crate::logging::batch();
+    }
 
     let signal = signals.next().await;
     tracing::info!(
@@ -364,6 +367,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             );
             state.kill_everything_now();
             let _ = std::fs::remove_file(&state.config.socket);
+            crate::logging::flush();
             std::process::exit(1);
         })
     };

@@ -326,9 +326,12 @@ pub(crate) fn spawn_with(spec: &Spec<'_>, want_pidfd: bool) -> Result<Spawned, S
         // SAFETY: as above.
         affinity: unsafe { MaybeUninit::zeroed().assume_init() },
     };
-    if spec.spread {
-        shared.spread = c_int::from(away_from_this_cpu(&mut shared.affinity, &mut shared.away));
-    }
+    let here = if spec.spread {
+        away_from_this_cpu(&mut shared.affinity, &mut shared.away)
+    } else {
+        None
+    };
+    shared.spread = c_int::from(here.is_some());
     // The child's stack is a region of this frame: this thread is suspended while the child
     // uses it, and nothing has to be allocated (or consolidated) per start. It grows down:
     // hand over its 16-byte aligned top.
@@ -347,6 +350,11 @@ pub(crate) fn spawn_with(spec: &Spec<'_>, want_pidfd: bool) -> Result<Spawned, S
         let mut all: libc::sigset_t = MaybeUninit::zeroed().assume_init();
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut shared.mask);
+        // While the child moves away, this thread stays where it is: woken when the child
+        // execs, it would otherwise be placed on the child's CPU (the one that is busy; an
+        // idle vCPU looks unavailable to the scheduler) and push the child off it.
+        let n = size_of::<libc::cpu_set_t>();
+        let pinned = here.is_some_and(|h| libc::sched_setaffinity(0, n, &h) == 0);
         let pid = libc::clone(
             child_main,
             top,
@@ -358,6 +366,9 @@ pub(crate) fn spawn_with(spec: &Spec<'_>, want_pidfd: bool) -> Result<Spawned, S
             &raw mut pidfd,
         );
         let clone_errno = io::Error::last_os_error();
+        if pinned {
+            libc::sched_setaffinity(0, n, &shared.affinity);
+        }
         libc::pthread_sigmask(libc::SIG_SETMASK, &shared.mask, ptr::null_mut());
         if pid < 0 {
             return Err(SpawnError::Other(clone_errno));
@@ -417,25 +428,27 @@ pub(crate) fn spawn_with(spec: &Spec<'_>, want_pidfd: bool) -> Result<Spawned, S
 }
 
 /// Fills `affinity` with the calling thread's CPU mask and `away` with that mask minus the
-/// CPU it runs on now. False when there is no other CPU to go to (or the kernel will not
-/// say), and nothing should move.
-fn away_from_this_cpu(affinity: &mut libc::cpu_set_t, away: &mut libc::cpu_set_t) -> bool {
-    // SAFETY: plain libc calls on sets owned by the caller.
+/// CPU it runs on now, which it returns as a one-CPU set. `None` when there is no other CPU
+/// to go to (or the kernel will not say), and nothing should move.
+fn away_from_this_cpu(
+    affinity: &mut libc::cpu_set_t,
+    away: &mut libc::cpu_set_t,
+) -> Option<libc::cpu_set_t> {
+    // SAFETY: plain libc calls on sets owned by the caller or built here.
     unsafe {
-        let cpu = libc::sched_getcpu();
-        let Ok(cpu) = usize::try_from(cpu) else {
-            return false;
-        };
+        let cpu = usize::try_from(libc::sched_getcpu()).ok()?;
         if libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), affinity) != 0
             || libc::CPU_COUNT(affinity) < 2
             || cpu >= libc::CPU_SETSIZE as usize
             || !libc::CPU_ISSET(cpu, affinity)
         {
-            return false;
+            return None;
         }
         *away = *affinity;
         libc::CPU_CLR(cpu, away);
-        true
+        let mut here: libc::cpu_set_t = MaybeUninit::zeroed().assume_init();
+        libc::CPU_SET(cpu, &mut here);
+        Some(here)
     }
 }
 

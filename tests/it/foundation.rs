@@ -505,3 +505,64 @@ async fn chat_identity_in_logs() {
     let (a, _) = logged(&d, Some(&A.replace('-', "")), None).await;
     assert_eq!(a["chat_id"], A);
 }
+
+/// Info lines are written in batches while serving (at most 50 ms late), and every one of
+/// them still reaches stderr — whole — when the daemon stops right after them.
+#[tokio::test]
+async fn batched_log_lines_arrive_promptly_and_survive_shutdown() {
+    let mut d = Agentd::start_with(Options {
+        log_level: Some("info".into()),
+        ..Default::default()
+    });
+    let c = d.client();
+    let count = |d: &Agentd, rid: &str| {
+        d.logs
+            .json()
+            .iter()
+            .filter(|v| v["target"] == "agentd::access" && v["request_id"] == rid)
+            .count()
+    };
+    let t = Instant::now();
+    for _ in 0..20 {
+        let r = c
+            .get(d.url("/healthz"))
+            .header("X-Request-Id", "batch-a")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while count(&d, "batch-a") < 20 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(count(&d, "batch-a"), 20);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+
+    // Lines still in the buffer when the signal comes are written on the way out.
+    for _ in 0..5 {
+        c.get(d.url("/healthz"))
+            .header("X-Request-Id", "batch-b")
+            .send()
+            .await
+            .unwrap();
+    }
+    d.signal(Signal::SIGTERM);
+    assert_eq!(
+        d.wait_exit(Duration::from_secs(5)).and_then(|s| s.code()),
+        Some(0)
+    );
+    let stopped = d.logs.wait_for(Duration::from_secs(5), |v| {
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("shutting down"))
+    });
+    assert!(stopped.is_some(), "{}", d.logs.lines().join("\n"));
+    assert_eq!(count(&d, "batch-b"), 5);
+    for line in d.logs.lines() {
+        assert!(
+            serde_json::from_str::<Value>(&line).is_ok_and(|v| v.is_object()),
+            "not a whole JSON line: {line}"
+        );
+    }
+}
