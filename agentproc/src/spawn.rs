@@ -840,6 +840,7 @@ mod tests {
             ours,
             "grep is a descendant: it must see our mask"
         );
+        assert_eq!(mask(), ours, "the spawning thread gets its own mask back");
         // Pinned to one CPU there is nowhere to go: the child just starts, with that mask.
         // SAFETY: plain libc calls on sets owned here; this test's thread only.
         let saved = unsafe {
