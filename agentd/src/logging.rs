@@ -212,7 +212,10 @@ pub fn batch() {
     }
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        write_out(&mut out());
+        // try_lock: a panic on a thread that holds the lock must not deadlock here.
+        if let Ok(mut o) = OUT.try_lock() {
+            write_out(&mut o);
+        }
         previous(info);
     }));
 }
