@@ -308,16 +308,12 @@ async fn start(
                 ))
                 .into_response()
         }
-        Err(
-            ref e @ StartError::Workdir {
-                ref path,
-                ref reason,
-            },
-        ) => {
-            let what = if reason == "not a directory" {
-                "is not a directory"
-            } else {
-                "does not exist"
+        Err(ref e @ StartError::Workdir { ref path, kind, .. }) => {
+            let what = match kind {
+                std::io::ErrorKind::NotFound => "does not exist",
+                std::io::ErrorKind::NotADirectory => "is not a directory",
+                std::io::ErrorKind::PermissionDenied => "is not accessible",
+                _ => "cannot be used",
             };
             ApiError::bad_request(format!(
                 "Working directory {} {what}.",
@@ -636,10 +632,10 @@ mod tests {
     #[test]
     fn query_parsing() {
         let parse = |raw: &str| {
-            let uri: axum::http::Uri = format!("/x?{raw}").parse().unwrap_or_default();
+            let uri: axum::http::Uri = format!("/x?{raw}").parse().unwrap();
             let params = Query::<HashMap<String, String>>::try_from_uri(&uri)
-                .map(|q| q.0)
-                .unwrap_or_default();
+                .unwrap()
+                .0;
             parse_query(&params)
         };
         assert!(parse("wait=true").is_ok_and(|q| q.wait));

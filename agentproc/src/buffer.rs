@@ -645,7 +645,10 @@ mod tests {
             t.join().unwrap();
         }
         let b = b.lock().unwrap();
-        assert!(b.total_written() > 0);
+        let expected: usize = (0..10)
+            .flat_map(|i| (0..1000).map(move |j| format!("t{i} w{j}\n").len()))
+            .sum();
+        assert_eq!(b.total_written(), expected as u64);
         assert!(!b.is_empty());
         assert!(!b.output().0.is_empty());
     }
@@ -687,6 +690,7 @@ mod tests {
         assert_eq!(b.output(), (String::new(), None));
     }
 
+    /// Coder's case; in Rust `bytes()` returning an owned `Vec` makes it hold by type.
     #[test]
     fn bytes_returns_copy() {
         let mut b = OutputBuffer::new();

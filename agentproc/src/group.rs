@@ -15,10 +15,6 @@ pub enum GroupSignal {
     Term,
     /// SIGKILL: no appeal.
     Kill,
-    /// SIGINT.
-    Int,
-    /// SIGHUP.
-    Hup,
 }
 
 impl From<GroupSignal> for Signal {
@@ -26,8 +22,6 @@ impl From<GroupSignal> for Signal {
         match s {
             GroupSignal::Term => Signal::SIGTERM,
             GroupSignal::Kill => Signal::SIGKILL,
-            GroupSignal::Int => Signal::SIGINT,
-            GroupSignal::Hup => Signal::SIGHUP,
         }
     }
 }

@@ -647,19 +647,6 @@ impl Child {
         }
         reap(self.pid, &mut self.status)
     }
-
-    /// SIGKILL to the child itself (its group is the caller's business). A no-op once
-    /// reaped, so a recycled pid is never hit.
-    pub(crate) fn start_kill(&mut self) -> io::Result<()> {
-        if self.status.is_some() {
-            return Ok(());
-        }
-        // SAFETY: kill on our own unreaped child (its pid cannot be recycled yet).
-        if unsafe { libc::kill(self.pid, libc::SIGKILL) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
 }
 
 /// A blocking `waitpid` on `pid` (our unreaped child).

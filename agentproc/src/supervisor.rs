@@ -41,7 +41,7 @@ pub const NON_INTERACTIVE_ENV: &[(&str, &str)] = &[
     ("GIT_PAGER", "cat"),
 ];
 
-/// Size the pipe is grown to (fewer wakeups for chatty processes).
+/// Size the pipe of a process that filled its default one is grown to (fewer wakeups).
 const PIPE_SIZE: i32 = 1 << 20;
 /// At most this many reads per wakeup before yielding to other tasks.
 const READS_PER_WAKEUP: usize = 16;
@@ -159,7 +159,9 @@ pub enum StartError {
     Workdir {
         /// The resolved directory.
         path: PathBuf,
-        /// What is wrong with it.
+        /// What is wrong with it (`NotFound`, `NotADirectory`, `PermissionDenied`, ...).
+        kind: io::ErrorKind,
+        /// The same, in words.
         reason: String,
     },
     /// The id is taken.
@@ -290,10 +292,15 @@ impl Process {
         let _ = rx.wait_for(|s| s.exited).await;
     }
 
-    /// Waits until the exit is recorded or output beyond `offset` exists.
+    /// Waits until output beyond `offset` exists, no more can come (the pipe closed), or
+    /// the shell exits. A shell that had already exited does not end the wait: its
+    /// descendants may still write, and a poller must not spin on empty answers.
     pub async fn wait_output_after(&self, offset: u64) {
         let mut rx = self.subscribe();
-        let _ = rx.wait_for(|s| s.exited || s.written > offset).await;
+        let exited_before = rx.borrow().exited;
+        let _ = rx
+            .wait_for(|s| s.written > offset || s.closed || (s.exited && !exited_before))
+            .await;
     }
 
     /// The exit status and the rendered output, consistent with each other: when `exit` is
@@ -366,9 +373,9 @@ struct Inner {
     active: Mutex<HashMap<String, Arc<Process>>>,
     /// Groups of forgotten processes that still had live members.
     stray_groups: Mutex<HashSet<u32>>,
+    /// Start order of the next process; also how many have started.
     seq: AtomicU64,
     running: AtomicUsize,
-    started_total: AtomicU64,
     closed: AtomicBool,
     tasks: TaskTracker,
     /// Last-resort stop of the per-process tasks (after the kill grace).
@@ -405,7 +412,6 @@ impl Supervisor {
             stray_groups: Mutex::default(),
             seq: AtomicU64::new(0),
             running: AtomicUsize::new(0),
-            started_total: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
@@ -445,7 +451,8 @@ impl Supervisor {
 
     /// Processes started since the daemon started.
     pub fn started_total(&self) -> u64 {
-        self.inner.started_total.load(Ordering::Relaxed)
+        // `seq` counts the successful starts.
+        self.inner.seq.load(Ordering::Relaxed)
     }
 
     /// Resolves the working directory: the request's (relative → joined to the default
@@ -462,14 +469,8 @@ impl Supervisor {
                 };
                 match std::fs::metadata(&path) {
                     Ok(m) if m.is_dir() => Ok(path),
-                    Ok(_) => Err(StartError::Workdir {
-                        path,
-                        reason: "not a directory".into(),
-                    }),
-                    Err(e) => Err(StartError::Workdir {
-                        path,
-                        reason: io_reason(&e),
-                    }),
+                    Ok(_) => Err(workdir_error(path, &io::ErrorKind::NotADirectory.into())),
+                    Err(e) => Err(workdir_error(path, &e)),
                 }
             }
             None if cfg.default_workdir.is_dir() => Ok(cfg.default_workdir.clone()),
@@ -484,49 +485,48 @@ impl Supervisor {
             return Err(StartError::Closed);
         }
         let requested = req.workdir.as_deref().filter(|p| !p.as_os_str().is_empty());
-        let workdir = match requested {
-            Some(_) => self.resolve_workdir(requested)?,
+        let cfg = &inner.config;
+        let (workdir, fallback) = match requested {
+            Some(_) => (self.resolve_workdir(requested)?, None),
             // The default directory, without a stat per start: should it be gone, the
-            // child's chdir says so and the start falls back as `resolve_workdir` does.
-            None => inner.config.default_workdir.clone(),
+            // child's chdir says so and the start is retried where `resolve_workdir` would
+            // have sent it.
+            None => {
+                let home = cfg.home.clone().unwrap_or_default();
+                let fallback = (home != cfg.default_workdir).then_some(home);
+                (cfg.default_workdir.clone(), fallback)
+            }
         };
         let limit = inner.config.max_running;
         if inner.running.fetch_add(1, Ordering::SeqCst) >= limit {
             inner.running.fetch_sub(1, Ordering::SeqCst);
             return Err(StartError::TooMany { limit });
         }
-        let res = self.spawn(req, workdir);
+        let res = self.spawn(req, workdir, fallback);
         if res.is_err() {
             inner.running.fetch_sub(1, Ordering::SeqCst);
         }
         res
     }
 
-    fn spawn(&self, req: StartRequest, workdir: PathBuf) -> Result<Arc<Process>, StartError> {
+    /// Starts `req` in `workdir`, or in `fallback` when changing to `workdir` fails.
+    fn spawn(
+        &self,
+        req: StartRequest,
+        mut workdir: PathBuf,
+        fallback: Option<PathBuf>,
+    ) -> Result<Arc<Process>, StartError> {
         let inner = &self.inner;
         if lock(&inner.procs).contains_key(&req.id) {
             return Err(StartError::DuplicateId(req.id));
         }
-        let mut workdir = workdir;
         let mut launched = self.launch(&req, &workdir);
-        let requested = req
-            .workdir
-            .as_ref()
-            .is_some_and(|p| !p.as_os_str().is_empty());
-        if matches!(launched, Err(SpawnError::Chdir(_)))
-            && !requested
-            && workdir == inner.config.default_workdir
-        {
-            workdir = self.resolve_workdir(None)?;
-            if workdir != inner.config.default_workdir {
-                launched = self.launch(&req, &workdir);
-            }
+        if let (Err(SpawnError::Chdir(_)), Some(fallback)) = (&launched, fallback) {
+            workdir = fallback;
+            launched = self.launch(&req, &workdir);
         }
         let (spawned, reader) = launched.map_err(|e| match e {
-            SpawnError::Chdir(e) => StartError::Workdir {
-                path: workdir.clone(),
-                reason: io_reason(&e),
-            },
+            SpawnError::Chdir(e) => workdir_error(workdir.clone(), &e),
             SpawnError::Exec(e) => StartError::Spawn(spawn_reason(&e)),
             SpawnError::Other(e) => StartError::Spawn(e.to_string()),
         })?;
@@ -559,7 +559,6 @@ impl Supervisor {
         });
         lock(&inner.procs).insert(req.id.clone(), proc.clone());
         lock(&inner.active).insert(req.id, proc.clone());
-        inner.started_total.fetch_add(1, Ordering::Relaxed);
         let span = req.span;
         let problems = spawned.priority_problems;
         let sup = self.clone();
@@ -620,9 +619,6 @@ impl Supervisor {
         priority_problems: Vec<String>,
         mut on_exit: Option<OnExit>,
     ) {
-        // Done here rather than in `start`, which answers the request as soon as the child
-        // has exec'd; the pipe grows before the first read.
-        let _ = nix::fcntl::fcntl(&rx, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
         tracing::info!(
             process_id = %proc.id,
             pid = proc.pid,
@@ -637,6 +633,10 @@ impl Supervisor {
         let linger = self.inner.config.linger;
         let cancel = self.inner.cancel.clone();
         let mut eof = false;
+        // The pipe keeps the kernel's 64 KiB until a read finds it full: pipe memory counts
+        // against the user's limit (`pipe-user-pages-soft`), shared with the workspace's own
+        // pipelines, so only a chatty process gets the big one.
+        let mut grown = false;
         let mut status: Option<std::process::ExitStatus> = None;
         let mut reported = false;
         let mut linger_until: Option<tokio::time::Instant> = None;
@@ -652,15 +652,21 @@ impl Supervisor {
             tokio::select! {
                 _ = cancel.cancelled() => {
                     if status.is_none() {
-                        let _ = child.start_kill();
+                        // The shell is unreaped, so its pgid cannot have been reused: the
+                        // whole group goes, not only the shell.
+                        let _ = group::signal_group(proc.pid, GroupSignal::Kill);
                         status = tokio::time::timeout(Duration::from_secs(1), child.wait()).await.ok().and_then(Result::ok);
                     }
                     eof = true;
                 }
                 r = rx.readable(), if !eof => {
                     match r.and_then(|()| drain(&rx, &proc)) {
-                        Ok(done) => {
+                        Ok(Drained { eof: done, filled }) => {
                             eof = done;
+                            if filled && !grown {
+                                grown = true;
+                                let _ = nix::fcntl::fcntl(&rx, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
+                            }
                             // The pipe closes as the shell exits: it is usually reapable
                             // already, which saves a wakeup on the pidfd.
                             if eof
@@ -696,7 +702,7 @@ impl Supervisor {
                 && (eof || linger_until.is_none())
             {
                 // Everything the shell wrote is in the pipe: take it before the exit shows.
-                if !eof && let Ok(true) = drain(&rx, &proc) {
+                if !eof && let Ok(Drained { eof: true, .. }) = drain(&rx, &proc) {
                     eof = true;
                 }
                 let exit = Exit {
@@ -871,30 +877,54 @@ thread_local! {
     static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Reads what the pipe holds into the process's buffer. `Ok(true)` at end of file.
-fn drain(rx: &pipe::Receiver, proc: &Process) -> io::Result<bool> {
+/// What one [`drain`] found.
+struct Drained {
+    /// End of file: every writer is gone.
+    eof: bool,
+    /// A read took a whole default-sized pipe (it was full: the writer waits on us).
+    filled: bool,
+}
+
+/// The kernel's default pipe capacity.
+const DEFAULT_PIPE: usize = 64 * 1024;
+
+/// Reads what the pipe holds into the process's buffer.
+fn drain(rx: &pipe::Receiver, proc: &Process) -> io::Result<Drained> {
     READ_BUF.with_borrow_mut(|buf| {
         if buf.is_empty() {
             buf.resize(PIPE_SIZE as usize, 0);
         }
+        let mut filled = false;
         for _ in 0..READS_PER_WAKEUP {
             match rx.try_read(buf) {
-                Ok(0) => return Ok(true),
-                Ok(n) => proc.write(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Ok(0) => return Ok(Drained { eof: true, filled }),
+                Ok(n) => {
+                    filled |= n >= DEFAULT_PIPE;
+                    proc.write(&buf[..n]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok(Drained { eof: false, filled });
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        Ok(false)
+        Ok(Drained { eof: false, filled })
     })
 }
 
-fn io_reason(e: &io::Error) -> String {
-    match e.kind() {
+/// A working directory that cannot be used, with why in words.
+fn workdir_error(path: PathBuf, e: &io::Error) -> StartError {
+    let reason = match e.kind() {
         io::ErrorKind::NotFound => "no such file or directory".into(),
+        io::ErrorKind::NotADirectory => "not a directory".into(),
         io::ErrorKind::PermissionDenied => "permission denied".into(),
         _ => e.to_string(),
+    };
+    StartError::Workdir {
+        path,
+        kind: e.kind(),
+        reason,
     }
 }
 

@@ -709,6 +709,10 @@ async fn lingering_descendants() {
     let id = start(&d, "(sleep 0.4; echo late) & echo early").await;
     let v = wait(&d, &id).await;
     assert_eq!(v["output"], "early\n");
+    // A poller waiting for more after the shell exited gets the descendant's line, not an
+    // immediate empty answer.
+    let v = output(&d, &id, "?wait=true&since=6").await.1;
+    assert_eq!(v["output"], "late\n");
     let v = eventually(Duration::from_secs(5), async || {
         let v = output(&d, &id, "").await.1;
         (v["output"] == "early\nlate\n" && v.get("descendants_running").is_none()).then_some(v)
