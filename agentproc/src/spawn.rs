@@ -63,17 +63,18 @@ impl Launcher {
     pub(crate) fn new(program: &str, env: &[(&OsStr, &OsStr)]) -> Self {
         let mut names = HashMap::with_capacity(env.len());
         let mut strings = Vec::with_capacity(env.len());
+        let mut path = None;
         for (k, v) in merge(env) {
             if let Ok(entry) = entry(k, v) {
                 names.insert(Box::from(k), strings.len());
                 strings.push(entry);
+                if k == b"PATH" {
+                    path = Some(v);
+                }
             }
         }
-        let path = names
-            .get(&b"PATH"[..])
-            .map(|&i| value_of(&strings[i]).to_vec());
         Self {
-            candidates: candidates(program, path.as_deref()).unwrap_or_default(),
+            candidates: candidates(program, path).unwrap_or_default(),
             program: program.to_owned(),
             env: strings,
             names,
@@ -204,19 +205,12 @@ fn entry(k: &[u8], v: &[u8]) -> Result<CString, SpawnError> {
     cstring(&s, "an environment variable")
 }
 
-/// The value part of a `NAME=value` entry.
-fn value_of(entry: &CString) -> &[u8] {
-    let b = entry.as_bytes();
-    b.iter()
-        .position(|&c| c == b'=')
-        .map_or(&[], |i| &b[i + 1..])
-}
-
-/// The child's environment: the launcher's with `extra` laid over it. Returns the strings
-/// built for `extra` (which the pointers reference), the pointer array and, when `extra`
-/// sets `PATH`, the program's candidates under it.
+/// What [`environment`] builds: the strings made for the request's variables (which the
+/// pointers reference), the null-terminated pointer array, and the program's candidates
+/// when the request sets its own `PATH`.
 type Envp = (Vec<CString>, Vec<*const c_char>, Option<Vec<CString>>);
 
+/// The child's environment: the launcher's with `extra` laid over it.
 fn environment(launcher: &Launcher, extra: &[(&OsStr, &OsStr)]) -> Result<Envp, SpawnError> {
     let mut ptrs: Vec<*const c_char> = Vec::with_capacity(launcher.env.len() + extra.len() + 1);
     ptrs.extend(launcher.env.iter().map(|s| s.as_ptr()));
