@@ -56,6 +56,28 @@ fn value_or<'a>(v: &'a Option<String>, default: &'a str) -> &'a str {
     }
 }
 
+const ENV_INSTRUCTIONS_DIRS: &str = "CODER_AGENT_EXP_INSTRUCTIONS_DIRS";
+const ENV_INSTRUCTIONS_DIR: &str = "CODER_AGENT_EXP_INSTRUCTIONS_DIR";
+const ENV_INSTRUCTIONS_FILE: &str = "CODER_AGENT_EXP_INSTRUCTIONS_FILE";
+const ENV_SKILLS_DIRS: &str = "CODER_AGENT_EXP_SKILLS_DIRS";
+const ENV_SKILLS_DIR: &str = "CODER_AGENT_EXP_SKILLS_DIR";
+const ENV_SKILL_META_FILE: &str = "CODER_AGENT_EXP_SKILL_META_FILE";
+const ENV_MCP_CONFIG_FILES: &str = "CODER_AGENT_EXP_MCP_CONFIG_FILES";
+const ENV_MCP_CONFIG_FILE: &str = "CODER_AGENT_EXP_MCP_CONFIG_FILE";
+
+/// Every variable [`RawConfig::from_lookup`] reads (plural names and their legacy singular
+/// forms): the daemon's own configuration, which its children must not inherit.
+pub const ENV_VARS: &[&str] = &[
+    ENV_INSTRUCTIONS_DIRS,
+    ENV_INSTRUCTIONS_DIR,
+    ENV_INSTRUCTIONS_FILE,
+    ENV_SKILLS_DIRS,
+    ENV_SKILLS_DIR,
+    ENV_SKILL_META_FILE,
+    ENV_MCP_CONFIG_FILES,
+    ENV_MCP_CONFIG_FILE,
+];
+
 impl RawConfig {
     /// Builds the raw config from a variable lookup (plural names win over the legacy
     /// singular ones). The caller decides where values come from.
@@ -63,17 +85,11 @@ impl RawConfig {
         let nonblank = |k: &str| get(k).filter(|v| !v.trim().is_empty());
         let either = |plural: &str, singular: &str| nonblank(plural).or_else(|| nonblank(singular));
         Self {
-            instructions_dirs: either(
-                "CODER_AGENT_EXP_INSTRUCTIONS_DIRS",
-                "CODER_AGENT_EXP_INSTRUCTIONS_DIR",
-            ),
-            instructions_file: nonblank("CODER_AGENT_EXP_INSTRUCTIONS_FILE"),
-            skills_dirs: either("CODER_AGENT_EXP_SKILLS_DIRS", "CODER_AGENT_EXP_SKILLS_DIR"),
-            skill_meta_file: nonblank("CODER_AGENT_EXP_SKILL_META_FILE"),
-            mcp_config_files: either(
-                "CODER_AGENT_EXP_MCP_CONFIG_FILES",
-                "CODER_AGENT_EXP_MCP_CONFIG_FILE",
-            ),
+            instructions_dirs: either(ENV_INSTRUCTIONS_DIRS, ENV_INSTRUCTIONS_DIR),
+            instructions_file: nonblank(ENV_INSTRUCTIONS_FILE),
+            skills_dirs: either(ENV_SKILLS_DIRS, ENV_SKILLS_DIR),
+            skill_meta_file: nonblank(ENV_SKILL_META_FILE),
+            mcp_config_files: either(ENV_MCP_CONFIG_FILES, ENV_MCP_CONFIG_FILE),
         }
     }
 

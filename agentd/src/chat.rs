@@ -22,6 +22,17 @@ pub struct ChatIdentity {
     pub ancestors: Vec<Uuid>,
 }
 
+/// Records a chat on `span`: `chat_id`, and `ancestor_chat_ids` as a JSON array (which the
+/// JSON log layer emits as an array, see `logging::RAW_JSON_FIELDS`) when there are any.
+pub fn record_chat(span: &tracing::Span, id: Uuid, ancestors: &[Uuid]) {
+    span.record("chat_id", tracing::field::display(id));
+    if !ancestors.is_empty() {
+        let list: Vec<String> = ancestors.iter().map(ToString::to_string).collect();
+        let json = serde_json::to_string(&list).unwrap_or_default();
+        span.record("ancestor_chat_ids", json.as_str());
+    }
+}
+
 impl ChatIdentity {
     /// The chat id handlers should use for isolation: `None` for the nil UUID, which Coder's
     /// context helper drops.

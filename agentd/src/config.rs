@@ -14,22 +14,10 @@ pub const ENV_AUTH_TOKEN: &str = "AGENTD_AUTH_TOKEN";
 /// Environment variable naming the auth token file.
 pub const ENV_AUTH_TOKEN_FILE: &str = "AGENTD_AUTH_TOKEN_FILE";
 
-/// Variables the daemon consumes and children must never see.
-///
-/// The `CODER_AGENT_EXP_*` context-config variables configure the daemon's own discovery
-/// (`GET /api/v0/context-config`); children that need them run `agentd ctx` instead.
-const SCRUBBED_ENV: &[&str] = &[
-    ENV_AUTH_TOKEN,
-    ENV_AUTH_TOKEN_FILE,
-    "CODER_AGENT_EXP_INSTRUCTIONS_DIRS",
-    "CODER_AGENT_EXP_INSTRUCTIONS_DIR",
-    "CODER_AGENT_EXP_INSTRUCTIONS_FILE",
-    "CODER_AGENT_EXP_SKILLS_DIRS",
-    "CODER_AGENT_EXP_SKILLS_DIR",
-    "CODER_AGENT_EXP_SKILL_META_FILE",
-    "CODER_AGENT_EXP_MCP_CONFIG_FILES",
-    "CODER_AGENT_EXP_MCP_CONFIG_FILE",
-];
+/// Variables the daemon consumes and children must never see: these, and the
+/// `CODER_AGENT_EXP_*` context-config variables (`agentcontextconfig::resolve::ENV_VARS`),
+/// which configure the daemon's own discovery; children that need them run `agentd ctx`.
+const SCRUBBED_ENV: &[&str] = &[ENV_AUTH_TOKEN, ENV_AUTH_TOKEN_FILE];
 
 /// Everything `agentd serve` needs, resolved and validated.
 #[derive(Debug, Clone)]
@@ -235,7 +223,9 @@ pub fn child_base_env(
         .into_iter()
         .filter(|(k, _)| {
             let k = k.to_string_lossy();
-            !SCRUBBED_ENV.contains(&k.as_ref()) && k != "AGENTD_SOCKET"
+            !SCRUBBED_ENV.contains(&k.as_ref())
+                && !agentcontextconfig::resolve::ENV_VARS.contains(&k.as_ref())
+                && k != "AGENTD_SOCKET"
         })
         .collect();
     env.push(("AGENTD_SOCKET".into(), socket.as_os_str().to_owned()));

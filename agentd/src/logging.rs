@@ -2,8 +2,8 @@
 //!
 //! The JSON layer flattens the fields of every enclosing span into each line, so a line
 //! logged anywhere while serving a chat request (or on behalf of a process it started)
-//! carries `chat_id` at the top level, not nested. Field values that are JSON arrays in
-//! string form (e.g. `ancestor_chat_ids`) are emitted as arrays. This module must not
+//! carries `chat_id` at the top level, not nested. The fields in [`RAW_JSON_FIELDS`]
+//! (`ancestor_chat_ids`) hold JSON text and are emitted as JSON values. This module must not
 //! decide *what* is logged, only how.
 //!
 //! JSON lines are written at once until the server calls [`batch`] (it does once ready).
@@ -181,8 +181,8 @@ fn write_out(o: &mut Out) {
 fn emit(line: &[u8], urgent: bool) {
     let mut o = out();
     if urgent || !o.batching {
+        o.buf.extend_from_slice(line);
         write_out(&mut o);
-        let _ = std::io::stderr().lock().write_all(line);
         return;
     }
     let first = o.buf.is_empty();
@@ -259,7 +259,19 @@ fn flush_loop() {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
-        write_out(&mut o);
+        // The write happens outside the buffer lock, so that a thread logging meanwhile
+        // never waits on a slow reader of our stderr. Order holds: stderr is locked before
+        // the buffer is let go, and every other writer takes the buffer lock first.
+        let mut batch = std::mem::take(&mut o.buf);
+        let mut stderr = std::io::stderr().lock();
+        drop(o);
+        let _ = stderr.write_all(&batch);
+        drop(stderr);
+        o = out();
+        batch.clear();
+        if o.buf.is_empty() && batch.capacity() <= 4 * FLUSH_AT {
+            o.buf = batch;
+        }
     }
 }
 
@@ -284,14 +296,15 @@ fn json_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_default()
 }
 
+/// Fields recorded as JSON text by their one producer (`chat::record_chat`), emitted as
+/// JSON values rather than as strings.
+pub const RAW_JSON_FIELDS: &[&str] = &["ancestor_chat_ids"];
+
 struct Visitor<'a>(&'a mut Fields);
 
 impl Visit for Visitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        // A JSON array in string form (e.g. `ancestor_chat_ids`) is emitted as an array.
-        let v = if value.starts_with('[')
-            && serde_json::from_str::<serde_json::Value>(value).is_ok_and(|v| v.is_array())
-        {
+        let v = if RAW_JSON_FIELDS.contains(&field.name()) {
             value.to_owned()
         } else {
             json_str(value)

@@ -20,16 +20,13 @@ const BUCKETS: &[f64] = &[
 
 #[derive(Default)]
 struct Histogram {
-    counts: Vec<u64>,
+    counts: [u64; BUCKETS.len()],
     sum: f64,
     count: u64,
 }
 
 impl Histogram {
     fn observe(&mut self, secs: f64) {
-        if self.counts.is_empty() {
-            self.counts = vec![0; BUCKETS.len()];
-        }
         for (i, b) in BUCKETS.iter().enumerate() {
             if secs <= *b {
                 self.counts[i] += 1;
@@ -43,7 +40,7 @@ impl Histogram {
 /// The daemon's metrics.
 pub struct Metrics {
     started: Instant,
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    requests: Mutex<BTreeMap<(String, &'static str, u16), u64>>,
     durations: Mutex<BTreeMap<String, Histogram>>,
     collectors: RwLock<Vec<Collector>>,
 }
@@ -65,20 +62,27 @@ impl Metrics {
         }
     }
 
-    /// Records one finished request.
+    /// Records one finished request. `route` is a matched route pattern (or "unmatched");
+    /// methods outside HTTP's standard set count as "other", so no client can grow the page.
     pub fn observe_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
-        *self
-            .requests
+        let method = standard_method(method);
+        {
+            let mut requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
+            let key = (route.to_owned(), method, status);
+            *requests.entry(key).or_default() += 1;
+        }
+        let mut durations = self
+            .durations
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry((route.to_owned(), method.to_owned(), status))
-            .or_default() += 1;
-        self.durations
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(route.to_owned())
-            .or_default()
-            .observe(elapsed.as_secs_f64());
+            .unwrap_or_else(PoisonError::into_inner);
+        match durations.get_mut(route) {
+            Some(h) => h.observe(elapsed.as_secs_f64()),
+            None => {
+                let mut h = Histogram::default();
+                h.observe(elapsed.as_secs_f64());
+                durations.insert(route.to_owned(), h);
+            }
+        }
     }
 
     /// Registers a subsystem collector.
@@ -145,7 +149,7 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "agentd_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{b}\"}} {}",
-                    h.counts.get(i).copied().unwrap_or(0)
+                    h.counts[i]
                 );
             }
             let _ = writeln!(
@@ -177,6 +181,14 @@ impl Metrics {
     }
 }
 
+/// The method as a label value: one of HTTP's standard methods, else "other".
+fn standard_method(m: &str) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    KNOWN.into_iter().find(|k| *k == m).unwrap_or("other")
+}
+
 /// Escapes a label value.
 pub fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -194,7 +206,14 @@ mod tests {
         m.observe_request("/healthz", "GET", 200, Duration::from_millis(2));
         m.observe_request("/healthz", "GET", 200, Duration::from_millis(3));
         m.register(Box::new(|out| out.push_str("agentd_custom 7\n")));
+        // Made-up methods share one label value.
+        m.observe_request("unmatched", "FOO", 404, Duration::from_millis(1));
+        m.observe_request("unmatched", "BAR", 404, Duration::from_millis(1));
         let page = m.render();
+        assert!(page.contains(
+            "agentd_http_requests_total{route=\"unmatched\",method=\"other\",status=\"404\"} 2\n"
+        ));
+        assert!(!page.contains("FOO") && !page.contains("BAR"));
         assert!(page.contains(
             "agentd_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 2\n"
         ));

@@ -102,13 +102,7 @@ pub async fn access_log(State(metrics): State<Arc<Metrics>>, req: Request, next:
 pub async fn chat_identity(mut req: Request, next: Next) -> Response {
     match chat::extract(req.headers()) {
         Ok(ident) => {
-            let span = tracing::Span::current();
-            span.record("chat_id", tracing::field::display(ident.id));
-            if !ident.ancestors.is_empty() {
-                let list: Vec<String> = ident.ancestors.iter().map(ToString::to_string).collect();
-                let json = serde_json::to_string(&list).unwrap_or_default();
-                span.record("ancestor_chat_ids", json.as_str());
-            }
+            chat::record_chat(&tracing::Span::current(), ident.id, &ident.ancestors);
             req.extensions_mut().insert(ident);
         }
         Err(NotChat::Malformed(raw)) => {

@@ -254,14 +254,7 @@ async fn start(
         ancestor_chat_ids = tracing::field::Empty,
     );
     let on_exit: Option<agentproc::OnExit> = chat_id.map(|c| {
-        span.record("chat_id", tracing::field::display(c));
-        if !ancestors.is_empty() {
-            let list: Vec<String> = ancestors.iter().map(ToString::to_string).collect();
-            span.record(
-                "ancestor_chat_ids",
-                serde_json::to_string(&list).unwrap_or_default().as_str(),
-            );
-        }
+        crate::chat::record_chat(&span, c, &ancestors);
         let tx = state.events.process_exited.clone();
         // Coder notifies with the resolved directory, or without one when none was asked for.
         let notify_dir = workdir.is_some();

@@ -383,13 +383,15 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     if drained.is_err() {
         tracing::warn!(
             timeout_ms = DRAIN_TIMEOUT.as_millis() as u64,
-            "drain timed out; closing the remaining connections"
+            "drain timed out; the remaining connections are dropped at exit"
         );
         servers.abort_all();
     }
-
-    state.shutdown_subsystems().await;
+    // The listeners are closed: the socket file goes now, before the (possibly slow)
+    // subsystem shutdown, so that a daemon started meanwhile, which finds the socket dead
+    // and binds its own, does not lose its file to our late unlink.
     let _ = std::fs::remove_file(&socket_path);
+    state.shutdown_subsystems().await;
     second.abort();
     tracing::info!("agentd stopped");
     Ok(())
