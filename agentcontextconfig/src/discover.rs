@@ -98,10 +98,22 @@ fn sorted_entries(dir: &Path) -> Option<Vec<fs::DirEntry>> {
     Some(v)
 }
 
-/// Reads at most `limit` bytes; `(text, more_remaining)`. Invalid UTF-8 becomes U+FFFD, as
-/// Go's JSON encoder would render it.
+/// Reads at most `limit` bytes of a regular file; `(text, more_remaining)`. Invalid UTF-8
+/// becomes U+FFFD, as Go's JSON encoder would render it. The file is opened without
+/// blocking and checked on the open descriptor, so a path swapped for a FIFO after the
+/// caller's stat fails here instead of hanging a thread.
 fn read_capped(path: &Path, limit: u64) -> std::io::Result<(String, bool)> {
-    let f = fs::File::open(path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
     let mut buf = Vec::new();
     f.take(limit + 1).read_to_end(&mut buf)?;
     let more = buf.len() as u64 > limit;
@@ -471,17 +483,28 @@ mod tests {
     }
 
     #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let t = tempfile::tempdir().unwrap();
+        let fifo = t.path().join("AGENTS.md");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success());
+        let e = read_capped(&fifo, 10).unwrap_err();
+        assert_eq!(e.to_string(), "not a regular file");
+    }
+
+    #[test]
     fn first_match_per_dir_dirs_ignored_empty_dropped() {
         let t = tempfile::tempdir().unwrap();
         let w = t.path();
         fs::create_dir_all(w.join("AGENTS.md.d")).unwrap();
-        fs::create_dir_all(w.join("Agents.md")).unwrap(); // a directory: ignored
-        write(&w.join("AGENTS.MD"), "upper");
+        // First in name order, but a directory: ignored.
+        fs::create_dir_all(w.join("AGENTS.MD")).unwrap();
+        write(&w.join("Agents.md"), "mixed");
         write(&w.join("agents.md"), "lower");
         let c = cfg(&w.join("nohome"), w, &[]);
         assert_eq!(
             discover(&c, Some(w)).parts,
-            vec![file(&w.join("AGENTS.MD"), "upper")]
+            vec![file(&w.join("Agents.md"), "mixed")]
         );
         // Empty after sanitising: no part, nothing reported.
         let t2 = tempfile::tempdir().unwrap();
