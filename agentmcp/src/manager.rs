@@ -4,7 +4,7 @@
 //! Nothing here blocks on a server: listing answers from the cache, a down server fails a
 //! call at once, and every server operation has a timeout.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -41,6 +41,8 @@ struct Inner {
     catalog_gen: Arc<AtomicU64>,
     /// The catalogue built at a generation; rebuilt only when the generation moved on.
     catalog: Mutex<(u64, Arc<[CatalogTool]>)>,
+    /// Process groups of every server process that may be alive (see `Server::set_pid`).
+    groups: Arc<Mutex<HashSet<u32>>>,
 }
 
 /// The MCP manager.
@@ -75,6 +77,7 @@ impl Manager {
                 inherited,
                 catalog_gen: Arc::new(AtomicU64::new(0)),
                 catalog: Mutex::new((0, Arc::from([]))),
+                groups: Arc::default(),
             }),
         };
         m.apply(m.load());
@@ -200,6 +203,7 @@ impl Manager {
             secrets,
             self.inner.cancel.child_token(),
             self.inner.catalog_gen.clone(),
+            self.inner.groups.clone(),
         ));
         self.inner.tasks.spawn(supervise(
             srv.clone(),
@@ -441,13 +445,12 @@ impl Manager {
         self.kill_now();
     }
 
-    /// Kills every server's process group now (synchronous, last resort).
+    /// Kills every server process group now (synchronous, last resort): those of serving
+    /// servers, of new configs still connecting and of servers still stopping.
     pub fn kill_now(&self) {
         self.inner.cancel.cancel();
-        for s in self.all() {
-            if let Some(pid) = s.lock().pid {
-                let _ = signal_group(pid, GroupSignal::Kill);
-            }
+        for pid in lock(&self.inner.groups).iter() {
+            let _ = signal_group(*pid, GroupSignal::Kill);
         }
     }
 }

@@ -5,7 +5,7 @@
 //! Must never replay a `tools/call`, and must leave no process of its group behind when
 //! stopped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -74,6 +74,9 @@ pub(crate) struct Server {
     pub(crate) state_tx: tokio::sync::watch::Sender<ServerState>,
     /// The manager's catalogue generation: bumped on every state or tools change.
     catalog_gen: Arc<AtomicU64>,
+    /// The manager's set of process groups that may be alive, whichever server (serving,
+    /// pending or stopping) they belong to: the last-resort kill takes them all.
+    groups: Arc<Mutex<HashSet<u32>>>,
     dynamic: Mutex<Dyn>,
 }
 
@@ -83,11 +86,13 @@ impl Server {
         secrets: Secrets,
         cancel: CancellationToken,
         catalog_gen: Arc<AtomicU64>,
+        groups: Arc<Mutex<HashSet<u32>>>,
     ) -> Self {
         Self {
             spec,
             secrets,
             cancel,
+            groups,
             relist: Arc::new(Notify::new()),
             suspect: Notify::new(),
             state_tx: tokio::sync::watch::Sender::new(ServerState::Connecting),
@@ -102,6 +107,23 @@ impl Server {
                 pid: None,
             }),
         }
+    }
+
+    /// Records the server's process (group) id, in its state and in the manager's set of
+    /// live groups; returns the previous one.
+    pub(crate) fn set_pid(&self, pid: Option<u32>) -> Option<u32> {
+        let old = std::mem::replace(&mut self.lock().pid, pid);
+        let mut groups = self
+            .groups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(old) = old {
+            groups.remove(&old);
+        }
+        if let Some(pid) = pid {
+            groups.insert(pid);
+        }
+        old
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Dyn> {
@@ -202,8 +224,7 @@ async fn connect(
             let mut child = cmd
                 .spawn()
                 .map_err(|e| format!("cannot start {:?}: {e}", spec.command))?;
-            let pid = child.id();
-            srv.lock().pid = pid;
+            srv.set_pid(child.id());
             if let Some(err) = child.stderr.take() {
                 tasks.spawn(drain_stderr(err, spec.name.clone()));
             }
@@ -221,7 +242,7 @@ async fn connect(
                     let status =
                         tokio::time::timeout(Duration::from_millis(200), child.wait()).await;
                     stop_child(child, &spec.name).await;
-                    srv.lock().pid = None;
+                    srv.set_pid(None);
                     match status {
                         Ok(Ok(st)) => Err(format!("server exited during initialize ({st}): {e}")),
                         _ => Err(format!("initialize failed: {e}")),
@@ -342,7 +363,16 @@ async fn run_until_down(srv: &Arc<Server>, conn: &mut Conn, opts: &ManagerOption
             _ = srv.cancel.cancelled() => return Down::Cancelled,
             st = child_exit => return Down::Lost(format!("server process exited ({st})")),
             _ = srv.relist.notified() => {
-                match tokio::time::timeout(opts.connect_timeout, list_tools(&peer)).await {
+                // The re-list and the ping below run outside the select: each stays
+                // cancellable, or a stop would wait out their timeouts.
+                let listed = srv
+                    .cancel
+                    .run_until_cancelled(tokio::time::timeout(opts.connect_timeout, list_tools(&peer)))
+                    .await;
+                let Some(listed) = listed else {
+                    return Down::Cancelled;
+                };
+                match listed {
                     Ok(Ok(tools)) => {
                         tracing::info!(server = %srv.spec.name, tools = tools.len(), "MCP tool list changed");
                         srv.set_tools(tools);
@@ -356,7 +386,14 @@ async fn run_until_down(srv: &Arc<Server>, conn: &mut Conn, opts: &ManagerOption
                     return Down::Lost("connection closed".into());
                 }
                 // Ping with a cheap request; a dead HTTP server fails it.
-                match tokio::time::timeout(Duration::from_secs(5), peer.list_tools(None)).await {
+                let pinged = srv
+                    .cancel
+                    .run_until_cancelled(tokio::time::timeout(Duration::from_secs(5), peer.list_tools(None)))
+                    .await;
+                let Some(pinged) = pinged else {
+                    return Down::Cancelled;
+                };
+                match pinged {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => return Down::Lost(format!("connection lost: {e}")),
                     Err(_) => return Down::Lost("connection lost: ping timed out".into()),
@@ -450,7 +487,7 @@ pub(crate) async fn supervise(srv: Arc<Server>, opts: ManagerOptions, tasks: Tas
                     Down::Lost(msg) => {
                         srv.set_error(ServerState::Restarting, &msg);
                         conn.stop(&name).await;
-                        srv.lock().pid = None;
+                        srv.set_pid(None);
                     }
                 }
             }
@@ -464,7 +501,7 @@ pub(crate) async fn supervise(srv: Arc<Server>, opts: ManagerOptions, tasks: Tas
             ),
         }
         // A failed attempt may have left a process behind (timeout mid-handshake).
-        if let Some(pid) = srv.lock().pid.take() {
+        if let Some(pid) = srv.set_pid(None) {
             let _ = signal_group(pid, GroupSignal::Kill);
         }
         let exp = opts
@@ -481,7 +518,7 @@ pub(crate) async fn supervise(srv: Arc<Server>, opts: ManagerOptions, tasks: Tas
         let mut d = srv.lock();
         d.state = ServerState::Stopped;
         d.peer = None;
-        d.pid = None;
     }
+    srv.set_pid(None);
     srv.publish();
 }
