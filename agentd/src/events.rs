@@ -1,12 +1,14 @@
 //! Events between subsystems, carried by `agentd` so library crates stay independent.
 //!
 //! A process started by a chat request publishes a [`ProcessExited`] when it exits; the git
-//! watcher subscribes to learn which directories a chat touched. Publishing never blocks; a
-//! slow subscriber loses old events (it has a fallback poll) rather than stalling anyone.
+//! watcher subscribes to learn which directories a chat touched. Publishing never blocks and
+//! never drops an event: each subscriber has an unbounded queue (a lost event would be a
+//! repo never watched, which no poll recovers), and subscribers only record paths.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio::sync::broadcast;
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 /// A process started by a chat request has exited.
@@ -21,17 +23,28 @@ pub struct ProcessExited {
     pub workdir: Option<PathBuf>,
 }
 
-/// The event bus.
-#[derive(Debug, Clone)]
+/// The event bus. Cheap to clone.
+#[derive(Debug, Clone, Default)]
 pub struct Events {
-    /// Process exits of chat requests.
-    pub process_exited: broadcast::Sender<ProcessExited>,
+    process_exited: Arc<Mutex<Vec<mpsc::UnboundedSender<ProcessExited>>>>,
 }
 
-impl Default for Events {
-    fn default() -> Self {
-        Self {
-            process_exited: broadcast::channel(1024).0,
-        }
+impl Events {
+    /// A queue of every process exit published from now on.
+    pub fn subscribe_process_exited(&self) -> mpsc::UnboundedReceiver<ProcessExited> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.subscribers().push(tx);
+        rx
+    }
+
+    /// Hands `ev` to every subscriber (forgetting those that are gone).
+    pub fn publish_process_exited(&self, ev: &ProcessExited) {
+        self.subscribers().retain(|tx| tx.send(ev.clone()).is_ok());
+    }
+
+    fn subscribers(&self) -> std::sync::MutexGuard<'_, Vec<mpsc::UnboundedSender<ProcessExited>>> {
+        self.process_exited
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }

@@ -18,7 +18,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use gitwatch::{GitWatch, PathStore, Update};
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
@@ -61,7 +61,7 @@ impl GitApi {
             tasks: TaskTracker::new(),
         });
         if tokio::runtime::Handle::try_current().is_ok() {
-            let rx = events.process_exited.subscribe();
+            let rx = events.subscribe_process_exited();
             let watch = api.watch.clone();
             let cancel = api.cancel.clone();
             api.tasks
@@ -86,33 +86,23 @@ impl GitApi {
 /// Records each exited process's workdir for its chat and ancestors (or just notifies them
 /// when it had none), until cancelled.
 pub async fn feed_process_exits(
-    mut rx: broadcast::Receiver<ProcessExited>,
+    mut rx: mpsc::UnboundedReceiver<ProcessExited>,
     paths: &PathStore,
     cancel: CancellationToken,
 ) {
     loop {
         let ev = tokio::select! {
             _ = cancel.cancelled() => return,
-            r = rx.recv() => r,
+            ev = rx.recv() => ev,
         };
-        match ev {
-            Ok(ev) => {
-                let mut ids = vec![ev.chat_id];
-                ids.extend(ev.ancestors.iter().copied());
-                match ev.workdir {
-                    Some(dir) => {
-                        paths.add_paths(&ids, &[dir]);
-                    }
-                    None => paths.notify(&ids),
-                }
+        let Some(ev) = ev else { return };
+        let mut ids = vec![ev.chat_id];
+        ids.extend(ev.ancestors.iter().copied());
+        match ev.workdir {
+            Some(dir) => {
+                paths.add_paths(&ids, &[dir]);
             }
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!(
-                    missed = n,
-                    "git watch missed process-exit events; the fallback poll covers them"
-                );
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
+            None => paths.notify(&ids),
         }
     }
 }
@@ -399,32 +389,26 @@ mod tests {
         let (chat, parent) = (Uuid::from_u128(7), Uuid::from_u128(8));
         let mut parent_rx = store.subscribe(parent);
         let task = {
-            let rx = events.process_exited.subscribe();
+            let rx = events.subscribe_process_exited();
             let store = store.clone();
             let cancel = cancel.clone();
             tokio::spawn(async move { feed_process_exits(rx, &store, cancel).await })
         };
-        events
-            .process_exited
-            .send(ProcessExited {
-                chat_id: chat,
-                ancestors: vec![parent],
-                workdir: Some("/work/repo/./sub/".into()),
-            })
-            .unwrap();
+        events.publish_process_exited(&ProcessExited {
+            chat_id: chat,
+            ancestors: vec![parent],
+            workdir: Some("/work/repo/./sub/".into()),
+        });
         parent_rx.changed().await.unwrap();
         let want: Vec<PathBuf> = vec!["/work/repo/sub".into()];
         assert_eq!(store.paths(chat), want);
         assert_eq!(store.paths(parent), want);
         // No workdir: only a notification.
-        events
-            .process_exited
-            .send(ProcessExited {
-                chat_id: chat,
-                ancestors: vec![parent],
-                workdir: None,
-            })
-            .unwrap();
+        events.publish_process_exited(&ProcessExited {
+            chat_id: chat,
+            ancestors: vec![parent],
+            workdir: None,
+        });
         parent_rx.changed().await.unwrap();
         assert_eq!(store.paths(parent), want);
         cancel.cancel();

@@ -255,11 +255,11 @@ async fn start(
     );
     let on_exit: Option<agentproc::OnExit> = chat_id.map(|c| {
         crate::chat::record_chat(&span, c, &ancestors);
-        let tx = state.events.process_exited.clone();
+        let events = state.events.clone();
         // Coder notifies with the resolved directory, or without one when none was asked for.
         let notify_dir = workdir.is_some();
         Box::new(move |p: &Process, _: &agentproc::Exit| {
-            let _ = tx.send(ProcessExited {
+            events.publish_process_exited(&ProcessExited {
                 chat_id: c,
                 ancestors,
                 workdir: notify_dir.then(|| p.workdir.clone()),
@@ -563,7 +563,7 @@ mod tests {
     async fn chat_process_exit_is_published() {
         let dir = std::env::temp_dir();
         let st = state(&dir);
-        let mut rx = st.events.process_exited.subscribe();
+        let mut rx = st.events.subscribe_process_exited();
         let app = crate::server::routes(st.clone(), false);
         let chat = "3f0e6a54-9b1c-4a8e-9d7e-2a1b8c3d4e5f";
         let parent = "8d0f5a3e-4c1b-4f7a-9a2e-6b5c4d3e2f1a";
@@ -581,7 +581,7 @@ mod tests {
         let ev = tokio::time::timeout(Duration::from_secs(10), rx.recv())
             .await
             .unwrap()
-            .unwrap();
+            .expect("an event");
         assert_eq!(ev.chat_id.to_string(), chat);
         assert_eq!(
             ev.ancestors
@@ -597,7 +597,7 @@ mod tests {
         let ev = tokio::time::timeout(Duration::from_secs(10), rx.recv())
             .await
             .unwrap()
-            .unwrap();
+            .expect("an event");
         assert_eq!(ev.workdir, Some(dir.join(".")));
         assert!(ev.ancestors.is_empty());
         st.shutdown_subsystems().await;

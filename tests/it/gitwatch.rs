@@ -70,6 +70,12 @@ async fn contract_diff_content_heartbeat_refresh_errors_and_events() {
     std::fs::write(root.join("tracked.txt"), "one\nTWO\nthree\n").unwrap();
     std::fs::write(root.join("staged.txt"), "staged\n").unwrap();
     git(&root, &["add", "staged.txt"]);
+    let index_id = || {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(root.join(".git/index")).unwrap();
+        (m.ino(), m.mtime(), m.mtime_nsec(), m.size())
+    };
+    let index_before = index_id();
     std::fs::write(root.join("untracked.txt"), "new file\n").unwrap();
     std::fs::write(root.join("debug.log"), "ignored\n").unwrap();
     std::fs::create_dir_all(root.join("build")).unwrap();
@@ -109,6 +115,7 @@ async fn contract_diff_content_heartbeat_refresh_errors_and_events() {
     }
     // Our scans never take the index lock nor rewrite it.
     assert!(!root.join(".git/index.lock").exists());
+    assert_eq!(index_id(), index_before, "the scan rewrote .git/index");
 
     // Unchanged → heartbeat with empty repositories and a fresh scanned_at.
     ws.refresh().await;
@@ -252,6 +259,8 @@ async fn chat_scoping_ancestors_nesting_and_late_joiner() {
     let mut want = vec![sa.as_str(), si.as_str()];
     want.sort();
     assert_eq!(roots, want, "{first}");
+    // The nested repo's file is not claimed by the outer repo.
+    assert!(!diff_of(&first, &a).unwrap().contains("n.txt"), "{first}");
 }
 
 #[tokio::test]

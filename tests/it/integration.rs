@@ -58,6 +58,10 @@ async fn process_exit_feeds_git_watch_for_chat_and_ancestors() {
     )
     .await;
     wait_exit(&d, CHILD, &id).await;
+    for ws in [&mut child_ws, &mut parent_ws, &mut other_ws] {
+        let m = ws.try_next(Duration::from_millis(1000)).await;
+        assert!(m.is_none(), "a chat-less process notified a chat: {m:?}");
+    }
 
     // The child chat writes a file from a subdirectory; the nearest enclosing repo is watched
     // for the chat and its parent.
