@@ -14,5 +14,6 @@ if command -v npm >/dev/null 2>&1; then
     npm ci --prefix tests/fixtures/node --no-audit --no-fund
   fi
 else
-  echo "setup-test-deps: npm not found; the server-everything MCP tests will fail" >&2
+  echo "setup-test-deps: npm not found; the MCP tests need Node.js >= 20 with npm" >&2
+  exit 1
 fi

@@ -58,7 +58,7 @@ fn main() {
         env: vec![
             ("HOME".into(), home.display().to_string()),
             ("CODER_AGENT_EXP_INSTRUCTIONS_DIRS".into(), dirs_var.clone()),
-            ("AGENTD_LOG".into(), "warn".into()),
+            ("AGENTD_LOG".into(), "info".into()),
         ],
         args: vec![],
         workdir: Some(work.clone()),

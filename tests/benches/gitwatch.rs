@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use agentd_tests::gitwatch::{Ws, add_paths, diff_of, git, git_cmd, init_repo, scans_total};
-use agentd_tests::{Agentd, percentile};
+use agentd_tests::{Agentd, Options, percentile};
 
 fn gen_repo(dir: &Path, files: usize) -> PathBuf {
     let root = init_repo(dir);
@@ -67,7 +67,10 @@ fn cpu_ticks(pid: u32) -> (u64, u64) {
 }
 
 async fn latency(root: &Path, samples: usize) -> (f64, f64) {
-    let d = Agentd::start();
+    let d = Agentd::start_with(Options {
+        log_level: Some("info".into()),
+        ..Options::default()
+    });
     let chat = "00000000-0000-4000-8000-00000000abcd";
     let mut ws = Ws::connect(&d, chat).await;
     add_paths(&d, chat, &[], &[&root.join("d0000")]).await;
@@ -98,7 +101,10 @@ async fn latency(root: &Path, samples: usize) -> (f64, f64) {
 }
 
 async fn scans_per_window(root: &Path, subscribers: usize, window: Duration) -> u64 {
-    let d = Agentd::start();
+    let d = Agentd::start_with(Options {
+        log_level: Some("info".into()),
+        ..Options::default()
+    });
     let chat = "00000000-0000-4000-8000-00000000beef";
     let mut conns = Vec::new();
     for _ in 0..subscribers {
@@ -205,7 +211,10 @@ async fn main() {
     println!("\n## idle CPU, one subscribed 100k-file repo, {idle} s window");
     {
         let root = &repos[1].1;
-        let d = Agentd::start();
+        let d = Agentd::start_with(Options {
+            log_level: Some("info".into()),
+            ..Options::default()
+        });
         let chat = "00000000-0000-4000-8000-0000000000cc";
         let mut ws = Ws::connect(&d, chat).await;
         add_paths(&d, chat, &[], &[root]).await;

@@ -18,6 +18,9 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// Benches log at info (the harness default, debug, costs time on every request).
+const INFO: &[(&str, &str)] = &[("AGENTD_LOG", "info")];
+
 async fn tools_count(c: &reqwest::Client, d: &Agentd) -> usize {
     let v: Value = c
         .get(d.url("/api/v0/mcp/tools"))
@@ -50,7 +53,7 @@ async fn main() {
     }
     let _ = direct.cancel().await;
 
-    let (d, _w) = start(json!({"fake": fake(&[])}), &[]);
+    let (d, _w) = start(json!({"fake": fake(&[])}), INFO);
     let c = reqwest::Client::new();
     let t0 = Instant::now();
     while tools_count(&c, &d).await == 0 {
@@ -96,7 +99,7 @@ async fn main() {
     let mut base_runs = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
-        let (d, _w) = start(Value::Object(servers.clone()), &[]);
+        let (d, _w) = start(Value::Object(servers.clone()), INFO);
         while tools_count(&c, &d).await < 90 {
             assert!(t.elapsed() < Duration::from_secs(30));
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -132,7 +135,10 @@ async fn main() {
     println!("  ratio                                : {:.2}x", r50 / b50);
 
     // --- 3. memory per connected server --------------------------------------------------
-    let empty = Agentd::start_with(Options::default());
+    let empty = Agentd::start_with(Options {
+        log_level: Some("info".into()),
+        ..Options::default()
+    });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss0 = rss_kib(empty.pid());
     drop(empty);
@@ -140,7 +146,7 @@ async fn main() {
     for i in 0..20 {
         servers.insert(format!("s{i}"), fake(&[]));
     }
-    let (d, _w) = start(Value::Object(servers), &[]);
+    let (d, _w) = start(Value::Object(servers), INFO);
     while tools_count(&c, &d).await < 180 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -321,6 +321,7 @@ async fn sanitising_truncation_and_skill_rules() {
         .unwrap();
     assert_eq!(line["level"], "warn");
     config(&d, None).await;
+    d.logs_settled().await;
     let n = d
         .logs
         .json()

@@ -908,6 +908,7 @@ async fn chat_tagged_logs_and_access_log() {
         })
         .unwrap();
     assert_eq!(line["chat_id"], B);
+    d.logs_settled().await;
     let n = d
         .logs
         .json()

@@ -137,6 +137,21 @@ pub struct Agentd {
     pub tmp: tempfile::TempDir,
 }
 
+/// The daemon's log filter: `Options::log_level`, else an `AGENTD_LOG` in `Options::env`
+/// (the flag would override it), else `debug` (tests read debug lines; benches ask for
+/// `info`, which still has the lines the harness waits for).
+fn log_level(opts: &Options) -> &str {
+    opts.log_level
+        .as_deref()
+        .or_else(|| {
+            opts.env
+                .iter()
+                .find(|(k, _)| k == "AGENTD_LOG")
+                .map(|(_, v)| v.as_str())
+        })
+        .unwrap_or("debug")
+}
+
 /// A command for the agentd binary with a clean environment: no AGENTD_* or XDG_* variables
 /// leak in from the developer's shell.
 pub fn agentd_command() -> Command {
@@ -181,7 +196,7 @@ impl Agentd {
             .arg("--workdir")
             .arg(&workdir)
             .args(["--log-format", "json", "--log-level"])
-            .arg(opts.log_level.as_deref().unwrap_or("debug"));
+            .arg(log_level(&opts));
         if opts.listen {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
@@ -289,6 +304,25 @@ impl Agentd {
             .await
             .unwrap();
         res.text().await.unwrap()
+    }
+
+    /// Returns once every line the daemon logged before this call is in `logs`: a marker
+    /// request's access line is written after them (lines keep their order) and is waited
+    /// for. Count log lines only after this.
+    pub async fn logs_settled(&self) {
+        let marker = format!("settle-{}", uuid::Uuid::new_v4().simple());
+        let r = self
+            .client()
+            .get(self.url("/healthz"))
+            .header("X-Request-Id", &marker)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let seen = self.logs.wait_for(Duration::from_secs(5), |v| {
+            v["target"] == "agentd::access" && v["request_id"] == marker.as_str()
+        });
+        assert!(seen.is_some(), "the marker's access line never came");
     }
 
     /// Sends a signal to the daemon.
