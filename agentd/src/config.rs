@@ -118,6 +118,30 @@ fn env_int(name: &str) -> Result<Option<i32>, ConfigError> {
 pub struct ConfigError(pub String);
 
 impl ServeConfig {
+    /// The directory used when a request names none: the workdir once it is a directory,
+    /// else `$HOME` (Coder's `DefaultWorkDirClosureNonExistentFallsBackToHome`: the agent
+    /// starts before the startup script clones the repo into the workdir). One `stat`:
+    /// call it on the blocking pool.
+    pub fn effective_workdir(&self) -> PathBuf {
+        match (&self.home, self.workdir.is_dir()) {
+            (Some(home), false) => home.clone(),
+            _ => self.workdir.clone(),
+        }
+    }
+
+    /// Why the workdir cannot be used yet, if it cannot (logged once at startup; processes,
+    /// context discovery and MCP pick it up as soon as it exists).
+    pub fn workdir_warning(&self) -> Option<String> {
+        match std::fs::metadata(&self.workdir) {
+            Ok(m) if m.is_dir() => None,
+            Ok(_) => Some("is not a directory".to_owned()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Some("does not exist yet".to_owned())
+            }
+            Err(e) => Some(format!("cannot be used: {e}")),
+        }
+    }
+
     /// Resolves flags plus environment into a config. Does not create anything on disk.
     pub fn from_args(args: &ServeArgs, stderr_is_terminal: bool) -> Result<Self, ConfigError> {
         let cwd = std::env::current_dir()
@@ -128,12 +152,6 @@ impl ServeConfig {
             Some(w) => absolutize(&cwd, w),
             None => cwd.clone(),
         };
-        if !workdir.is_dir() {
-            return Err(ConfigError(format!(
-                "workdir {} does not exist or is not a directory (set --workdir or AGENTD_WORKDIR)",
-                workdir.display()
-            )));
-        }
 
         let state_dir = match &args.state_dir {
             Some(s) => absolutize(&cwd, s),

@@ -16,13 +16,13 @@ use agentcontextconfig::{ContextPart, ContextStore, Scope, StoreError};
 use axum::Router;
 use std::collections::HashMap;
 
-use axum::extract::{Extension, Query, State};
+use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
 use crate::chat::{ChatIdentity, parse_uuid};
-use crate::error::{ApiError, ApiJson, Json};
+use crate::error::{ApiError, ApiJson, ApiQuery, Json};
 use crate::metrics::Metrics;
 use crate::server::AppState;
 
@@ -236,12 +236,19 @@ async fn blocking<T: Send + 'static>(
 async fn get_context_config(
     State(state): State<AppState>,
     chat: Option<Extension<ChatIdentity>>,
-    Query(query): Query<HashMap<String, String>>,
+    ApiQuery(query): ApiQuery<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let cfg = state
-        .config
-        .context
-        .resolve(Some(&state.config.workdir), state.config.home.as_deref());
+    // While the workdir does not exist yet (the startup script has not cloned the repo),
+    // paths resolve against $HOME, as Coder's working-directory closure does.
+    let config = state.config.clone();
+    let (cfg, workdir) = blocking(move || {
+        let workdir = config.effective_workdir();
+        let cfg = config
+            .context
+            .resolve(Some(&workdir), config.home.as_deref());
+        (cfg, workdir)
+    })
+    .await?;
     match query.get("format").map(String::as_str) {
         None | Some("") | Some("parts") => {}
         Some("paths") => {
@@ -260,7 +267,6 @@ async fn get_context_config(
             )));
         }
     }
-    let workdir = state.config.workdir.clone();
     let discovery = blocking(move || agentcontextconfig::discover(&cfg, Some(&workdir))).await?;
     state.context.log_skipped(&discovery.skipped);
 
@@ -406,7 +412,7 @@ async fn add_to_store(
 async fn clear_store(
     State(state): State<AppState>,
     chat: Option<Extension<ChatIdentity>>,
-    Query(query): Query<HashMap<String, String>>,
+    ApiQuery(query): ApiQuery<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let scope = scope_of(query.get("chat_id").map(String::as_str), chat.as_deref())?;
     let store = state.context.store.clone();
@@ -423,7 +429,7 @@ async fn clear_store(
 
 async fn list_store(
     State(state): State<AppState>,
-    Query(query): Query<HashMap<String, String>>,
+    ApiQuery(query): ApiQuery<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let dto = |scope: Scope, parts: Vec<ContextPart>| ScopeDto {
         chat_id: scope.chat_id().to_string(),

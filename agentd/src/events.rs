@@ -18,8 +18,8 @@ pub struct ProcessExited {
     pub chat_id: Uuid,
     /// The chat's ancestors (from `Coder-Ancestor-Chat-Ids`).
     pub ancestors: Vec<Uuid>,
-    /// The resolved working directory, when the request named one (`None` means "just
-    /// notify": Coder then only pokes the watcher without adding a path).
+    /// The resolved working directory the process ran in, requested or default (`None`
+    /// only when it had none at all: then the chat's watchers are just notified).
     pub workdir: Option<PathBuf>,
 }
 

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::State;
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use axum::response::Response;
 use axum::routing::{get, post};
 use gitwatch::{GitWatch, PathStore, Update};
@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::chat::{ChatIdentity, parse_uuid};
-use crate::error::{ApiError, ApiJson, Json};
+use crate::error::{ApiError, ApiJson, ApiQuery, ApiWebSocket, Json};
 use crate::events::{Events, ProcessExited};
 use crate::metrics::Metrics;
 use crate::server::AppState;
@@ -189,9 +189,9 @@ struct ClientMessage {
 }
 
 async fn watch(
-    ws: WebSocketUpgrade,
+    ApiWebSocket(ws): ApiWebSocket,
     State(state): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    ApiQuery(q): ApiQuery<HashMap<String, String>>,
 ) -> Response {
     let chat = q
         .get("chat_id")

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::config::ServeConfig;
-use crate::error::{ApiError, ApiJson, Json, json_response};
+use crate::error::{ApiError, ApiJson, ApiQuery, Json, json_response};
 use crate::metrics::Metrics;
 use crate::server::AppState;
 
@@ -98,7 +98,7 @@ struct ToolDto<'a> {
 
 static NO_PROPERTIES: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
 
-async fn list_tools(State(state): State<AppState>, Query(q): Query<ToolsQuery>) -> Response {
+async fn list_tools(State(state): State<AppState>, ApiQuery(q): ApiQuery<ToolsQuery>) -> Response {
     if q.refresh.as_deref() == Some("true") {
         state.mcp.refresh().await;
     }

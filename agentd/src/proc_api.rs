@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::Extension;
 use axum::Router;
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -28,7 +28,7 @@ use agentproc::{
 
 use crate::chat::ChatIdentity;
 use crate::config::ServeConfig;
-use crate::error::{ApiError, ApiJson, Json, json_response};
+use crate::error::{ApiError, ApiJson, ApiQuery, Json, PathParam, json_response};
 use crate::events::ProcessExited;
 use crate::metrics::Metrics;
 use crate::server::AppState;
@@ -256,13 +256,14 @@ async fn start(
     let on_exit: Option<agentproc::OnExit> = chat_id.map(|c| {
         crate::chat::record_chat(&span, c, &ancestors);
         let events = state.events.clone();
-        // Coder notifies with the resolved directory, or without one when none was asked for.
-        let notify_dir = workdir.is_some();
+        // Coder records the directory only when one was asked for (and just notifies
+        // otherwise); we record the resolved one in both cases, so a chat that commits in
+        // the default directory sees that repo watched.
         Box::new(move |p: &Process, _: &agentproc::Exit| {
             events.publish_process_exited(&ProcessExited {
                 chat_id: c,
                 ancestors,
-                workdir: notify_dir.then(|| p.workdir.clone()),
+                workdir: (!p.workdir.as_os_str().is_empty()).then(|| p.workdir.clone()),
             });
         }) as agentproc::OnExit
     });
@@ -397,8 +398,8 @@ fn parse_query(params: &HashMap<String, String>) -> Result<OutputQuery, ApiError
 async fn output(
     State(state): State<AppState>,
     chat: Option<Extension<ChatIdentity>>,
-    Path(id): Path<String>,
-    Query(params): Query<HashMap<String, String>>,
+    PathParam(id): PathParam,
+    ApiQuery(params): ApiQuery<HashMap<String, String>>,
 ) -> Response {
     let q = match parse_query(&params) {
         Ok(q) => q,
@@ -464,7 +465,7 @@ async fn output(
 async fn signal(
     State(state): State<AppState>,
     chat: Option<Extension<ChatIdentity>>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
     req: Request,
 ) -> Response {
     // Coder checks chat isolation before it reads the body.
@@ -572,7 +573,8 @@ mod tests {
             post(&app, None, "", r#"{"command":"true"}"#).await,
             StatusCode::OK
         );
-        // Empty workdir: notify without a path (Coder's EmptyWorkDir_StillNotifies).
+        // Empty workdir: the resolved default directory is recorded (Coder only notifies,
+        // EmptyWorkDir_StillNotifies; recording also notifies).
         let anc = format!("[\"{parent}\"]");
         assert_eq!(
             post(&app, Some(chat), &anc, r#"{"command":"true"}"#).await,
@@ -590,7 +592,7 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![parent.to_owned()]
         );
-        assert_eq!(ev.workdir, None);
+        assert_eq!(ev.workdir, Some(dir.clone()));
         // With a (relative) workdir: the resolved directory.
         let body = r#"{"command":"true","workdir":"."}"#;
         assert_eq!(post(&app, Some(chat), "null", body).await, StatusCode::OK);
@@ -626,7 +628,7 @@ mod tests {
     fn query_parsing() {
         let parse = |raw: &str| {
             let uri: axum::http::Uri = format!("/x?{raw}").parse().unwrap();
-            let params = Query::<HashMap<String, String>>::try_from_uri(&uri)
+            let params = axum::extract::Query::<HashMap<String, String>>::try_from_uri(&uri)
                 .unwrap()
                 .0;
             parse_query(&params)

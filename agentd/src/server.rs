@@ -122,6 +122,7 @@ pub fn with_middleware(router: Router<AppState>, state: AppState, tcp: bool) -> 
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone())
+        .layer(from_fn(crate::error::json_errors))
         .layer(from_fn(middleware::body_limit))
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
     if tcp && let Some(token) = &state.config.auth_token {
@@ -196,22 +197,24 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// A TCP address could not be bound.
+    // The OS errors are part of the message and deliberately not `source`s: the CLI prints
+    // the whole chain, which would repeat them.
     #[error(
-        "cannot listen on {addr}: {source} (is another agentd running? choose another address with --listen)"
+        "cannot listen on {addr}: {error} (is another agentd running? choose another address with --listen)"
     )]
     Listen {
         /// The address.
         addr: SocketAddr,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The state dir could not be created or written.
-    #[error("state directory {path} is not usable: {source} (choose another with --state-dir)")]
+    #[error("state directory {path} is not usable: {error} (choose another with --state-dir)")]
     StateDir {
         /// The directory.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The control socket could not be set up.
     #[error("control socket {path}: {reason}")]
@@ -225,9 +228,9 @@ pub enum StartError {
 
 /// Creates the state dir with mode 0700 and checks that it is writable.
 pub fn prepare_state_dir(dir: &Path) -> Result<(), StartError> {
-    let err = |source| StartError::StateDir {
+    let err = |error| StartError::StateDir {
         path: dir.to_path_buf(),
-        source,
+        error,
     };
     std::fs::create_dir_all(dir).map_err(err)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
@@ -300,13 +303,17 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     // cleanly, not kill us with the default action.
     let mut signals = Signals::install()?;
     prepare_state_dir(&config.state_dir)?;
+    if let Some(why) = config.workdir_warning() {
+        tracing::warn!(
+            workdir = %config.workdir.display(),
+            "workdir {why}: processes without a workdir run in $HOME and context paths \
+             resolve there until it exists; MCP config files in it are picked up when it appears"
+        );
+    }
 
     let mut tcp = Vec::new();
     for addr in &config.listen {
-        let l = bind_tcp(*addr).map_err(|source| StartError::Listen {
-            addr: *addr,
-            source,
-        })?;
+        let l = bind_tcp(*addr).map_err(|error| StartError::Listen { addr: *addr, error })?;
         tcp.push(l);
     }
     let unix = bind_socket(&config.socket)?;

@@ -12,4 +12,5 @@ mod foundation;
 mod gitwatch;
 mod integration;
 mod mcp;
+mod parity;
 mod proc;
