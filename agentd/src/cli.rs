@@ -1,4 +1,5 @@
-//! Command-line contract (see DESIGN.md): `serve`, `ctx`, `version`.
+//! Command-line contract (see DESIGN.md): `serve`, `ctx`, `version`, plus `doctor`,
+//! `completions` and `man`.
 //!
 //! Every flag also reads an environment variable. This module only parses; it must not
 //! touch the file system or the network (that is `config`'s and `server`'s job).
@@ -26,8 +27,31 @@ pub enum Command {
     /// clear them, or list them. Talks to the running daemon over its unix socket.
     #[command(subcommand)]
     Ctx(CtxCommand),
-    /// Print the version and exit.
+    /// Print the version and the build (commit, target, profile, static or not) and exit.
     Version,
+    /// Check what `serve` with the same flags and environment needs (git, inotify limits,
+    /// process containment, state dir, socket, workdir, MCP config files, listen ports) and
+    /// print a report; exits 1 if a check failed.
+    Doctor(DoctorArgs),
+    /// Print a shell completion script (e.g. `agentd completions bash > /etc/bash_completion.d/agentd`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), generated from these definitions.
+    Man,
+}
+
+/// Flags of `agentd doctor`: the same as `serve`, plus the report format.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Everything `serve` takes, so the check is of the configuration that would run.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Print the report as JSON (`{"checks":[{"name","level","message"}]}`).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Log line format.

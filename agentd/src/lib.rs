@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod context_api;
 pub mod ctx_cli;
+pub mod doctor;
 pub mod error;
 pub mod events;
 pub mod git_api;
@@ -33,12 +34,45 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Version => {
-            println!("agentd {}", env!("CARGO_PKG_VERSION"));
+            print!("{}", version_text());
             ExitCode::SUCCESS
         }
         Command::Serve(args) => serve(&args),
         Command::Ctx(cmd) => ctx_cli::run(cmd),
+        Command::Doctor(args) => doctor::run(&args),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "agentd", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("agentd: cannot write the man page: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
+}
+
+/// What `agentd version` prints: the version on the first line (scripts read it), then the
+/// build: git commit, target triple, profile and whether the C runtime is linked statically.
+pub fn version_text() -> String {
+    format!(
+        "agentd {}\ncommit: {}\ntarget: {}\nprofile: {}\nstatic: {}\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("AGENTD_BUILD_COMMIT"),
+        env!("AGENTD_BUILD_TARGET"),
+        env!("AGENTD_BUILD_PROFILE"),
+        if cfg!(target_feature = "crt-static") {
+            "yes"
+        } else {
+            "no"
+        },
+    )
 }
 
 fn serve(args: &cli::ServeArgs) -> ExitCode {

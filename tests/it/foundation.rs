@@ -324,10 +324,22 @@ async fn insecure_no_auth_allows_any_address() {
 #[test]
 fn version_and_help() {
     let out = agentd_command().arg("version").output().unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        format!("agentd {}\n", env!("CARGO_PKG_VERSION"))
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    assert_eq!(lines[0], format!("agentd {}", env!("CARGO_PKG_VERSION")));
+    let commit = lines[1].strip_prefix("commit: ").unwrap();
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{text}"
     );
+    assert_eq!(
+        lines[2],
+        format!("target: {}-unknown-linux-gnu", std::env::consts::ARCH)
+    );
+    assert_eq!(lines[3], "profile: dev");
+    assert_eq!(lines[4], "static: no");
     let out = agentd_command().args(["serve", "--help"]).output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in [

@@ -7,6 +7,7 @@
     unreachable_pub
 )]
 
+mod cli;
 mod context;
 mod foundation;
 mod gitwatch;
