@@ -13,7 +13,10 @@ target=x86_64-unknown-linux-gnu
 commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 if [ -n "$(git status --porcelain 2>/dev/null)" ]; then commit="$commit-dirty"; fi
 # --target keeps RUSTFLAGS away from build scripts and proc macros (which must stay dynamic).
-AGENTD_GIT_COMMIT=$commit RUSTFLAGS="-C target-feature=+crt-static" \
+# getrandom looks up glibc's getrandom() with dlsym, which a static binary cannot do, and
+# falls back to /dev/urandom (absent in a bare chroot): use the syscall directly.
+AGENTD_GIT_COMMIT=$commit \
+  RUSTFLAGS="-C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\"" \
   cargo build --release --locked --target "$target" -p agentd --bin agentd
 bin="target/$target/release/agentd"
 if readelf -l "$bin" | grep -q INTERP || readelf -d "$bin" | grep -q NEEDED; then

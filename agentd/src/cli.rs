@@ -125,6 +125,11 @@ pub struct ServeArgs {
     #[arg(long, env = "AGENTD_SPAWN_SAME_CPU", hide = true)]
     pub spawn_same_cpu: bool,
 
+    /// Run as the container's init: a minimal PID 1 that reaps every orphan of the namespace
+    /// and forwards termination signals to the daemon. Implied when agentd is PID 1.
+    #[arg(long, env = "AGENTD_INIT")]
+    pub init: bool,
+
     /// Processes that may run at once; further starts answer 429.
     #[arg(long, env = "AGENTD_MAX_PROCESSES", default_value_t = agentproc::DEFAULT_MAX_RUNNING)]
     pub max_processes: usize,

@@ -76,6 +76,13 @@ pub fn version_text() -> String {
 }
 
 fn serve(args: &cli::ServeArgs) -> ExitCode {
+    // Before anything starts a thread: the init must fork a single-threaded process.
+    if (args.init || agentproc::init::is_pid1())
+        && let Err(e) = agentproc::init::become_init()
+    {
+        eprintln!("agentd: {e}");
+        return ExitCode::from(2);
+    }
     let config = match config::ServeConfig::from_args(args, std::io::stderr().is_terminal()) {
         Ok(c) => c,
         Err(e) => {

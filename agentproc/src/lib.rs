@@ -7,6 +7,7 @@
 
 pub mod buffer;
 pub mod group;
+pub mod init;
 pub mod priority;
 mod spawn;
 pub mod supervisor;

@@ -11,7 +11,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use agentd_tests::{agentd_command, free_port, percentile, rss_kib};
+use agentd_tests::{clean_command, free_port, percentile, rss_kib};
 
 fn healthz(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
@@ -22,39 +22,70 @@ fn healthz(port: u16) -> bool {
     matches!(s.read(&mut buf), Ok(n) if n >= 12 && &buf[9..12] == b"200")
 }
 
+/// One cold start of `bin`: milliseconds to the first 200 on `/healthz`, and (when `rss`)
+/// the idle RSS half a second later in MiB.
+fn cold_start(
+    bin: &std::path::Path,
+    dir: &std::path::Path,
+    i: usize,
+    rss: bool,
+) -> (f64, Option<f64>) {
+    let port = free_port();
+    let t = Instant::now();
+    let mut child = clean_command(bin);
+    let mut child = child
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--state-dir")
+        .arg(dir.join(format!("st{i}")))
+        .arg("--socket")
+        .arg(dir.join(format!("s{i}.sock")))
+        .args(["--log-level", "warn"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    while !healthz(port) {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "agentd did not start"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    let mem = rss.then(|| {
+        std::thread::sleep(Duration::from_millis(500));
+        rss_kib(child.id()) as f64 / 1024.0
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    (ms, mem)
+}
+
+/// Binaries to compare: the one under test, plus `AGENTD_STARTUP_BINS` (`label=path,...`,
+/// e.g. the static release build and the normal release build), measured interleaved.
+fn binaries() -> Vec<(String, std::path::PathBuf)> {
+    let mut out = vec![("under-test".to_owned(), agentd_tests::agentd_bin())];
+    if let Ok(list) = std::env::var("AGENTD_STARTUP_BINS") {
+        for item in list.split(',').filter(|s| !s.is_empty()) {
+            let (label, path) = item.split_once('=').expect("label=path");
+            out.push((label.to_owned(), path.into()));
+        }
+    }
+    out
+}
+
 fn main() {
     let runs = 30;
     let tmp = tempfile::tempdir().unwrap();
-    let mut start_ms = Vec::new();
-    let mut rss = Vec::new();
+    let bins = binaries();
+    let mut start_ms = vec![Vec::new(); bins.len()];
+    let mut rss = vec![Vec::new(); bins.len()];
     for i in 0..runs {
-        let port = free_port();
-        let t = Instant::now();
-        let mut child = agentd_command()
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--state-dir")
-            .arg(tmp.path().join(format!("st{i}")))
-            .arg("--socket")
-            .arg(tmp.path().join(format!("s{i}.sock")))
-            .args(["--log-level", "warn"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        while !healthz(port) {
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "agentd did not start"
-            );
-            std::thread::sleep(Duration::from_micros(200));
+        for (b, (_, bin)) in bins.iter().enumerate() {
+            let (ms, mem) = cold_start(bin, tmp.path(), i * bins.len() + b, i % 5 == 0);
+            start_ms[b].push(ms);
+            rss[b].extend(mem);
         }
-        start_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-        if i % 5 == 0 {
-            std::thread::sleep(Duration::from_millis(500));
-            rss.push(rss_kib(child.id()) as f64 / 1024.0);
-        }
-        let _ = child.kill();
-        let _ = child.wait();
     }
     let mut base = Vec::new();
     for _ in 0..runs {
@@ -62,25 +93,24 @@ fn main() {
         Command::new("true").status().unwrap();
         base.push(t.elapsed().as_secs_f64() * 1000.0);
     }
-    let p50 = percentile(&mut start_ms, 50.0);
     let b50 = percentile(&mut base, 50.0);
-    println!(
-        "startup: start -> first 200 on /healthz: p50 {p50:.2} ms, p95 {:.2} ms (target <= 30 ms)",
-        percentile(&mut start_ms, 95.0)
-    );
-    println!(
-        "startup: baseline spawn+wait of `true`: p50 {b50:.2} ms; ratio {:.1}x",
-        p50 / b50
-    );
-    println!(
-        "startup: idle RSS after start: median {:.2} MiB (target <= 10 MiB)",
-        percentile(&mut rss, 50.0)
-    );
-    let bin = agentd_tests::agentd_bin();
-    let size = std::fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
-    println!(
-        "startup: binary under test {} is {:.1} MiB (unstripped bench profile)",
-        bin.display(),
-        size as f64 / 1048576.0
-    );
+    println!("startup: baseline spawn+wait of `true`: p50 {b50:.2} ms");
+    for (b, (label, bin)) in bins.iter().enumerate() {
+        let p50 = percentile(&mut start_ms[b], 50.0);
+        println!(
+            "startup [{label}]: start -> first 200 on /healthz: p50 {p50:.2} ms, p95 {:.2} ms (target <= 30 ms); {:.1}x the baseline",
+            percentile(&mut start_ms[b], 95.0),
+            p50 / b50
+        );
+        println!(
+            "startup [{label}]: idle RSS after start: median {:.2} MiB (target <= 10 MiB)",
+            percentile(&mut rss[b], 50.0)
+        );
+        let size = std::fs::metadata(bin).map(|m| m.len()).unwrap_or(0);
+        println!(
+            "startup [{label}]: binary {} is {:.2} MiB",
+            bin.display(),
+            size as f64 / 1048576.0
+        );
+    }
 }

@@ -11,6 +11,7 @@ mod cli;
 mod context;
 mod foundation;
 mod gitwatch;
+mod init;
 mod integration;
 mod mcp;
 mod parity;

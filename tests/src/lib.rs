@@ -155,7 +155,12 @@ fn log_level(opts: &Options) -> &str {
 /// A command for the agentd binary with a clean environment: no AGENTD_* or XDG_* variables
 /// leak in from the developer's shell.
 pub fn agentd_command() -> Command {
-    let mut cmd = Command::new(agentd_bin());
+    clean_command(&agentd_bin())
+}
+
+/// A command for `bin` (an agentd build) with the clean environment of [`agentd_command`].
+pub fn clean_command(bin: &Path) -> Command {
+    let mut cmd = Command::new(bin);
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy().into_owned();
         if k.starts_with("AGENTD_") || k.starts_with("XDG_") || k.starts_with("CODER_") {
