@@ -6,7 +6,7 @@
 
 #![no_main]
 
-use agentmcp::expand::{ExpandError, expand};
+use agentmcp::expand::{ExpandError, MAX_DEPTH, expand};
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 
@@ -50,10 +50,14 @@ fn clean(s: &str, nested: bool) -> String {
         .collect()
 }
 
-/// Renders the template and computes what expansion must give.
-fn render(segs: &[Seg], nested: bool, out: &mut String) -> Result<String, String> {
+/// What a too-deep default gives (variable names cannot contain `<`).
+const DEEP: &str = "<too deep>";
+
+/// Renders the template and computes what expansion must give; `level` is the nesting of
+/// defaults (beyond [`MAX_DEPTH`] a default that is used is an error).
+fn render(segs: &[Seg], nested: bool, level: usize, out: &mut String) -> Result<String, String> {
     let mut want = String::new();
-    let mut err: Option<String> = None;
+    let mut err: Option<String> = (level > MAX_DEPTH).then(|| DEEP.to_owned());
     for s in segs {
         match s {
             Seg::Lit(t) => {
@@ -74,7 +78,7 @@ fn render(segs: &[Seg], nested: bool, out: &mut String) -> Result<String, String
             Seg::Default(i, inner) => {
                 let (name, v) = VARS[usize::from(*i) % VARS.len()];
                 out.push_str(&format!("${{{name}:-"));
-                let d = render(inner, true, out);
+                let d = render(inner, true, level + 1, out);
                 out.push('}');
                 match (v.filter(|v| !v.is_empty()), d) {
                     (Some(v), _) => want.push_str(v),
@@ -108,7 +112,7 @@ fuzz_target!(|input: Input| {
     }
 
     let mut template = String::new();
-    let mut want = render(&input.segs, false, &mut template);
+    let mut want = render(&input.segs, false, 0, &mut template);
     if let Some(t) = &input.open_tail {
         let t = format!("${{{}", clean(t, true));
         template.push_str(&t);
@@ -116,6 +120,9 @@ fuzz_target!(|input: Input| {
             w.push_str(&t);
         }
     }
-    let got = expand(&template, &lookup).map_err(|ExpandError::Unset(v)| v);
+    let got = expand(&template, &lookup).map_err(|e| match e {
+        ExpandError::Unset(v) => v,
+        ExpandError::TooDeep => DEEP.to_owned(),
+    });
     assert_eq!(got, want, "template {template:?}");
 });

@@ -103,8 +103,8 @@ fuzz_target!(|input: Input| {
     assert_eq!(fm.name, name, "{doc:?}");
     assert_eq!(fm.description, description, "{doc:?}");
     // Line ends are split on \n with one trailing \r dropped per line.
-    let body: Vec<&str> = input
-        .body
+    let src = if input.crlf { input.body.replace('\n', "\r\n") } else { input.body.clone() };
+    let body: Vec<&str> = src
         .split('\n')
         .map(|l| l.strip_suffix('\r').unwrap_or(l))
         .collect();
