@@ -7,3 +7,5 @@ cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# Fuzz targets: build them and run each for 10 s from the checked-in corpus.
+./scripts/fuzz.sh --smoke
