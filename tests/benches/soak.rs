@@ -54,13 +54,22 @@ fn client(addr: &str, ids: &[String], seed: usize, stop: &AtomicBool) -> Samples
         }
         k = (k * 31 + 7) % ids.len();
         let t = Instant::now();
-        let (st, v) = http1(addr, "GET", &format!("/api/v0/processes/{}/output", ids[k]), "", None);
+        let (st, v) = http1(
+            addr,
+            "GET",
+            &format!("/api/v0/processes/{}/output", ids[k]),
+            "",
+            None,
+        );
         s.output.push(t.elapsed().as_secs_f64());
         if st != 200 || v["running"] != true {
             s.errors += 1;
         }
         let j = (k + seed) % ids.len();
-        let path = format!("/api/v0/processes/{}/output?since={}&wait=true", ids[j], offsets[j]);
+        let path = format!(
+            "/api/v0/processes/{}/output?since={}&wait=true",
+            ids[j], offsets[j]
+        );
         let t = Instant::now();
         let (st, v) = http1(addr, "GET", &path, "", None);
         s.wait.push(t.elapsed().as_secs_f64());
@@ -141,7 +150,11 @@ fn main() {
 
     println!("\n== soak: {PROCESSES} printers, {CLIENTS} clients, {secs:.0} s ==");
     let n = all.list.len() + all.output.len() + all.wait.len();
-    println!("{n} requests ({:.0}/s), {} failed", n as f64 / secs, all.errors);
+    println!(
+        "{n} requests ({:.0}/s), {} failed",
+        n as f64 / secs,
+        all.errors
+    );
     report("GET list", &mut all.list);
     report("GET output (snapshot)", &mut all.output);
     report("GET output?since&wait=true", &mut all.wait);
