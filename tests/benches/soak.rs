@@ -113,11 +113,11 @@ fn main() {
             v["id"].as_str().unwrap().to_owned()
         })
         .collect();
-    // Let every buffer fill its head and window (≥ 80 KiB at 5 KB/s is ~16 s; take a
-    // shorter warm-up and compare the end with a second sample taken after it).
-    std::thread::sleep(Duration::from_secs(5));
+    // Let every buffer fill its head and window (80 KiB at 5 KB/s: 16 s), so the start
+    // sample already holds the steady state and any growth after it is a leak.
+    std::thread::sleep(Duration::from_secs(20));
     let (rss1, fd1) = (rss_kib(pid), fds(pid));
-    println!("{PROCESSES} printers started: RSS {rss1} KiB, {fd1} fds");
+    println!("{PROCESSES} printers started, buffers full: RSS {rss1} KiB, {fd1} fds");
 
     let stop = Arc::new(AtomicBool::new(false));
     let ids = Arc::new(ids);
@@ -147,6 +147,9 @@ fn main() {
         all.errors += s.errors;
     }
     let secs = t0.elapsed().as_secs_f64();
+    // The clients' connections are closed now: only the printers' pipes and pidfds remain.
+    std::thread::sleep(Duration::from_millis(500));
+    let (rss3, fd3) = (rss_kib(pid), fds(pid));
 
     println!("\n== soak: {PROCESSES} printers, {CLIENTS} clients, {secs:.0} s ==");
     let n = all.list.len() + all.output.len() + all.wait.len();
@@ -164,7 +167,15 @@ fn main() {
          (end - start {:+})",
         rss2 as i64 - rss1 as i64
     );
-    println!("fds: idle {fd0} -> printers started {fd1} -> halfway {fdm} -> end {fd2}");
+    println!(
+        "fds: idle {fd0} -> printers started {fd1} -> halfway {fdm} -> end {fd2} \
+         (in-flight client connections included)"
+    );
+    println!(
+        "clients stopped: RSS {rss3} KiB ({:+} vs start), {fd3} fds ({:+} vs start)",
+        rss3 as i64 - rss1 as i64,
+        fd3 as i64 - fd1 as i64
+    );
 
     // Stop the printers; the daemon must give back what they held.
     for id in ids.iter() {
