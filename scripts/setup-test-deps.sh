@@ -17,3 +17,11 @@ else
   echo "setup-test-deps: npm not found; the MCP tests need Node.js >= 20 with npm" >&2
   exit 1
 fi
+
+# Fuzzing smoke (scripts/fuzz.sh --smoke): the nightly toolchain and cargo-fuzz.
+if ! rustup toolchain list | grep -q '^nightly'; then
+  rustup toolchain install nightly --profile minimal
+fi
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  cargo install cargo-fuzz --locked
+fi

@@ -11,3 +11,5 @@ cargo test --workspace --locked
 ./scripts/release.sh target/dist
 ./scripts/static-smoke.sh target/dist/agentd-*-x86_64-linux
 ./scripts/check-packaging.sh
+# Fuzz targets: build them and run each for 10 s from the checked-in corpus.
+./scripts/fuzz.sh --smoke

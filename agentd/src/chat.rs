@@ -54,12 +54,13 @@ pub enum NotChat {
 pub fn extract(headers: &HeaderMap) -> Result<ChatIdentity, NotChat> {
     let raw = headers
         .get(CHAT_ID_HEADER)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .map(|v| v.as_bytes())
         .unwrap_or_default();
     if raw.is_empty() {
         return Err(NotChat::Absent);
     }
-    let id = parse_uuid(&raw).ok_or(NotChat::Malformed(raw))?;
+    let id = parse_uuid_bytes(raw)
+        .ok_or_else(|| NotChat::Malformed(String::from_utf8_lossy(raw).into_owned()))?;
     let ancestors = headers
         .get(ANCESTOR_CHAT_IDS_HEADER)
         .map(|v| parse_ancestors(v.as_bytes()))
@@ -67,21 +68,39 @@ pub fn extract(headers: &HeaderMap) -> Result<ChatIdentity, NotChat> {
     Ok(ChatIdentity { id, ancestors })
 }
 
-/// Accepts the four forms Go's `uuid.Parse` accepts: canonical, `{braced}`, `urn:uuid:`
-/// prefixed, and 32 bare hex digits. Leading or trailing spaces are not accepted.
+/// Go's `uuid.Parse` (google/uuid), byte for byte: the canonical 36-character form, 38
+/// characters whose first and last are ignored (Go does not check the braces), a
+/// `urn:uuid:` prefix in any case, and 32 bare hex digits. Leading or trailing spaces are
+/// not accepted.
 pub fn parse_uuid(s: &str) -> Option<Uuid> {
-    Uuid::try_parse(s).ok()
+    parse_uuid_bytes(s.as_bytes())
+}
+
+/// [`parse_uuid`] on raw bytes (header values need not be UTF-8; Go's strings are bytes).
+pub fn parse_uuid_bytes(s: &[u8]) -> Option<Uuid> {
+    let hyphenated = match s.len() {
+        32 => return Uuid::try_parse_ascii(s).ok(),
+        36 => s,
+        38 => &s[1..37],
+        45 if s[..9].eq_ignore_ascii_case(b"urn:uuid:") => &s[9..],
+        _ => return None,
+    };
+    Uuid::try_parse_ascii(hyphenated).ok()
 }
 
 fn parse_ancestors(raw: &[u8]) -> Vec<Uuid> {
     if raw.is_empty() {
         return Vec::new();
     }
-    // A JSON array whose entries are strings; `null` or anything else yields no ancestors.
-    match serde_json::from_slice::<Option<Vec<serde_json::Value>>>(raw) {
+    // Go's `json.Unmarshal` into a `[]string`: anything but an array of strings fails the
+    // whole header (no ancestors); a `null` entry is no error (it stays "" and is skipped);
+    // invalid UTF-8 inside a string becomes U+FFFD rather than an error.
+    let text = String::from_utf8_lossy(raw);
+    match serde_json::from_str::<Option<Vec<Option<String>>>>(&text) {
         Ok(Some(items)) => items
             .iter()
-            .filter_map(|v| v.as_str().and_then(parse_uuid))
+            .flatten()
+            .filter_map(|v| parse_uuid(v))
             .collect(),
         _ => Vec::new(),
     }
@@ -185,6 +204,55 @@ mod tests {
             assert_eq!(parse_uuid(&form), Some(want), "{form}");
         }
         assert_eq!(parse_uuid(&format!(" {A}")), None);
+    }
+
+    // Found by the chat_headers fuzz target (a port of Go's uuid.Parse and json.Unmarshal).
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn go_uuid_parse_quirks() {
+        let want = id(A);
+        // Go ignores the first and last of 38 characters, and the URN prefix's case.
+        assert_eq!(parse_uuid(&format!("({A})")), Some(want));
+        assert_eq!(parse_uuid(&format!("URN:UUID:{A}")), Some(want));
+        assert_eq!(parse_uuid(&format!("Urn:uuid:{A}")), Some(want));
+        assert_eq!(parse_uuid(&format!("urn:uuix:{A}")), None);
+        // Bytes, not characters: a non-UTF-8 first byte still counts as one.
+        let mut raw = vec![0xFFu8];
+        raw.extend_from_slice(A.as_bytes());
+        raw.push(b'}');
+        let h = {
+            let mut h = HeaderMap::new();
+            h.insert(CHAT_ID_HEADER, HeaderValue::from_bytes(&raw).unwrap());
+            h
+        };
+        assert_eq!(extract(&h).map(|c| c.id), Ok(want));
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn ancestors_must_all_be_strings_as_in_go() {
+        // A non-string entry fails Go's Unmarshal into []string: no ancestors at all.
+        let mixed = format!("[1,\"{B}\"]");
+        assert_eq!(
+            extract(&headers(Some(A), Some(&mixed))).map(|c| c.ancestors),
+            Ok(vec![])
+        );
+        // null entries are no error in Go; they are skipped.
+        let nulls = format!("[null,\"{B}\",null]");
+        assert_eq!(
+            extract(&headers(Some(A), Some(&nulls))).map(|c| c.ancestors),
+            Ok(vec![id(B)])
+        );
+        // Invalid UTF-8 inside a string is replaced, not an error: the other entries count.
+        let mut raw = format!("[\"{B}\",\"").into_bytes();
+        raw.push(0xFF);
+        raw.extend_from_slice(b"\"]");
+        let mut h = headers(Some(A), None);
+        h.insert(
+            ANCESTOR_CHAT_IDS_HEADER,
+            HeaderValue::from_bytes(&raw).unwrap(),
+        );
+        assert_eq!(extract(&h).map(|c| c.ancestors), Ok(vec![id(B)]));
     }
 
     #[test]

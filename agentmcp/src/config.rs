@@ -289,8 +289,11 @@ fn parse_entry(
 fn expand_spec(spec: &mut ServerSpec, lookup: Lookup<'_>) -> Result<(), String> {
     let name = spec.name.clone();
     let e = |field: &str, v: &str| -> Result<String, String> {
-        expand(v, lookup).map_err(|ExpandError::Unset(var)| {
-            format!("server {name:?}: environment variable {var:?} in {field} is not set and has no default")
+        expand(v, lookup).map_err(|err| match err {
+            ExpandError::Unset(var) => format!(
+                "server {name:?}: environment variable {var:?} in {field} is not set and has no default"
+            ),
+            ExpandError::TooDeep => format!("server {name:?}: {field}: {err}"),
         })
     };
     spec.command = e("command", &spec.command)?;

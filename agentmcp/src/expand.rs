@@ -9,10 +9,29 @@ pub enum ExpandError {
     /// `${VAR}` where VAR is unset and there is no default.
     #[error("environment variable {0:?} is not set and has no default")]
     Unset(String),
+    /// Defaults nested deeper than [`MAX_DEPTH`].
+    #[error("${{...}} defaults are nested more than {MAX_DEPTH} levels deep")]
+    TooDeep,
 }
+
+/// How deeply `${A:-${B:-...}}` defaults may nest. Each level is a recursion (and a rescan of
+/// the rest), so a crafted `.mcp.json` must not choose the depth: 100 000 levels overflowed
+/// the stack of the thread loading it, which aborts the daemon.
+pub const MAX_DEPTH: usize = 16;
 
 /// Expands `input` using `lookup`.
 pub fn expand(input: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, ExpandError> {
+    expand_at(input, lookup, 0)
+}
+
+fn expand_at(
+    input: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    level: usize,
+) -> Result<String, ExpandError> {
+    if level > MAX_DEPTH {
+        return Err(ExpandError::TooDeep);
+    }
     let mut out = String::with_capacity(input.len());
     let mut rest = input;
     while let Some(i) = rest.find("${") {
@@ -59,7 +78,7 @@ pub fn expand(input: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<St
                 default,
             ) {
                 (Some(v), _) => out.push_str(&v),
-                (None, Some(d)) => out.push_str(&expand(d, lookup)?),
+                (None, Some(d)) => out.push_str(&expand_at(d, lookup, level + 1)?),
                 (None, None) => return Err(ExpandError::Unset(name.to_owned())),
             }
         }
@@ -93,5 +112,18 @@ mod tests {
         assert_eq!(expand("${_R%/}", &l).unwrap(), "${_R%/}");
         assert_eq!(expand("${B}", &l), Err(ExpandError::Unset("B".into())));
         assert_eq!(expand("no vars", &l).unwrap(), "no vars");
+    }
+
+    #[test]
+    fn deep_defaults_are_an_error_not_a_stack_overflow() {
+        let deep = |n: usize| format!("{}x{}", "${B:-".repeat(n), "}".repeat(n));
+        assert_eq!(expand(&deep(MAX_DEPTH), &l).unwrap(), "x");
+        assert_eq!(expand(&deep(MAX_DEPTH + 1), &l), Err(ExpandError::TooDeep));
+        // What used to abort the process (and took quadratic time before that).
+        let t = std::time::Instant::now();
+        assert_eq!(expand(&deep(100_000), &l), Err(ExpandError::TooDeep));
+        assert!(t.elapsed() < std::time::Duration::from_secs(2));
+        // A set variable never looks at its default.
+        assert_eq!(expand(&format!("${{A:-{}}}", deep(100)), &l).unwrap(), "1");
     }
 }

@@ -62,7 +62,9 @@ pub fn assign(pairs: &[(String, String)]) -> BTreeMap<String, (String, String)> 
     let mut pending = Vec::new();
     for p in &sorted {
         let raw = format!("{}{SEP}{}", p.0, p.1);
-        if is_provider_safe(&raw) {
+        // A raw name another pair already holds (possible only with a server name that
+        // `validate_name` rejects) gets a sanitised one: one name per pair, always.
+        if is_provider_safe(&raw) && !taken.contains(&raw) {
             taken.insert(raw.clone());
             out.insert(raw, (p.0.clone(), p.1.clone()));
         } else {
@@ -120,5 +122,23 @@ mod tests {
         assert_eq!(assign(&rev), m);
         let long_name = m.iter().find(|(_, v)| v.1 == long).unwrap().0;
         assert_eq!(long_name.len(), 64);
+    }
+
+    // Found while writing the tool_names fuzz target: two pairs with the same raw name.
+    #[test]
+    fn same_raw_name_still_one_name_per_pair() {
+        let pairs = vec![
+            ("a".to_string(), "b__c".to_string()),
+            ("a__b".to_string(), "c".to_string()),
+        ];
+        let m = assign(&pairs);
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert_eq!(m["a__b__c"], ("a".into(), "b__c".into()));
+        let other = m.iter().find(|(k, _)| *k != "a__b__c").unwrap();
+        assert_eq!(other.1, &("a__b".to_string(), "c".to_string()));
+        assert!(
+            is_provider_safe(other.0) && other.0.starts_with("a__b__c_"),
+            "{other:?}"
+        );
     }
 }

@@ -338,7 +338,8 @@ impl Snapshot {
                 let info = strategy.map(|strategy| Truncation {
                     original_bytes: total,
                     retained_bytes: s.len() as u64,
-                    omitted_bytes: cut as u64,
+                    // Line cuts count rendered bytes: a U+FFFD stands for 1–3 raw bytes.
+                    omitted_bytes: (cut as u64).min(total),
                     strategy,
                 });
                 return (s, info);
@@ -350,8 +351,12 @@ impl Snapshot {
         } else {
             head
         };
-        let (h, h_used) = take_prefix(head_raw, self.head_cap.min(self.render_limit));
         let marker_bound = marker(total).len();
+        // The marker always follows the head, so the head leaves room for it.
+        let head_budget = self
+            .head_cap
+            .min(self.render_limit.saturating_sub(marker_bound));
+        let (h, h_used) = take_prefix(head_raw, head_budget);
         let tail_budget = self.render_limit.saturating_sub(h.len() + marker_bound);
         let lead = leading_continuations(tail);
         let (t, t_used) = take_suffix(&tail[lead..], tail_budget);
@@ -366,7 +371,8 @@ impl Snapshot {
         let info = Truncation {
             original_bytes: total,
             retained_bytes: out.len() as u64,
-            omitted_bytes: omitted + (c1 + c2) as u64,
+            // Exact for valid UTF-8; line cuts in invalid input count rendered bytes.
+            omitted_bytes: (omitted + (c1 + c2) as u64).min(total),
             strategy: Strategy::HeadTail,
         };
         (out, Some(info))
@@ -778,6 +784,33 @@ mod tests {
         let mut b = OutputBuffer::new();
         b.write(&[0x80; 20_000]);
         assert!(b.output().0.len() <= MAX_RENDERED_BYTES);
+    }
+
+    // Found by the output_buffer fuzz target.
+    #[test]
+    fn omitted_never_exceeds_what_was_written() {
+        // 3000 invalid bytes render as 9000 bytes of U+FFFD; the line cut is counted in
+        // rendered bytes, which must not claim more than was written.
+        let mut b = OutputBuffer::new();
+        b.write(&[0xFF; 3000]);
+        let (out, info) = b.output();
+        let info = info.unwrap();
+        assert_eq!(info.strategy, Strategy::Lines);
+        assert_eq!(info.original_bytes, 3000);
+        assert_eq!(info.omitted_bytes, 3000);
+        // 2032 bytes of U+FFFD floor to 677 characters, then the suffix.
+        assert_eq!(out, format!("{}{LINE_SUFFIX}", "\u{FFFD}".repeat(677)));
+    }
+
+    #[test]
+    fn a_small_render_limit_leaves_room_for_the_marker() {
+        // head 60 + marker (31 bytes) > limit 64: the head gives way, the limit holds.
+        let mut b = OutputBuffer::sized(60, 10).with_render_limit(64);
+        b.write(&[b'a'; 200]);
+        let (out, info) = b.output();
+        assert_eq!(out, format!("{}{}", "a".repeat(33), marker(167)));
+        assert_eq!(out.len(), 64);
+        assert_eq!(info.unwrap().omitted_bytes, 167);
     }
 
     #[test]
