@@ -30,6 +30,17 @@ pub enum Command {
     Version,
 }
 
+/// `--containment` (see `agentproc::contain`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Containment {
+    /// cgroup where possible, else subreaper.
+    Auto,
+    /// cgroup or fail.
+    Cgroup,
+    /// Subreaper.
+    Subreaper,
+}
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -100,6 +111,15 @@ pub struct ServeArgs {
     /// instead of moving each one to another CPU before it execs (for comparisons).
     #[arg(long, env = "AGENTD_SPAWN_SAME_CPU", hide = true)]
     pub spawn_same_cpu: bool,
+
+    /// How process trees are contained: a cgroup v2 leaf per process where agentd can
+    /// create one (auto), or a child subreaper tracking reparented descendants (for tests).
+    #[arg(long, env = "AGENTD_CONTAINMENT", value_enum, default_value_t = Containment::Auto, hide = true)]
+    pub containment: Containment,
+
+    /// Exited processes kept readable at most; the oldest exits are forgotten first.
+    #[arg(long, env = "AGENTD_MAX_EXITED_PROCESSES", default_value_t = agentproc::DEFAULT_MAX_EXITED, hide = true)]
+    pub max_exited_processes: usize,
 
     /// Processes that may run at once; further starts answer 429.
     #[arg(long, env = "AGENTD_MAX_PROCESSES", default_value_t = agentproc::DEFAULT_MAX_RUNNING)]

@@ -7,6 +7,7 @@
     unreachable_pub
 )]
 
+mod contain;
 mod context;
 mod foundation;
 mod gitwatch;
