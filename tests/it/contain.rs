@@ -349,3 +349,72 @@ async fn exited_records_are_bounded_oldest_first() {
     assert_eq!(s, 200);
     assert_eq!(v["running"], true);
 }
+
+fn pid_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| !r.trim_start().starts_with('Z'))
+    })
+}
+
+#[tokio::test]
+async fn mcp_server_that_backgrounds_a_child_and_exits_1_leaves_nothing() {
+    use agentd_tests::mcp::{server, start};
+    let marker = format!("1000.{}", unique());
+    // The child lets go of the stdio pipes, so the handshake fails at once, with the leader
+    // already reaped when the server is torn down.
+    let script = format!("sleep {marker} </dev/null >/dev/null 2>&1 & exit 1");
+    let (mut d, _w) = start(
+        json!({"bg": {"command": "sh", "args": ["-c", script]}}),
+        &[],
+    );
+    eventually(Duration::from_secs(20), async || {
+        let s = server(&d, "bg").await;
+        (s["restarts"].as_u64().unwrap_or(0) >= 3).then_some(())
+    })
+    .await;
+    // Each failed attempt's group was killed: at most the current attempt's child lives.
+    let n = alive_with(&marker).len();
+    assert!(n <= 1, "children of failed attempts leaked: {n}");
+    d.signal(Signal::SIGTERM);
+    let st = tokio::task::spawn_blocking(move || d.wait_exit(Duration::from_secs(15)))
+        .await
+        .unwrap()
+        .expect("agentd did not exit");
+    assert!(st.success());
+    none_alive(std::slice::from_ref(&marker), "after shutdown").await;
+}
+
+#[tokio::test]
+async fn mcp_server_crash_kills_its_term_ignoring_group() {
+    use agentd_tests::mcp::{call, fake, start, wait_state};
+    let (d, _w) = start(
+        json!({"crashy": fake(&["--ignore-term", "--grandchild", "--crash-after", "0"])}),
+        &[],
+    );
+    wait_state(&d, "crashy", "ready", Duration::from_secs(20)).await;
+    let line = d
+        .logs
+        .wait_for(Duration::from_secs(10), |v| {
+            v["line"]
+                .as_str()
+                .is_some_and(|l| l.starts_with("fake-mcp-server: grandchild"))
+        })
+        .unwrap();
+    let grandchild: u32 = line["line"]
+        .as_str()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(pid_alive(grandchild));
+    // The first call crashes the server: its leader is reaped before the teardown.
+    let _ = call(&d, "crashy__echo", json!({"message": "x"})).await;
+    eventually(Duration::from_secs(10), async || {
+        (!pid_alive(grandchild)).then_some(())
+    })
+    .await;
+}
