@@ -224,12 +224,25 @@ impl Containment {
         }
     }
 
-    /// Whether a tree has a live member.
+    /// Whether a tree has a live member. In subreaper mode, without a `/proc` scan: once a
+    /// shell is gone, each live descendant is in its group or below a live child of the
+    /// daemon (the nearest subreaper), which then carries the tree's marker.
     pub(crate) fn tree_alive(&self, leaf: Option<&Path>, pgid: u32, id: &str) -> bool {
         if let Some(leaf) = leaf.filter(|_| self.cgroup.is_some()) {
             return populated(leaf);
         }
-        !self.tree_members(leaf, pgid, id).is_empty()
+        if crate::group::group_alive(pgid) {
+            return true;
+        }
+        let Some(marker) = self.marker(id) else {
+            return false;
+        };
+        let me = std::process::id();
+        children(me).into_iter().any(|pid| {
+            pid != pgid
+                && Stat::read(pid).is_some_and(|st| st.ppid == me && !st.zombie())
+                && marker_of(pid).is_some_and(|m| m == marker)
+        })
     }
 
     /// Signals everything this daemon started that may still live: every leaf (cgroup mode),

@@ -4,11 +4,17 @@
 //! copies the daemon's page tables and then takes copy-on-write faults until `exec`; on a
 //! daemon with a multi-threaded runtime that was most of the cost of starting a process.
 //!
-//! The child runs on a stack lent by the parent, in the parent's memory, until `execve`,
-//! and the calling thread is suspended meanwhile (`CLONE_VFORK`). So the child's code
-//! allocates nothing, takes no locks, runs none of the daemon's signal handlers and only
-//! makes raw syscalls on data prepared here; it reports what failed by writing into a
-//! struct the parent reads once `clone` returns (no pipe round trip as in `std`).
+//! The child runs on a stack lent by the parent (one mapping per thread, with a guard page
+//! below it), in the parent's memory, until `execve`, and the calling thread is suspended
+//! meanwhile (`CLONE_VFORK`). So the child's code allocates nothing, takes no locks, runs
+//! none of the daemon's signal handlers and only makes raw syscalls (`syscall(2)`, never a
+//! cancellable libc wrapper) on data prepared here; it execs with an empty signal mask, as
+//! std's spawn does, and reports what failed by writing into a struct the parent reads once
+//! `clone` returns (no pipe round trip as in `std`).
+//!
+//! A start with a cgroup ([`Spec::cgroup`]) uses `clone3` with `CLONE_INTO_CGROUP` (x86-64,
+//! Linux ≥ 5.7): the child is born in that cgroup, which costs nothing like the RCU grace
+//! period of moving it there afterwards.
 //!
 //! The program's `PATH` candidates and the base environment are prepared once
 //! ([`Launcher`]); a start builds only the variables its request adds. A start may also move
@@ -1283,6 +1289,58 @@ mod tests {
             matches!(&e, Some(SpawnError::Exec(e)) if e.raw_os_error() == Some(libc::E2BIG)),
             "{e:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn child_starts_with_an_empty_signal_mask() {
+        // The spawning thread blocks a signal; the program must not inherit that.
+        // SAFETY: changes this test thread's mask only, restored below.
+        let old = unsafe {
+            let mut set: libc::sigset_t = MaybeUninit::zeroed().assume_init();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGUSR1);
+            let mut old: libc::sigset_t = MaybeUninit::zeroed().assume_init();
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+            old
+        };
+        let res = run(
+            "grep SigBlk /proc/self/status",
+            None,
+            Priority::default(),
+            true,
+            true,
+        )
+        .await;
+        // SAFETY: as above.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut()) };
+        let (out, st) = res.unwrap();
+        assert!(st.success());
+        assert_eq!(out.trim(), "SigBlk:\t0000000000000000");
+    }
+
+    #[test]
+    fn the_child_stack_has_a_guard_page_below_it() {
+        let stack = ChildStack::new().unwrap();
+        let guard = page_size();
+        let base = stack.base as usize;
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let perms = |addr: usize| {
+            maps.lines()
+                .find_map(|l| {
+                    let (range, rest) = l.split_once(' ')?;
+                    let (a, b) = range.split_once('-')?;
+                    let (a, b) = (
+                        usize::from_str_radix(a, 16).ok()?,
+                        usize::from_str_radix(b, 16).ok()?,
+                    );
+                    (a <= addr && addr < b).then(|| rest[..4].to_owned())
+                })
+                .unwrap()
+        };
+        assert_eq!(perms(base), "---p", "the lowest page is the guard");
+        assert_eq!(perms(base + guard), "rw-p");
+        assert_eq!(stack.top() as usize % 16, 0);
+        assert!(stack.top() as usize - (base + guard) >= CHILD_STACK);
     }
 
     #[test]
