@@ -54,6 +54,17 @@ pub struct DoctorArgs {
     pub json: bool,
 }
 
+/// `--containment` (see `agentproc::contain`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Containment {
+    /// cgroup where possible, else subreaper.
+    Auto,
+    /// cgroup or fail.
+    Cgroup,
+    /// Subreaper.
+    Subreaper,
+}
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -129,6 +140,15 @@ pub struct ServeArgs {
     /// and forwards termination signals to the daemon. Implied when agentd is PID 1.
     #[arg(long, env = "AGENTD_INIT")]
     pub init: bool,
+
+    /// How process trees are contained: a cgroup v2 leaf per process where agentd can
+    /// create one (auto), or a child subreaper tracking reparented descendants (for tests).
+    #[arg(long, env = "AGENTD_CONTAINMENT", value_enum, default_value_t = Containment::Auto, hide = true)]
+    pub containment: Containment,
+
+    /// Exited processes kept readable at most; the oldest exits are forgotten first.
+    #[arg(long, env = "AGENTD_MAX_EXITED_PROCESSES", default_value_t = agentproc::DEFAULT_MAX_EXITED, hide = true)]
+    pub max_exited_processes: usize,
 
     /// Processes that may run at once; further starts answer 429.
     #[arg(long, env = "AGENTD_MAX_PROCESSES", default_value_t = agentproc::DEFAULT_MAX_RUNNING)]

@@ -78,6 +78,10 @@ pub struct ProcessSettings {
     pub sweep_interval: std::time::Duration,
     /// Start children away from the spawning thread's CPU (see `agentproc::Config::spread`).
     pub spread: bool,
+    /// How process trees are contained.
+    pub containment: agentproc::ContainRequest,
+    /// Exited processes kept readable at most.
+    pub max_exited: usize,
     /// Longest `?wait=true`.
     pub max_wait: std::time::Duration,
     /// `CODER_PROC_OOM_SCORE`.
@@ -94,6 +98,8 @@ impl Default for ProcessSettings {
             retention: agentproc::DEFAULT_RETENTION,
             sweep_interval: agentproc::DEFAULT_SWEEP_INTERVAL,
             spread: true,
+            containment: agentproc::ContainRequest::Auto,
+            max_exited: agentproc::DEFAULT_MAX_EXITED,
             max_wait: DEFAULT_MAX_WAIT,
             oom_score: None,
             nice_score: None,
@@ -205,6 +211,12 @@ impl ServeConfig {
                 retention: std::time::Duration::from_millis(args.process_retention_ms),
                 sweep_interval: std::time::Duration::from_millis(args.process_sweep_ms),
                 spread: !args.spawn_same_cpu,
+                containment: match args.containment {
+                    crate::cli::Containment::Auto => agentproc::ContainRequest::Auto,
+                    crate::cli::Containment::Cgroup => agentproc::ContainRequest::Cgroup,
+                    crate::cli::Containment::Subreaper => agentproc::ContainRequest::Subreaper,
+                },
+                max_exited: args.max_exited_processes,
                 max_wait: std::time::Duration::from_millis(args.process_max_wait_ms),
                 oom_score: env_int("CODER_PROC_OOM_SCORE")?,
                 nice_score: env_int("CODER_PROC_NICE_SCORE")?,

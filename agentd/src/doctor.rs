@@ -99,6 +99,7 @@ fn print(r: &Report, json: bool) {
 fn check_all(config: &ServeConfig, r: &mut Report) {
     check_git(r);
     check_inotify(r);
+    check_containment(config, r);
     check_workdir(config, r);
     check_state_dir(config, r);
     check_socket(config, r);
@@ -168,6 +169,32 @@ fn check_inotify(r: &mut Report) {
             "inotify",
             Level::Warn,
             "cannot read /proc/sys/fs/inotify limits: git watch falls back to polling",
+        ),
+    }
+}
+
+fn check_containment(config: &ServeConfig, r: &mut Report) {
+    use agentproc::{ContainMode, ContainRequest};
+    let req = config.processes.containment;
+    match (agentproc::contain::probe(req), req) {
+        (Ok(ContainMode::Cgroup), _) => r.add(
+            "containment",
+            Level::Ok,
+            "cgroup: each process tree gets a cgroup v2 leaf (killed with cgroup.kill)",
+        ),
+        (Ok(ContainMode::Subreaper), _) => r.add(
+            "containment",
+            Level::Ok,
+            "subreaper (as requested): orphans are adopted and tracked by a marker variable",
+        ),
+        (Err(e), ContainRequest::Cgroup) => r.add("containment", Level::Fail, e.to_string()),
+        (Err(e), _) => r.add(
+            "containment",
+            Level::Warn,
+            format!(
+                "subreaper: {e}; a descendant that clears its environment and detaches can \
+                 escape (delegate a cgroup v2 subtree to agentd for full containment)"
+            ),
         ),
     }
 }

@@ -53,6 +53,8 @@ pub fn supervisor(config: &ServeConfig, metrics: &Metrics) -> Supervisor {
     c.retention = s.retention;
     c.sweep_interval = s.sweep_interval;
     c.spread = s.spread;
+    c.containment = s.containment;
+    c.max_exited = s.max_exited;
     let sup = Supervisor::new(c);
     let m = sup.clone();
     metrics.register(Box::new(move |out: &mut String| {
@@ -64,9 +66,19 @@ pub fn supervisor(config: &ServeConfig, metrics: &Metrics) -> Supervisor {
              agentd_processes_running {}\n\
              # HELP agentd_processes_started_total Processes started since the daemon started.\n\
              # TYPE agentd_processes_started_total counter\n\
-             agentd_processes_started_total {}",
+             agentd_processes_started_total {}\n\
+             # HELP agentd_processes_counted Processes counted against --max-processes (running shells and exited ones whose descendants live).\n\
+             # TYPE agentd_processes_counted gauge\n\
+             agentd_processes_counted {}\n\
+             # HELP agentd_process_containment How process trees are contained (1 for the mode in effect).\n\
+             # TYPE agentd_process_containment gauge\n\
+             agentd_process_containment{{mode=\"cgroup\"}} {}\n\
+             agentd_process_containment{{mode=\"subreaper\"}} {}",
             m.running_count(),
-            m.started_total()
+            m.started_total(),
+            m.counted(),
+            u8::from(m.containment() == agentproc::ContainMode::Cgroup),
+            u8::from(m.containment() == agentproc::ContainMode::Subreaper),
         );
     }));
     sup

@@ -163,12 +163,15 @@ async fn hello() -> Json<Message> {
 struct Health {
     status: &'static str,
     version: &'static str,
+    /// How process trees are contained: `cgroup` or `subreaper` (additive).
+    containment: &'static str,
 }
 
-async fn healthz() -> Json<Health> {
+async fn healthz(State(state): State<AppState>) -> Json<Health> {
     Json(Health {
         status: "ok",
         version: env!("CARGO_PKG_VERSION"),
+        containment: state.procs.containment().as_str(),
     })
 }
 

@@ -166,23 +166,32 @@ impl Server {
 struct Conn {
     service: RunningService<RoleClient, Handler>,
     child: Option<tokio::process::Child>,
+    /// The stdio server's process group, remembered at spawn: once the leader is reaped
+    /// `child.id()` is `None`, but its grandchildren may live on in the group.
+    pgid: Option<u32>,
 }
 
 impl Conn {
     /// Stops the connection and, for stdio, the whole process group: TERM, grace, KILL.
     async fn stop(self, name: &str) {
-        let Conn { service, child } = self;
+        let Conn {
+            service,
+            child,
+            pgid,
+        } = self;
         service.cancellation_token().cancel();
         let _ = tokio::time::timeout(Duration::from_secs(2), service.waiting()).await;
         if let Some(child) = child {
-            stop_child(child, name).await;
+            stop_child(child, pgid, name).await;
         }
     }
 }
 
-async fn stop_child(mut child: tokio::process::Child, name: &str) {
-    let Some(pgid) = child.id() else {
-        let _ = child.wait().await;
+/// TERM, grace, KILL of the server's group `pgid` (its pid at spawn), whether or not the
+/// leader has been reaped already.
+async fn stop_child(mut child: tokio::process::Child, pgid: Option<u32>, name: &str) {
+    let Some(pgid) = pgid.or_else(|| child.id()) else {
+        let _ = tokio::time::timeout(Duration::from_secs(1), child.wait()).await;
         return;
     };
     let _ = signal_group(pgid, GroupSignal::Term);
@@ -224,24 +233,26 @@ async fn connect(
             let mut child = cmd
                 .spawn()
                 .map_err(|e| format!("cannot start {:?}: {e}", spec.command))?;
-            srv.set_pid(child.id());
+            let pgid = child.id();
+            srv.set_pid(pgid);
             if let Some(err) = child.stderr.take() {
                 tasks.spawn(drain_stderr(err, spec.name.clone()));
             }
             let (Some(stdout), Some(stdin)) = (child.stdout.take(), child.stdin.take()) else {
-                stop_child(child, &spec.name).await;
+                stop_child(child, pgid, &spec.name).await;
                 return Err("stdio pipes missing".into());
             };
             match handler.serve((stdout, stdin)).await {
                 Ok(service) => Ok(Conn {
                     service,
                     child: Some(child),
+                    pgid,
                 }),
                 Err(e) => {
                     // Prefer the exit status when the process died during the handshake.
                     let status =
                         tokio::time::timeout(Duration::from_millis(200), child.wait()).await;
-                    stop_child(child, &spec.name).await;
+                    stop_child(child, pgid, &spec.name).await;
                     srv.set_pid(None);
                     match status {
                         Ok(Ok(st)) => Err(format!("server exited during initialize ({st}): {e}")),
@@ -269,6 +280,7 @@ async fn connect(
             Ok(Conn {
                 service,
                 child: None,
+                pgid: None,
             })
         }
         Transport::Sse => {
@@ -279,6 +291,7 @@ async fn connect(
                 Ok(service) => Ok(Conn {
                     service,
                     child: None,
+                    pgid: None,
                 }),
                 Err(e) => {
                     stop.cancel();
@@ -437,7 +450,8 @@ pub(crate) async fn supervise(srv: Arc<Server>, opts: ManagerOptions, tasks: Tas
                     Ok(tools) => Ok((conn, tools)),
                     Err(e) => {
                         let msg = format!("tools/list failed: {e}");
-                        conn.child.take().map(|c| tasks.spawn(async move { stop_child(c, "").await }));
+                        let pgid = conn.pgid;
+                        conn.child.take().map(|c| tasks.spawn(async move { stop_child(c, pgid, "").await }));
                         conn.service.cancellation_token().cancel();
                         Err(msg)
                     }
@@ -519,6 +533,9 @@ pub(crate) async fn supervise(srv: Arc<Server>, opts: ManagerOptions, tasks: Tas
         d.state = ServerState::Stopped;
         d.peer = None;
     }
-    srv.set_pid(None);
+    // Cancelled mid-connect: the dropped child was killed, its group not yet.
+    if let Some(pid) = srv.set_pid(None) {
+        let _ = signal_group(pid, GroupSignal::Kill);
+    }
     srv.publish();
 }

@@ -6,6 +6,7 @@
 //! environment variables: everything comes in through [`supervisor::Config`].
 
 pub mod buffer;
+pub mod contain;
 pub mod group;
 pub mod init;
 pub mod priority;
@@ -13,10 +14,11 @@ mod spawn;
 pub mod supervisor;
 
 pub use buffer::{OutputBuffer, SinceRead, Strategy, Truncation};
+pub use contain::{ContainError, ContainMode, ContainRequest};
 pub use group::GroupSignal;
 pub use priority::Priority;
 pub use supervisor::{
-    Config, DEFAULT_MAX_RUNNING, DEFAULT_RETENTION, DEFAULT_SWEEP_INTERVAL, Exit,
-    NON_INTERACTIVE_ENV, OnExit, OutputView, Process, SignalError, StartError, StartRequest,
+    Config, DEFAULT_MAX_EXITED, DEFAULT_MAX_RUNNING, DEFAULT_RETENTION, DEFAULT_SWEEP_INTERVAL,
+    Exit, NON_INTERACTIVE_ENV, OnExit, OutputView, Process, SignalError, StartError, StartRequest,
     Status, Supervisor,
 };

@@ -4,11 +4,17 @@
 //! copies the daemon's page tables and then takes copy-on-write faults until `exec`; on a
 //! daemon with a multi-threaded runtime that was most of the cost of starting a process.
 //!
-//! The child runs on a stack lent by the parent, in the parent's memory, until `execve`,
-//! and the calling thread is suspended meanwhile (`CLONE_VFORK`). So the child's code
-//! allocates nothing, takes no locks, runs none of the daemon's signal handlers and only
-//! makes raw syscalls on data prepared here; it reports what failed by writing into a
-//! struct the parent reads once `clone` returns (no pipe round trip as in `std`).
+//! The child runs on a stack lent by the parent (one mapping per thread, with a guard page
+//! below it), in the parent's memory, until `execve`, and the calling thread is suspended
+//! meanwhile (`CLONE_VFORK`). So the child's code allocates nothing, takes no locks, runs
+//! none of the daemon's signal handlers and only makes raw syscalls (`syscall(2)`, never a
+//! cancellable libc wrapper) on data prepared here; it execs with an empty signal mask, as
+//! std's spawn does, and reports what failed by writing into a struct the parent reads once
+//! `clone` returns (no pipe round trip as in `std`).
+//!
+//! A start with a cgroup ([`Spec::cgroup`]) uses `clone3` with `CLONE_INTO_CGROUP` (x86-64,
+//! Linux ≥ 5.7): the child is born in that cgroup, which costs nothing like the RCU grace
+//! period of moving it there afterwards.
 //!
 //! The program's `PATH` candidates and the base environment are prepared once
 //! ([`Launcher`]); a start builds only the variables its request adds. A start may also move
@@ -99,6 +105,8 @@ pub(crate) struct Spec<'a> {
     /// Move the child off the calling thread's CPU before it execs (when the daemon may run
     /// on another one).
     pub spread: bool,
+    /// A cgroup v2 directory to start the child in (`clone3` with `CLONE_INTO_CGROUP`).
+    pub cgroup: Option<RawFd>,
 }
 
 /// Why a start failed.
@@ -153,6 +161,18 @@ struct Shared {
     spread: c_int,
     away: libc::cpu_set_t,
     affinity: libc::cpu_set_t,
+    /// 1: exit(0) at once (the cgroup probe).
+    probe: c_int,
+}
+
+impl Shared {
+    /// A child that exits at once.
+    fn probe() -> Self {
+        // SAFETY: every field is plain data or a pointer; all-zero is valid for each.
+        let mut s: Self = unsafe { MaybeUninit::zeroed().assume_init() };
+        s.probe = 1;
+        s
+    }
 }
 
 fn nul_error(what: &str) -> SpawnError {
@@ -319,6 +339,7 @@ pub(crate) fn spawn_with(spec: &Spec<'_>, want_pidfd: bool) -> Result<Spawned, S
         away: unsafe { MaybeUninit::zeroed().assume_init() },
         // SAFETY: as above.
         affinity: unsafe { MaybeUninit::zeroed().assume_init() },
+        probe: 0,
     };
     let here = if spec.spread {
         away_from_this_cpu(&mut shared.affinity, &mut shared.away)
@@ -326,15 +347,17 @@ pub(crate) fn spawn_with(spec: &Spec<'_>, want_pidfd: bool) -> Result<Spawned, S
         None
     };
     shared.spread = c_int::from(here.is_some());
-    // The child's stack is a region of this frame: this thread is suspended while the child
-    // uses it, and nothing has to be allocated (or consolidated) per start. It grows down:
-    // hand over its 16-byte aligned top.
-    let mut stack = MaybeUninit::<[u8; CHILD_STACK]>::uninit();
-    let top = {
-        let end = stack.as_mut_ptr().cast::<u8>().wrapping_add(CHILD_STACK) as usize;
-        (end & !15) as *mut c_void
-    };
+    // The child runs on this thread's spawn stack (mapped once, with a guard page below it):
+    // this thread is suspended while the child uses it, so one per thread is enough.
+    let top = CHILD_STACKS.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(ChildStack::new().map_err(SpawnError::Other)?);
+        }
+        Ok::<_, SpawnError>(slot.as_ref().map_or(ptr::null_mut(), ChildStack::top))
+    })?;
     let mut pidfd: c_int = -1;
+    let mut thread_mask_problem = None;
     // SAFETY: all signals are blocked around clone so that none of the daemon's handlers
     // runs in the child (which shares its memory) before it resets them; the child only
     // touches `shared`, the strings it points to and its own stack, all of which live until
@@ -349,25 +372,33 @@ pub(crate) fn spawn_with(spec: &Spec<'_>, want_pidfd: bool) -> Result<Spawned, S
         // idle vCPU looks unavailable to the scheduler) and push the child off it.
         let n = size_of::<libc::cpu_set_t>();
         let pinned = here.is_some_and(|h| libc::sched_setaffinity(0, n, &h) == 0);
-        let pid = libc::clone(
-            child_main,
-            top,
-            libc::CLONE_VM
-                | libc::CLONE_VFORK
-                | libc::SIGCHLD
-                | if want_pidfd { libc::CLONE_PIDFD } else { 0 },
-            (&raw mut shared).cast::<c_void>(),
-            &raw mut pidfd,
-        );
-        let clone_errno = io::Error::last_os_error();
-        if pinned {
-            libc::sched_setaffinity(0, n, &shared.affinity);
+        let pid = match spec.cgroup {
+            Some(dir) => clone_into_cgroup(dir, want_pidfd, &raw mut shared, &raw mut pidfd, top),
+            None => {
+                let pid = libc::clone(
+                    child_main,
+                    top,
+                    libc::CLONE_VM
+                        | libc::CLONE_VFORK
+                        | libc::SIGCHLD
+                        | if want_pidfd { libc::CLONE_PIDFD } else { 0 },
+                    (&raw mut shared).cast::<c_void>(),
+                    &raw mut pidfd,
+                );
+                if pid < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(pid)
+                }
+            }
+        };
+        // This thread's own mask comes back whatever happened; should the kernel refuse it
+        // (its cpuset changed meanwhile), every CPU it allows will do.
+        if pinned && !restore_affinity(&shared.affinity) {
+            thread_mask_problem = Some(io::Error::last_os_error());
         }
         libc::pthread_sigmask(libc::SIG_SETMASK, &shared.mask, ptr::null_mut());
-        if pid < 0 {
-            return Err(SpawnError::Other(clone_errno));
-        }
-        pid
+        pid.map_err(SpawnError::Other)?
     };
     drop(lifted);
     // SAFETY: the child has exec'd or exited; nothing writes `shared` any more. Volatile
@@ -399,6 +430,11 @@ pub(crate) fn spawn_with(spec: &Spec<'_>, want_pidfd: bool) -> Result<Spawned, S
         });
     }
     let mut priority_problems = Vec::new();
+    if let Some(e) = thread_mask_problem {
+        priority_problems.push(format!(
+            "restoring the spawning thread's CPU mask: {e} (it stays on one CPU)"
+        ));
+    }
     if let Some(v) = spec.priority.oom_score_adj
         && oom_errno != 0
     {
@@ -446,34 +482,401 @@ fn away_from_this_cpu(
     }
 }
 
-/// The child, until `execve`. Only async-signal-safe libc calls on data prepared by the
-/// parent; no allocation, no locks, no unwinding.
+/// Puts `mask` back on the calling thread, or, if the kernel refuses it, every CPU it
+/// allows. Whether either worked.
+///
+/// # Safety
+/// Plain syscalls on the calling thread; async-signal-safe (also used in the child).
+unsafe fn restore_affinity(mask: *const libc::cpu_set_t) -> bool {
+    let n = size_of::<libc::cpu_set_t>();
+    // SAFETY: see the function's contract.
+    unsafe {
+        if sys(libc::SYS_sched_setaffinity, 0, n, mask as usize, 0).is_ok() {
+            return true;
+        }
+        let mut all: libc::cpu_set_t = MaybeUninit::zeroed().assume_init();
+        for cpu in 0..libc::CPU_SETSIZE as usize {
+            libc::CPU_SET(cpu, &mut all);
+        }
+        sys(
+            libc::SYS_sched_setaffinity,
+            0,
+            n,
+            (&raw const all) as usize,
+            0,
+        )
+        .is_ok()
+    }
+}
+
+/// A raw system call (`syscall(2)`, never one of libc's cancellable wrappers): the result,
+/// or the errno.
+///
+/// # Safety
+/// The arguments must be valid for system call `nr`.
+#[inline(always)]
+unsafe fn sys(nr: libc::c_long, a: usize, b: usize, c: usize, d: usize) -> Result<usize, c_int> {
+    // SAFETY: see the function's contract; the unused argument registers are zero.
+    let r = unsafe { libc::syscall(nr, a, b, c, d, 0usize, 0usize) };
+    if r < 0 { Err(errno()) } else { Ok(r as usize) }
+}
+
+/// Bytes of the guard below each spawn stack (at least one page).
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+        .ok()
+        .filter(|p| *p > 0)
+        .unwrap_or(4096)
+}
+
+/// One thread's stack for the children it starts: mapped once, with an inaccessible guard
+/// page below it, so a child that overran it would fault instead of writing over the
+/// daemon's memory.
+struct ChildStack {
+    base: *mut c_void,
+    len: usize,
+}
+
+impl ChildStack {
+    fn new() -> io::Result<Self> {
+        let guard = page_size();
+        let len = guard + CHILD_STACK.next_multiple_of(guard);
+        // SAFETY: a fresh anonymous mapping; the guard page is made inaccessible before use.
+        unsafe {
+            let base = libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            );
+            if base == libc::MAP_FAILED {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::mprotect(base, guard, libc::PROT_NONE) != 0 {
+                let e = io::Error::last_os_error();
+                libc::munmap(base, len);
+                return Err(e);
+            }
+            Ok(Self { base, len })
+        }
+    }
+
+    /// The 16-byte aligned top (stacks grow down).
+    fn top(&self) -> *mut c_void {
+        let end = self.base as usize + self.len;
+        (end & !15) as *mut c_void
+    }
+}
+
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, used by no child any more (a thread's children
+        // run only while the thread is inside `spawn`).
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
+thread_local! {
+    static CHILD_STACKS: std::cell::RefCell<Option<ChildStack>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `struct clone_args` (Linux ≥ 5.7, with `cgroup`).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `clone3(CLONE_VM | CLONE_VFORK | CLONE_INTO_CGROUP)`: like the `clone` above, with the
+/// child born in cgroup `dir` (no migration afterwards, which would cost an RCU grace
+/// period). The child runs `child_main(shared)` on the stack below `top`.
+///
+/// # Safety
+/// As for `clone` in [`spawn_with`]: signals blocked, `shared` and everything it points to
+/// alive until this returns.
+#[cfg(target_arch = "x86_64")]
+unsafe fn clone_into_cgroup(
+    dir: RawFd,
+    want_pidfd: bool,
+    shared: *mut Shared,
+    pidfd: *mut c_int,
+    top: *mut c_void,
+) -> io::Result<libc::pid_t> {
+    let mut args = CloneArgs {
+        flags: (libc::CLONE_VM | libc::CLONE_VFORK) as u64
+            | CLONE_INTO_CGROUP
+            | if want_pidfd {
+                libc::CLONE_PIDFD as u64
+            } else {
+                0
+            },
+        pidfd: pidfd as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        // The kernel sets the child's stack pointer to `stack + stack_size`.
+        stack: top as u64 - 16,
+        stack_size: 16,
+        cgroup: dir as u64,
+        ..CloneArgs::default()
+    };
+    let f: extern "C" fn(*mut c_void) -> c_int = child_main;
+    let ret: isize;
+    // SAFETY: the child starts on its own stack with rax = 0, calls `child_main` (which
+    // never returns: it execs or exits) and would exit should it return; the parent only
+    // gets rax back (rcx and r11 are clobbered by `syscall`).
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "mov rdi, r12",
+            "call r13",
+            "mov edi, 127",
+            "mov eax, 231",
+            "syscall",
+            "ud2",
+            "2:",
+            inlateout("rax") libc::SYS_clone3 as isize => ret,
+            in("rdi") &raw mut args,
+            in("rsi") size_of::<CloneArgs>(),
+            in("r12") shared,
+            in("r13") f,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    if ret < 0 {
+        return Err(io::Error::from_raw_os_error(-ret as i32));
+    }
+    Ok(ret as libc::pid_t)
+}
+
+/// Without a `clone3` entry written for this architecture there is no cgroup mode.
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn clone_into_cgroup(
+    _dir: RawFd,
+    _want_pidfd: bool,
+    _shared: *mut Shared,
+    _pidfd: *mut c_int,
+    _top: *mut c_void,
+) -> io::Result<libc::pid_t> {
+    Err(io::Error::from_raw_os_error(libc::ENOSYS))
+}
+
+/// Starts a child that exits at once in cgroup `dir`, and reaps it: whether this kernel
+/// and architecture can start processes in a cgroup.
+pub(crate) fn probe_clone_into_cgroup(dir: RawFd) -> io::Result<()> {
+    let stack = ChildStack::new()?;
+    let mut shared = Shared::probe();
+    let mut pidfd: c_int = -1;
+    // SAFETY: as in spawn_with; `probe` makes the child exit before anything else.
+    let pid = unsafe {
+        let mut all: libc::sigset_t = MaybeUninit::zeroed().assume_init();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut shared.mask);
+        let pid = clone_into_cgroup(dir, false, &raw mut shared, &raw mut pidfd, stack.top());
+        libc::pthread_sigmask(libc::SIG_SETMASK, &shared.mask, ptr::null_mut());
+        pid?
+    };
+    let st = wait_blocking(pid)?;
+    if st.code() != Some(0) {
+        return Err(io::Error::other(format!("probe child ended with {st}")));
+    }
+    Ok(())
+}
+
+/// The child, until `execve`. Only raw system calls (no libc wrapper that could be a
+/// cancellation point or take a lock) on data prepared by the parent; no allocation, no
+/// locks, no unwinding.
 extern "C" fn child_main(arg: *mut c_void) -> c_int {
     let s = arg.cast::<Shared>();
     // SAFETY: `arg` is the parent's `Shared`, alive and not touched by the parent until the
     // child execs or exits (CLONE_VFORK); every pointer in it is valid for that time.
     unsafe {
+        if (*s).probe != 0 {
+            let _ = sys(libc::SYS_exit_group, 0, 0, 0, 0);
+        }
         if (*s).spread != 0 {
             // Moving off the CPU the parent will wake up on: the kernel migrates us before
-            // the first call returns. The mask is restored at once so that nothing after
-            // `execve` inherits the narrowed one; should the saved mask be refused (the
+            // the call returns. The mask is put back in every case, at once, so that nothing
+            // after `execve` inherits a narrowed one; should the saved mask be refused (the
             // cpuset changed meanwhile), every CPU the kernel allows will do, and failing
             // that the start fails rather than run a child pinned by us.
             let n = size_of::<libc::cpu_set_t>();
-            if libc::sched_setaffinity(0, n, &raw const (*s).away) == 0
-                && libc::sched_setaffinity(0, n, &raw const (*s).affinity) != 0
-            {
-                let mut all: libc::cpu_set_t = MaybeUninit::zeroed().assume_init();
-                for cpu in 0..libc::CPU_SETSIZE as usize {
-                    libc::CPU_SET(cpu, &mut all);
-                }
-                if libc::sched_setaffinity(0, n, &all) != 0 {
-                    fail(s, STEP_AFFINITY);
-                }
+            let _ = sys(
+                libc::SYS_sched_setaffinity,
+                0,
+                n,
+                (&raw const (*s).away) as usize,
+                0,
+            );
+            if !restore_affinity(&raw const (*s).affinity) {
+                fail(s, STEP_AFFINITY);
             }
         }
         // The daemon's handlers must never run here: they would act on the daemon's memory.
         // SIGPIPE goes back to its default too (the Rust runtime ignores it), as std does.
+        reset_signal_handlers();
+        if sys(libc::SYS_setpgid, 0, 0, 0, 0).is_err() {
+            fail(s, STEP_PGID);
+        }
+        let stdio = (*s).stdio;
+        for (target, fd) in (0..).zip(stdio) {
+            let ok = if fd == target {
+                sys(libc::SYS_fcntl, fd as usize, libc::F_SETFD as usize, 0, 0).is_ok()
+            } else {
+                sys(libc::SYS_dup3, fd as usize, target as usize, 0, 0) == Ok(target as usize)
+            };
+            if !ok {
+                fail(s, STEP_DUP);
+            }
+        }
+        let cwd = (*s).cwd;
+        if !cwd.is_null() && sys(libc::SYS_chdir, cwd as usize, 0, 0, 0).is_err() {
+            fail(s, STEP_CHDIR);
+        }
+        let oom = (*s).oom;
+        if !oom.is_null() {
+            let path = c"/proc/self/oom_score_adj";
+            match sys(
+                libc::SYS_openat,
+                libc::AT_FDCWD as usize,
+                path.as_ptr() as usize,
+                (libc::O_WRONLY | libc::O_CLOEXEC) as usize,
+                0,
+            ) {
+                Ok(fd) => {
+                    let len = (*s).oom_len;
+                    match sys(libc::SYS_write, fd, oom as usize, len, 0) {
+                        Ok(n) if n == len => {}
+                        Ok(_) => ptr::write_volatile(&raw mut (*s).oom_errno, libc::EIO),
+                        Err(e) => ptr::write_volatile(&raw mut (*s).oom_errno, e),
+                    }
+                    let _ = sys(libc::SYS_close, fd, 0, 0, 0);
+                }
+                Err(e) => ptr::write_volatile(&raw mut (*s).oom_errno, e),
+            }
+        }
+        if (*s).set_nice != 0
+            && let Err(e) = sys(
+                libc::SYS_setpriority,
+                libc::PRIO_PROCESS as usize,
+                0,
+                (*s).nice as isize as usize,
+                0,
+            )
+        {
+            ptr::write_volatile(&raw mut (*s).nice_errno, e);
+        }
+        // The program starts with no signal blocked, as with std's spawn (the daemon's
+        // threads block some; none of that is the program's business).
+        let empty: u64 = 0;
+        let _ = sys(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK as usize,
+            (&raw const empty) as usize,
+            0,
+            8,
+        );
+        // execvp's search: the first candidate that execs wins; EACCES is remembered and
+        // reported if nothing else is found.
+        let mut seen_eacces = false;
+        let mut c = (*s).candidates;
+        while !(*c).is_null() {
+            let e = sys(
+                libc::SYS_execve,
+                *c as usize,
+                (*s).argv as usize,
+                (*s).envp as usize,
+                0,
+            )
+            .err()
+            .unwrap_or(0);
+            match e {
+                libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
+                libc::EACCES => seen_eacces = true,
+                e => fail_with(s, STEP_EXEC, e),
+            }
+            c = c.add(1);
+        }
+        fail_with(
+            s,
+            STEP_EXEC,
+            if seen_eacces {
+                libc::EACCES
+            } else {
+                libc::ENOENT
+            },
+        )
+    }
+}
+
+/// The kernel's `struct sigaction` on the architectures whose layout is written here.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+/// Every caught signal back to its default, and SIGPIPE if ignored (raw `rt_sigaction`).
+///
+/// # Safety
+/// Only in the child, with all signals blocked.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+unsafe fn reset_signal_handlers() {
+    for sig in 1..=64usize {
+        if sig == libc::SIGKILL as usize || sig == libc::SIGSTOP as usize {
+            continue;
+        }
+        let mut old = KernelSigaction {
+            handler: 0,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        };
+        // SAFETY: a query into a local struct of the kernel's layout.
+        if unsafe { sys(libc::SYS_rt_sigaction, sig, 0, (&raw mut old) as usize, 8) }.is_err() {
+            continue;
+        }
+        let caught = old.handler != libc::SIG_DFL && old.handler != libc::SIG_IGN;
+        if caught || (sig == libc::SIGPIPE as usize && old.handler == libc::SIG_IGN) {
+            let new = KernelSigaction {
+                handler: libc::SIG_DFL,
+                flags: 0,
+                restorer: 0,
+                mask: 0,
+            };
+            // SAFETY: setting the default disposition from a local struct.
+            let _ = unsafe { sys(libc::SYS_rt_sigaction, sig, (&raw const new) as usize, 0, 8) };
+        }
+    }
+}
+
+/// Elsewhere libc's `sigaction` (not a cancellation point) does the same.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+unsafe fn reset_signal_handlers() {
+    // SAFETY: see the function's contract.
+    unsafe {
         for sig in 1..=64 {
             if sig == libc::SIGKILL || sig == libc::SIGSTOP {
                 continue;
@@ -489,59 +892,6 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
                 libc::sigaction(sig, &new, ptr::null_mut());
             }
         }
-        if libc::setpgid(0, 0) != 0 {
-            fail(s, STEP_PGID);
-        }
-        let stdio = (*s).stdio;
-        for (target, fd) in (0..).zip(stdio) {
-            let ok = if fd == target {
-                libc::fcntl(fd, libc::F_SETFD, 0) == 0
-            } else {
-                libc::dup2(fd, target) == target
-            };
-            if !ok {
-                fail(s, STEP_DUP);
-            }
-        }
-        let cwd = (*s).cwd;
-        if !cwd.is_null() && libc::chdir(cwd) != 0 {
-            fail(s, STEP_CHDIR);
-        }
-        let oom = (*s).oom;
-        if !oom.is_null() {
-            let fd = libc::open(
-                c"/proc/self/oom_score_adj".as_ptr(),
-                libc::O_WRONLY | libc::O_CLOEXEC,
-            );
-            let len = (*s).oom_len;
-            if fd < 0 || libc::write(fd, oom.cast(), len) != len as isize {
-                ptr::write_volatile(&raw mut (*s).oom_errno, errno());
-            }
-            if fd >= 0 {
-                libc::close(fd);
-            }
-        }
-        if (*s).set_nice != 0 && libc::setpriority(libc::PRIO_PROCESS, 0, (*s).nice) != 0 {
-            ptr::write_volatile(&raw mut (*s).nice_errno, errno());
-        }
-        libc::pthread_sigmask(libc::SIG_SETMASK, &raw const (*s).mask, ptr::null_mut());
-        // execvp's search: the first candidate that execs wins; EACCES is remembered and
-        // reported if nothing else is found.
-        let mut seen_eacces = false;
-        let mut c = (*s).candidates;
-        while !(*c).is_null() {
-            libc::execve(*c, (*s).argv, (*s).envp);
-            match errno() {
-                libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
-                libc::EACCES => seen_eacces = true,
-                _ => fail(s, STEP_EXEC),
-            }
-            c = c.add(1);
-        }
-        if seen_eacces {
-            *libc::__errno_location() = libc::EACCES;
-        }
-        fail(s, STEP_EXEC)
     }
 }
 
@@ -551,11 +901,21 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
 /// Only from [`child_main`], with its `Shared`.
 unsafe fn fail(s: *mut Shared, step: c_int) -> ! {
     // SAFETY: see child_main.
+    unsafe { fail_with(s, step, errno()) }
+}
+
+/// [`fail`] with an explicit errno.
+///
+/// # Safety
+/// Only from [`child_main`], with its `Shared`.
+unsafe fn fail_with(s: *mut Shared, step: c_int, e: c_int) -> ! {
+    // SAFETY: see child_main.
     unsafe {
-        let e = errno();
         ptr::write_volatile(&raw mut (*s).errno, e);
         ptr::write_volatile(&raw mut (*s).failed_step, step);
-        libc::_exit(127)
+        loop {
+            let _ = sys(libc::SYS_exit_group, 127, 0, 0, 0);
+        }
     }
 }
 
@@ -772,6 +1132,7 @@ mod tests {
             stdio: [null.as_raw_fd(), w.as_raw_fd(), w.as_raw_fd()],
             priority,
             spread,
+            cgroup: None,
         };
         let spawned = spawn_with(&spec, want_pidfd);
         drop(w);
@@ -913,6 +1274,7 @@ mod tests {
             stdio: [0, 1, 2],
             priority: Priority::default(),
             spread: false,
+            cgroup: None,
         };
         let e = spawn(&spec).err();
         assert!(
@@ -927,6 +1289,58 @@ mod tests {
             matches!(&e, Some(SpawnError::Exec(e)) if e.raw_os_error() == Some(libc::E2BIG)),
             "{e:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn child_starts_with_an_empty_signal_mask() {
+        // The spawning thread blocks a signal; the program must not inherit that.
+        // SAFETY: changes this test thread's mask only, restored below.
+        let old = unsafe {
+            let mut set: libc::sigset_t = MaybeUninit::zeroed().assume_init();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGUSR1);
+            let mut old: libc::sigset_t = MaybeUninit::zeroed().assume_init();
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+            old
+        };
+        let res = run(
+            "grep SigBlk /proc/self/status",
+            None,
+            Priority::default(),
+            true,
+            true,
+        )
+        .await;
+        // SAFETY: as above.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut()) };
+        let (out, st) = res.unwrap();
+        assert!(st.success());
+        assert_eq!(out.trim(), "SigBlk:\t0000000000000000");
+    }
+
+    #[test]
+    fn the_child_stack_has_a_guard_page_below_it() {
+        let stack = ChildStack::new().unwrap();
+        let guard = page_size();
+        let base = stack.base as usize;
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let perms = |addr: usize| {
+            maps.lines()
+                .find_map(|l| {
+                    let (range, rest) = l.split_once(' ')?;
+                    let (a, b) = range.split_once('-')?;
+                    let (a, b) = (
+                        usize::from_str_radix(a, 16).ok()?,
+                        usize::from_str_radix(b, 16).ok()?,
+                    );
+                    (a <= addr && addr < b).then(|| rest[..4].to_owned())
+                })
+                .unwrap()
+        };
+        assert_eq!(perms(base), "---p", "the lowest page is the guard");
+        assert_eq!(perms(base + guard), "rw-p");
+        assert_eq!(stack.top() as usize % 16, 0);
+        assert!(stack.top() as usize - (base + guard) >= CHILD_STACK);
     }
 
     #[test]

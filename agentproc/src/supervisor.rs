@@ -24,6 +24,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::buffer::{OutputBuffer, SinceRead, Truncation};
+use crate::contain::{ContainMode, ContainRequest, Containment};
 use crate::group::{self, GroupSignal};
 use crate::priority::Priority;
 use crate::spawn::{self, SpawnError};
@@ -72,12 +73,18 @@ pub struct Config {
     /// Start each child on another CPU than the daemon thread that spawns it (which goes on
     /// answering the request), when the daemon may use more than one.
     pub spread: bool,
+    /// How process trees are contained (see [`crate::contain`]).
+    pub containment: ContainRequest,
+    /// Exited processes kept readable at most (the oldest exits are forgotten first).
+    pub max_exited: usize,
 }
 
 /// Default cap on processes running at once (Coder has none; 429 beyond it).
 pub const DEFAULT_MAX_RUNNING: usize = 1024;
 /// Default time an exited process stays readable (Coder's 5 minutes).
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(300);
+/// Default cap on exited processes kept readable.
+pub const DEFAULT_MAX_EXITED: usize = 1024;
 /// Default period of the sweep that forgets exited processes.
 pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -98,6 +105,8 @@ impl Config {
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
             linger: Duration::from_millis(200),
             spread: true,
+            containment: ContainRequest::Auto,
+            max_exited: DEFAULT_MAX_EXITED,
         }
     }
 }
@@ -242,10 +251,12 @@ pub struct Process {
     pub seq: u64,
     state: Mutex<State>,
     status: watch::Sender<Status>,
-    /// Its group was seen without a live member after the exit. A group never regains
-    /// members, so later looks skip the `/proc` scan and a recycled pgid is never taken
-    /// for it.
+    /// Its tree was seen without a live member after the exit. A tree never regains
+    /// members, so later looks skip the scan and a recycled pgid is never taken for it.
     group_gone: AtomicBool,
+    /// Its cgroup leaf (cgroup mode).
+    leaf: Option<PathBuf>,
+    contain: Arc<Containment>,
 }
 
 /// A consistent view of a process: exit and output read together.
@@ -325,21 +336,33 @@ impl Process {
         (st.buf.read_since(offset, st.closed), st.exit, st.closed)
     }
 
-    /// Pids of live processes left in its group (the shell itself counts while it runs).
+    /// Pids of live processes left in its tree (the shell itself counts while it runs):
+    /// its cgroup's members, or its descendants, group and adopted orphans.
     pub fn group_members(&self) -> Vec<u32> {
         if self.group_gone.load(Ordering::Relaxed) {
             return Vec::new();
         }
-        let members = group::group_members(self.pid);
+        let members = self
+            .contain
+            .tree_members(self.leaf.as_deref(), self.pid, &self.id);
         if members.is_empty() && !self.running() {
             self.group_gone.store(true, Ordering::Relaxed);
         }
         members
     }
 
-    /// Whether its group has a live member.
+    /// Whether its tree has a live member.
     fn group_alive(&self) -> bool {
-        !self.group_members().is_empty()
+        if self.group_gone.load(Ordering::Relaxed) {
+            return false;
+        }
+        let alive = self
+            .contain
+            .tree_alive(self.leaf.as_deref(), self.pid, &self.id);
+        if !alive && !self.running() {
+            self.group_gone.store(true, Ordering::Relaxed);
+        }
+        alive
     }
 
     fn write(&self, data: &[u8]) {
@@ -376,6 +399,11 @@ struct Inner {
     /// Start order of the next process; also how many have started.
     seq: AtomicU64,
     running: AtomicUsize,
+    /// Processes counted against the cap: running shells, and exited ones whose tree lives.
+    slots: AtomicUsize,
+    contain: Arc<Containment>,
+    /// Shells not reaped yet (never taken for adopted orphans).
+    own: Mutex<HashSet<u32>>,
     closed: AtomicBool,
     tasks: TaskTracker,
     /// Last-resort stop of the per-process tasks (after the kill grace).
@@ -403,6 +431,22 @@ impl Supervisor {
             )
             .collect();
         let launcher = spawn::Launcher::new("sh", &env);
+        let (contain, err) = Containment::new_or_subreaper(config.containment);
+        if let Some(e) = err {
+            tracing::error!(error = %e, "cgroup containment was asked for; using subreaper mode");
+        }
+        match (contain.mode, &contain.fallback_reason, contain.cgroup_dir()) {
+            (ContainMode::Cgroup, _, Some(dir)) => tracing::info!(
+                containment = "cgroup",
+                cgroup = %dir.display(),
+                "process trees are contained in cgroup v2 leaves"
+            ),
+            (_, reason, _) => tracing::info!(
+                containment = "subreaper",
+                reason = reason.as_deref().unwrap_or("asked for"),
+                "process trees are contained by a child subreaper"
+            ),
+        }
         let inner = Arc::new(Inner {
             launcher,
             dev_null: std::fs::File::open("/dev/null").ok(),
@@ -412,6 +456,9 @@ impl Supervisor {
             stray_groups: Mutex::default(),
             seq: AtomicU64::new(0),
             running: AtomicUsize::new(0),
+            slots: AtomicUsize::new(0),
+            contain: Arc::new(contain),
+            own: Mutex::default(),
             closed: AtomicBool::new(false),
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
@@ -440,8 +487,62 @@ impl Supervisor {
                     }
                 }
             });
+            if sup.inner.contain.mode == ContainMode::Subreaper {
+                sup.start_orphan_reaper();
+            }
         }
         sup
+    }
+
+    /// Subreaper mode: on every SIGCHLD (and once a second), records the orphans the daemon
+    /// adopted from its trees and reaps those that exited.
+    fn start_orphan_reaper(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        let cancel = self.inner.cancel.clone();
+        let mut sigchld = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())
+        {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "no SIGCHLD stream; adopted orphans are reaped once a second");
+                None
+            }
+        };
+        self.inner.tasks.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let chld = async {
+                    match &mut sigchld {
+                        Some(s) => {
+                            s.recv().await;
+                        }
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tick.tick() => {}
+                    _ = chld => {}
+                }
+                let Some(inner) = weak.upgrade() else { return };
+                let own = lock(&inner.own).clone();
+                let n = inner.contain.reap_adopted(&own);
+                if n > 0 {
+                    tracing::debug!(reaped = n, "reaped adopted orphans");
+                }
+            }
+        });
+    }
+
+    /// The containment in effect.
+    pub fn containment(&self) -> ContainMode {
+        self.inner.contain.mode
+    }
+
+    /// Processes counted against the cap (running shells, and exited ones whose
+    /// descendants live on).
+    pub fn counted(&self) -> usize {
+        self.inner.slots.load(Ordering::Relaxed)
     }
 
     /// Processes running now.
@@ -498,13 +599,15 @@ impl Supervisor {
             }
         };
         let limit = inner.config.max_running;
-        if inner.running.fetch_add(1, Ordering::SeqCst) >= limit {
-            inner.running.fetch_sub(1, Ordering::SeqCst);
+        if inner.slots.fetch_add(1, Ordering::SeqCst) >= limit {
+            inner.slots.fetch_sub(1, Ordering::SeqCst);
             return Err(StartError::TooMany { limit });
         }
+        inner.running.fetch_add(1, Ordering::SeqCst);
         let res = self.spawn(req, workdir, fallback);
         if res.is_err() {
             inner.running.fetch_sub(1, Ordering::SeqCst);
+            inner.slots.fetch_sub(1, Ordering::SeqCst);
         }
         res
     }
@@ -525,17 +628,20 @@ impl Supervisor {
             workdir = fallback;
             launched = self.launch(&req, &workdir);
         }
-        let (spawned, reader) = launched.map_err(|e| match e {
+        let (spawned, reader, leaf) = launched.map_err(|e| match e {
             SpawnError::Chdir(e) => workdir_error(workdir.clone(), &e),
             SpawnError::Exec(e) => StartError::Spawn(spawn_reason(&e)),
             SpawnError::Other(e) => StartError::Spawn(e.to_string()),
         })?;
         let child = spawned.child;
         let pid = child.id();
+        lock(&inner.own).insert(pid);
         let rx = match pipe::Receiver::from_owned_fd(reader.into()) {
             Ok(rx) => rx,
             Err(e) => {
-                let _ = group::signal_group(pid, GroupSignal::Kill);
+                let _ = inner
+                    .contain
+                    .signal_tree(leaf.as_deref(), pid, &req.id, GroupSignal::Kill);
                 return Err(StartError::Spawn(e.to_string()));
             }
         };
@@ -556,6 +662,8 @@ impl Supervisor {
             }),
             status: watch::Sender::new(Status::default()),
             group_gone: AtomicBool::new(false),
+            leaf,
+            contain: inner.contain.clone(),
         });
         lock(&inner.procs).insert(req.id.clone(), proc.clone());
         lock(&inner.active).insert(req.id, proc.clone());
@@ -574,12 +682,12 @@ impl Supervisor {
     }
 
     /// Starts `sh -c <command>` in `workdir` with its output going into a new pipe; returns
-    /// the child and the pipe's read end.
+    /// the child, the pipe's read end and its cgroup leaf (cgroup mode).
     fn launch(
         &self,
         req: &StartRequest,
         workdir: &Path,
-    ) -> Result<(spawn::Spawned, io::PipeReader), SpawnError> {
+    ) -> Result<(spawn::Spawned, io::PipeReader, Option<PathBuf>), SpawnError> {
         let inner = &self.inner;
         let cfg = &inner.config;
         let (reader, writer) = io::pipe().map_err(SpawnError::Other)?;
@@ -593,9 +701,19 @@ impl Supervisor {
         };
         let mut env: Vec<(&OsStr, &OsStr)> = Vec::with_capacity(req.env.len() + 1);
         env.extend(req.env.iter().map(|(k, v)| (OsStr::new(k), OsStr::new(v))));
+        let marker = inner.contain.marker(&req.id);
+        if let Some(m) = &marker {
+            env.push((OsStr::new(crate::contain::MARKER_VAR), OsStr::new(m)));
+        }
         if let Some(chat) = &req.chat_id {
             env.push((OsStr::new("CODER_CHAT_ID"), OsStr::new(chat)));
         }
+        let leaf = inner.contain.leaf().map_err(|e| {
+            SpawnError::Other(io::Error::new(
+                e.kind(),
+                format!("creating the process's cgroup: {e}"),
+            ))
+        })?;
         let spec = spawn::Spec {
             launcher: &inner.launcher,
             args: &[OsStr::new("sh"), OsStr::new("-c"), OsStr::new(&req.command)],
@@ -604,17 +722,26 @@ impl Supervisor {
             stdio: [stdin.as_raw_fd(), writer.as_raw_fd(), writer.as_raw_fd()],
             priority: cfg.priority,
             spread: cfg.spread,
+            cgroup: leaf.as_ref().map(|l| l.fd.as_raw_fd()),
         };
-        let spawned = spawn::spawn(&spec)?;
+        let spawned = match spawn::spawn(&spec) {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(l) = &leaf {
+                    inner.contain.remove_leaf(&l.path);
+                }
+                return Err(e);
+            }
+        };
         // `writer` is dropped on return: the parent's write end must go, or the pipe never
-        // reports EOF.
-        Ok((spawned, reader))
+        // reports EOF. The leaf's descriptor goes too: the child is in it.
+        Ok((spawned, reader, leaf.map(|l| l.path)))
     }
 
     async fn supervise(
         &self,
         proc: Arc<Process>,
-        mut child: spawn::Child,
+        child: spawn::Child,
         rx: pipe::Receiver,
         priority_problems: Vec<String>,
         mut on_exit: Option<OnExit>,
@@ -641,7 +768,12 @@ impl Supervisor {
         let mut reported = false;
         let mut linger_until: Option<tokio::time::Instant> = None;
         let started = Instant::now();
+        // Dropped (with its pidfd) once the shell is reaped.
+        let mut child = Some(child);
         loop {
+            if status.is_some() && child.take().is_some() {
+                lock(&self.inner.own).remove(&proc.pid);
+            }
             let lu = linger_until;
             let linger_sleep = async move {
                 match lu {
@@ -651,11 +783,13 @@ impl Supervisor {
             };
             tokio::select! {
                 _ = cancel.cancelled() => {
-                    if status.is_none() {
+                    if status.is_none()
+                        && let Some(c) = child.as_mut()
+                    {
                         // The shell is unreaped, so its pgid cannot have been reused: the
-                        // whole group goes, not only the shell.
-                        let _ = group::signal_group(proc.pid, GroupSignal::Kill);
-                        status = tokio::time::timeout(Duration::from_secs(1), child.wait()).await.ok().and_then(Result::ok);
+                        // whole tree goes, not only the shell.
+                        let _ = self.inner.contain.signal_tree(proc.leaf.as_deref(), proc.pid, &proc.id, GroupSignal::Kill);
+                        status = tokio::time::timeout(Duration::from_secs(1), c.wait()).await.ok().and_then(Result::ok);
                     }
                     eof = true;
                 }
@@ -671,7 +805,7 @@ impl Supervisor {
                             // already, which saves a wakeup on the pidfd.
                             if eof
                                 && status.is_none()
-                                && let Ok(Some(st)) = child.try_wait()
+                                && let Some(Ok(Some(st))) = child.as_mut().map(spawn::Child::try_wait)
                             {
                                 status = Some(st);
                                 linger_until = Some(tokio::time::Instant::now() + linger);
@@ -683,7 +817,7 @@ impl Supervisor {
                         }
                     }
                 }
-                st = child.wait(), if status.is_none() => {
+                st = async { match child.as_mut() { Some(c) => c.wait().await, None => std::future::pending().await } }, if status.is_none() => {
                     match st {
                         Ok(st) => status = Some(st),
                         Err(e) => {
@@ -733,6 +867,7 @@ impl Supervisor {
                 if let Some(f) = on_exit.take() {
                     f(&proc, &exit);
                 }
+                self.evict_exited();
             }
             if reported && eof {
                 break;
@@ -741,6 +876,24 @@ impl Supervisor {
         if !proc.status().closed {
             proc.set_closed();
         }
+        if child.take().is_some() {
+            lock(&self.inner.own).remove(&proc.pid);
+        }
+        // Descendants that closed or never had the pipe still count until they are gone.
+        let mut every = Duration::from_millis(10);
+        while !cancel.is_cancelled() && proc.group_alive() {
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = tokio::time::sleep(every) => {}
+            }
+            every = (every * 2).min(Duration::from_secs(1));
+        }
+        if let Some(leaf) = &proc.leaf
+            && !proc.group_alive()
+        {
+            self.inner.contain.remove_leaf(leaf);
+        }
+        self.inner.slots.fetch_sub(1, Ordering::SeqCst);
         lock(&self.inner.active).remove(&proc.id);
     }
 
@@ -776,22 +929,59 @@ impl Supervisor {
             });
             before - procs.len()
         };
-        if !gone.is_empty() {
-            let live = group::live_groups();
-            let mut stray = lock(&self.inner.stray_groups);
-            stray.retain(|g| live.contains(g));
-            stray.extend(gone.iter().filter(|g| live.contains(g)));
-        }
+        self.remember_strays(&gone);
         reaped
     }
 
-    /// Signals a process's group. A process whose shell exited is still signalled while its
-    /// group has live members (descendants it left behind).
+    /// Forgets the oldest exited processes beyond the cap on exited records.
+    fn evict_exited(&self) {
+        let cap = self.inner.config.max_exited;
+        let mut gone = Vec::new();
+        {
+            let mut procs = lock(&self.inner.procs);
+            if procs.len() <= cap {
+                return;
+            }
+            let mut exited: Vec<(SystemTime, u64, String)> = procs
+                .values()
+                .filter_map(|p| p.exit().map(|e| (e.at, p.seq, p.id.clone())))
+                .collect();
+            if exited.len() <= cap {
+                return;
+            }
+            exited.sort_unstable();
+            let n = exited.len() - cap;
+            for (_, _, id) in exited.into_iter().take(n) {
+                if let Some(p) = procs.remove(&id)
+                    && !p.group_gone.load(Ordering::Relaxed)
+                {
+                    gone.push(p.pid);
+                }
+            }
+        }
+        self.remember_strays(&gone);
+    }
+
+    /// Keeps the groups of forgotten processes that still have live members.
+    fn remember_strays(&self, gone: &[u32]) {
+        if gone.is_empty() {
+            return;
+        }
+        let live = group::live_groups();
+        let mut stray = lock(&self.inner.stray_groups);
+        stray.retain(|g| live.contains(g));
+        stray.extend(gone.iter().filter(|g| live.contains(g)));
+    }
+
+    /// Signals a process's whole tree (see [`crate::contain`]). A process whose shell exited
+    /// is still signalled while its tree has live members (descendants it left behind).
     pub fn signal(&self, proc: &Process, sig: GroupSignal) -> Result<(), SignalError> {
         if !proc.running() && !proc.group_alive() {
             return Err(SignalError::NotRunning);
         }
-        group::signal_group(proc.pid, sig)?;
+        self.inner
+            .contain
+            .signal_tree(proc.leaf.as_deref(), proc.pid, &proc.id, sig)?;
         tracing::info!(process_id = %proc.id, pid = proc.pid, signal = ?sig, "signalled process group");
         Ok(())
     }
@@ -822,25 +1012,21 @@ impl Supervisor {
         if !groups.is_empty() {
             tracing::info!(groups = groups.len(), "terminating process groups");
         }
-        for g in &groups {
-            let _ = group::signal_group(*g, GroupSignal::Term);
-        }
+        inner.contain.signal_all(&groups, GroupSignal::Term);
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
-            if lock(&inner.active).is_empty() && self.target_groups().is_empty() {
+            if lock(&inner.active).is_empty() && !inner.contain.anything_alive(&self.all_groups()) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let left = self.target_groups();
-        if !left.is_empty() {
+        let left = self.all_groups();
+        if inner.contain.anything_alive(&left) {
+            let n = inner.contain.signal_all(&left, GroupSignal::Kill);
             tracing::warn!(
-                groups = left.len(),
-                "killing process groups that outlived the grace period"
+                trees = n,
+                "killing process trees that outlived the grace period"
             );
-        }
-        for g in &left {
-            let _ = group::signal_group(*g, GroupSignal::Kill);
         }
         inner.tasks.close();
         let done = tokio::time::timeout(Duration::from_secs(2), async {
@@ -857,14 +1043,23 @@ impl Supervisor {
         }
         inner.cancel.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(2), inner.tasks.wait()).await;
+        inner.contain.reap_adopted(&lock(&inner.own).clone());
+        inner.contain.remove_root();
+    }
+
+    /// Every group that may have members: known processes, active ones, strays.
+    fn all_groups(&self) -> Vec<u32> {
+        let mut groups: HashSet<u32> = lock(&self.inner.procs).values().map(|p| p.pid).collect();
+        groups.extend(lock(&self.inner.active).values().map(|p| p.pid));
+        groups.extend(lock(&self.inner.stray_groups).iter().copied());
+        groups.into_iter().filter(|g| *g > 1).collect()
     }
 
     /// Kills every group now, synchronously (second signal).
     pub fn kill_all_now(&self) {
         self.inner.closed.store(true, Ordering::SeqCst);
-        for g in self.target_groups() {
-            let _ = group::signal_group(g, GroupSignal::Kill);
-        }
+        let groups = self.target_groups();
+        self.inner.contain.signal_all(&groups, GroupSignal::Kill);
         self.inner.cancel.cancel();
     }
 }

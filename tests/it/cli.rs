@@ -60,6 +60,7 @@ fn doctor_reports_what_serve_would_need() {
             "config",
             "git",
             "inotify",
+            "containment",
             "workdir",
             "state-dir",
             "socket",
@@ -80,6 +81,17 @@ fn doctor_reports_what_serve_would_need() {
         )
     );
     assert!(st.is_dir());
+    // This machine (root, writable cgroup2) gets cgroup mode; asked for, subreaper is ok too.
+    let mode = &check(&v, "containment")[0];
+    assert_eq!(mode["level"], "ok", "{mode}");
+    let mut sub = args.clone();
+    sub.extend(["--containment", "subreaper"]);
+    let (code, v) = doctor(&sub);
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(
+        check(&v, "containment")[0]["message"],
+        "subreaper (as requested): orphans are adopted and tracked by a marker variable"
+    );
 
     // A port in use and a broken MCP config both fail, with serve's and /servers' words.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -167,7 +179,7 @@ fn text_report_and_exit_status() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     let last = text.lines().last().unwrap();
-    assert!(last.starts_with("8 checks: "), "{text}");
+    assert!(last.starts_with("9 checks: "), "{text}");
     assert!(last.ends_with(", 0 failure(s)"), "{text}");
     assert!(
         text.contains(&format!("ok    listen       {port} is free")),

@@ -23,10 +23,17 @@ async fn core_routes_and_error_shapes() {
         res.headers()["content-type"],
         "application/json; charset=utf-8"
     );
+    // `containment` is additive: how process trees are contained on this machine.
+    let body = res.text().await.unwrap();
+    let mode = if body.contains("\"containment\":\"cgroup\"") {
+        "cgroup"
+    } else {
+        "subreaper"
+    };
     assert_eq!(
-        res.text().await.unwrap(),
+        body,
         format!(
-            "{{\"status\":\"ok\",\"version\":\"{}\"}}\n",
+            "{{\"status\":\"ok\",\"version\":\"{}\",\"containment\":\"{mode}\"}}\n",
             env!("CARGO_PKG_VERSION")
         )
     );

@@ -8,6 +8,7 @@
 )]
 
 mod cli;
+mod contain;
 mod context;
 mod foundation;
 mod gitwatch;
