@@ -34,6 +34,39 @@ pub const READ_LIMIT: usize = 4 << 20;
 /// Ping interval (Coder's `HeartbeatInterval`).
 pub const PING_INTERVAL: Duration = Duration::from_secs(15);
 
+/// The directory for git watch's throwaway index files: `<state dir>/gitwatch`, mode 0700,
+/// emptied at start (files a killed daemon left). Never a predictable name in a shared
+/// `/tmp`. A failure is logged; untracked diffs then fail visibly rather than fall back.
+pub fn prepare_tmp_dir(state_dir: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = state_dir.join("gitwatch");
+    let res = std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .or_else(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
+        .and_then(|()| {
+            let m = std::fs::symlink_metadata(&dir)?;
+            if !m.is_dir() {
+                return Err(std::io::Error::other("not a directory"));
+            }
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+            for e in std::fs::read_dir(&dir)? {
+                let _ = std::fs::remove_file(e?.path());
+            }
+            Ok(())
+        });
+    if let Err(e) = res {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot prepare the git watch temp dir");
+    }
+    dir
+}
+
 /// The git watch subsystem as `agentd` holds it.
 pub struct GitApi {
     /// The watcher (path store, per-repo workers).
@@ -47,12 +80,13 @@ impl GitApi {
     /// registers the metrics collector.
     pub fn new(
         child_env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+        tmp_dir: std::path::PathBuf,
         events: &Events,
         metrics: &Metrics,
     ) -> Arc<Self> {
         let cfg = gitwatch::Config {
             env: child_env,
-            tmp_dir: std::env::temp_dir(),
+            tmp_dir,
             ..gitwatch::Config::default()
         };
         let api = Arc::new(Self {

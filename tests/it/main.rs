@@ -7,6 +7,7 @@
     unreachable_pub
 )]
 
+mod bounds;
 mod context;
 mod foundation;
 mod gitwatch;
