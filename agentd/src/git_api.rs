@@ -283,6 +283,13 @@ async fn send(socket: &mut WebSocket, msg: &ServerMessage) -> Result<(), axum::E
     socket.send(Message::Text(Utf8Bytes::from(text))).await
 }
 
+/// Ancestor chat ids one `POST /api/v0/git/watch/paths` may name (400 beyond).
+pub const MAX_ANCESTORS: usize = 64;
+/// Paths one `POST /api/v0/git/watch/paths` may carry (400 beyond).
+pub const MAX_PATHS_PER_REQUEST: usize = 1024;
+/// Longest accepted path in bytes (Linux `PATH_MAX`; 400 beyond).
+pub const MAX_PATH_LEN: usize = 4096;
+
 /// `POST /api/v0/git/watch/paths` body.
 #[derive(Debug, Deserialize)]
 pub struct AddPathsRequest {
@@ -328,6 +335,24 @@ async fn add_paths(
         Some(list) => list.iter().filter_map(|s| parse_uuid(s)).collect(),
         None => header.map(|h| h.ancestors).unwrap_or_default(),
     };
+    if ancestors.len() > MAX_ANCESTORS {
+        return Err(
+            ApiError::bad_request("Too many ancestor chat ids.").detail(format!(
+                "{} given, at most {MAX_ANCESTORS} per request",
+                ancestors.len()
+            )),
+        );
+    }
+    if req.paths.len() > MAX_PATHS_PER_REQUEST {
+        return Err(ApiError::bad_request("Too many paths.").detail(format!(
+            "{} given, at most {MAX_PATHS_PER_REQUEST} per request",
+            req.paths.len()
+        )));
+    }
+    if let Some(p) = req.paths.iter().find(|p| p.len() > MAX_PATH_LEN) {
+        return Err(ApiError::bad_request("Path too long.")
+            .detail(format!("{} bytes, at most {MAX_PATH_LEN}", p.len())));
+    }
     let mut ids = vec![chat];
     ids.extend(ancestors);
     let paths: Vec<PathBuf> = req.paths.iter().map(PathBuf::from).collect();

@@ -127,3 +127,42 @@ async fn repo_configured_programs_never_run_and_the_temp_index_is_private() {
         .collect();
     assert_eq!(in_tmp, Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn git_watch_paths_request_caps_are_400_json() {
+    let d = Agentd::start();
+    let chat = "00000000-0000-4000-8000-000000001302";
+    let anc: Vec<String> = (0..65)
+        .map(|i| format!("00000000-0000-4000-8000-{i:012}"))
+        .collect();
+    let long = format!("/{}", "a".repeat(4096));
+    let many: Vec<String> = (0..1025).map(|i| format!("/p/{i}")).collect();
+    for (body, message, detail) in [
+        (
+            serde_json::json!({"chat_id": chat, "ancestor_chat_ids": anc, "paths": ["/x"]}),
+            "Too many ancestor chat ids.",
+            "65 given, at most 64 per request",
+        ),
+        (
+            serde_json::json!({"chat_id": chat, "paths": many}),
+            "Too many paths.",
+            "1025 given, at most 1024 per request",
+        ),
+        (
+            serde_json::json!({"chat_id": chat, "paths": [long]}),
+            "Path too long.",
+            "4097 bytes, at most 4096",
+        ),
+    ] {
+        let r = d
+            .client()
+            .post(d.url("/api/v0/git/watch/paths"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v, serde_json::json!({"message": message, "detail": detail}));
+    }
+}
