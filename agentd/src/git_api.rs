@@ -34,6 +34,39 @@ pub const READ_LIMIT: usize = 4 << 20;
 /// Ping interval (Coder's `HeartbeatInterval`).
 pub const PING_INTERVAL: Duration = Duration::from_secs(15);
 
+/// The directory for git watch's throwaway index files: `<state dir>/gitwatch`, mode 0700,
+/// emptied at start (files a killed daemon left). Never a predictable name in a shared
+/// `/tmp`. A failure is logged; untracked diffs then fail visibly rather than fall back.
+pub fn prepare_tmp_dir(state_dir: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = state_dir.join("gitwatch");
+    let res = std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .or_else(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
+        .and_then(|()| {
+            let m = std::fs::symlink_metadata(&dir)?;
+            if !m.is_dir() {
+                return Err(std::io::Error::other("not a directory"));
+            }
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+            for e in std::fs::read_dir(&dir)? {
+                let _ = std::fs::remove_file(e?.path());
+            }
+            Ok(())
+        });
+    if let Err(e) = res {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot prepare the git watch temp dir");
+    }
+    dir
+}
+
 /// The git watch subsystem as `agentd` holds it.
 pub struct GitApi {
     /// The watcher (path store, per-repo workers).
@@ -47,12 +80,13 @@ impl GitApi {
     /// registers the metrics collector.
     pub fn new(
         child_env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+        tmp_dir: std::path::PathBuf,
         events: &Events,
         metrics: &Metrics,
     ) -> Arc<Self> {
         let cfg = gitwatch::Config {
             env: child_env,
-            tmp_dir: std::env::temp_dir(),
+            tmp_dir,
             ..gitwatch::Config::default()
         };
         let api = Arc::new(Self {
@@ -249,6 +283,13 @@ async fn send(socket: &mut WebSocket, msg: &ServerMessage) -> Result<(), axum::E
     socket.send(Message::Text(Utf8Bytes::from(text))).await
 }
 
+/// Ancestor chat ids one `POST /api/v0/git/watch/paths` may name (400 beyond).
+pub const MAX_ANCESTORS: usize = 64;
+/// Paths one `POST /api/v0/git/watch/paths` may carry (400 beyond).
+pub const MAX_PATHS_PER_REQUEST: usize = 1024;
+/// Longest accepted path in bytes (Linux `PATH_MAX`; 400 beyond).
+pub const MAX_PATH_LEN: usize = 4096;
+
 /// `POST /api/v0/git/watch/paths` body.
 #[derive(Debug, Deserialize)]
 pub struct AddPathsRequest {
@@ -294,6 +335,24 @@ async fn add_paths(
         Some(list) => list.iter().filter_map(|s| parse_uuid(s)).collect(),
         None => header.map(|h| h.ancestors).unwrap_or_default(),
     };
+    if ancestors.len() > MAX_ANCESTORS {
+        return Err(
+            ApiError::bad_request("Too many ancestor chat ids.").detail(format!(
+                "{} given, at most {MAX_ANCESTORS} per request",
+                ancestors.len()
+            )),
+        );
+    }
+    if req.paths.len() > MAX_PATHS_PER_REQUEST {
+        return Err(ApiError::bad_request("Too many paths.").detail(format!(
+            "{} given, at most {MAX_PATHS_PER_REQUEST} per request",
+            req.paths.len()
+        )));
+    }
+    if let Some(p) = req.paths.iter().find(|p| p.len() > MAX_PATH_LEN) {
+        return Err(ApiError::bad_request("Path too long.")
+            .detail(format!("{} bytes, at most {MAX_PATH_LEN}", p.len())));
+    }
     let mut ids = vec![chat];
     ids.extend(ancestors);
     let paths: Vec<PathBuf> = req.paths.iter().map(PathBuf::from).collect();

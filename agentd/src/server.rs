@@ -70,7 +70,12 @@ impl AppState {
             &metrics,
         ));
         let events = Events::default();
-        let git = crate::git_api::GitApi::new(config.child_env.clone(), &events, &metrics);
+        let git = crate::git_api::GitApi::new(
+            config.child_env.clone(),
+            crate::git_api::prepare_tmp_dir(&config.state_dir),
+            &events,
+            &metrics,
+        );
         let mcp = agentmcp::Manager::start(crate::mcp_api::options(&config));
         crate::mcp_api::register_metrics(&metrics, mcp.clone());
         let procs = crate::proc_api::supervisor(&config, &metrics);

@@ -10,6 +10,10 @@
 //!
 //! Every git process: `--no-optional-locks` and `GIT_OPTIONAL_LOCKS=0` (we never write
 //! `.git/index`), `--no-ext-diff --no-textconv` (no repo-configured programs), `LC_ALL=C`,
+//! [`SAFE_CONFIG`] (no fsmonitor hook, hooks, external diff or untracked-cache writes) and
+//! every filter driver the repo's config names neutralised (empty `clean`/`smudge`/`process`,
+//! `required=false`): a repo must never run a program through our scan. The overrides reach
+//! git processes git itself starts for submodules (`GIT_CONFIG_PARAMETERS`).
 //! a scrubbed `GIT_*` environment, killed when the scan is dropped (timeout, supersession,
 //! shutdown). This module must not schedule scans or know subscribers.
 
@@ -81,6 +85,58 @@ struct Meta {
     head: Option<String>,
     /// The index file (in the git dir: a linked worktree has its own).
     index: PathBuf,
+    /// `-c` overrides neutralising every filter driver the repo's config names.
+    filter_overrides: Vec<OsString>,
+}
+
+/// Config overrides on every git we run: no `core.fsmonitor` hook, no hooks, no external
+/// diff, no untracked-cache writes.
+const SAFE_CONFIG: [&str; 8] = [
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "diff.external=",
+    "-c",
+    "core.untrackedCache=false",
+];
+
+/// `-c filter.<x>.{clean,smudge,process}= -c filter.<x>.required=false` for every driver
+/// `<x>` the repo's (merged) config names: an empty command means "no filter" to git.
+fn filter_overrides(cfg: &git2::Config) -> Vec<OsString> {
+    let mut names: Vec<Vec<u8>> = Vec::new();
+    if let Ok(mut entries) = cfg.entries(Some(r"^filter\..*\.")) {
+        while let Some(Ok(e)) = entries.next() {
+            let n = e.name_bytes();
+            let Some(rest) = n.strip_prefix(b"filter.") else {
+                continue;
+            };
+            let Some(dot) = rest.iter().rposition(|&b| b == b'.') else {
+                continue;
+            };
+            let name = rest[..dot].to_vec();
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(names.len() * 8);
+    for n in names {
+        for (key, val) in [
+            ("clean", ""),
+            ("smudge", ""),
+            ("process", ""),
+            ("required", "false"),
+        ] {
+            let mut kv = b"filter.".to_vec();
+            kv.extend_from_slice(&n);
+            kv.extend_from_slice(format!(".{key}={val}").as_bytes());
+            out.push(OsString::from("-c"));
+            out.push(OsStr::from_bytes(&kv).to_os_string());
+        }
+    }
+    out
 }
 
 /// Branch, origin URL and HEAD commit, read in-process (what a scan uses; public for the
@@ -114,15 +170,18 @@ fn meta(root: &Path) -> Result<Meta, ScanError> {
         }
         Err(e) => return Err(ScanError::Open(format!("HEAD: {}", e.message()))),
     };
-    let origin = repo
-        .config()
-        .and_then(|c| c.get_string("remote.origin.url"))
+    let config = repo.config().ok();
+    let origin = config
+        .as_ref()
+        .and_then(|c| c.get_string("remote.origin.url").ok())
         .unwrap_or_default();
+    let filter_overrides = config.as_ref().map(filter_overrides).unwrap_or_default();
     Ok(Meta {
         branch,
         origin,
         head,
         index: repo.path().join("index"),
+        filter_overrides,
     })
 }
 
@@ -130,12 +189,16 @@ fn meta(root: &Path) -> Result<Meta, ScanError> {
 async fn git_output(
     cfg: &Config,
     root: &Path,
+    safe: &[OsString],
     args: &[impl AsRef<OsStr>],
     env: &[(&str, &OsStr)],
     stdin: Option<Vec<u8>>,
 ) -> Result<Vec<u8>, ScanError> {
     let mut out = Vec::new();
-    git_stream(cfg, root, args, env, stdin, |b| out.extend_from_slice(b)).await?;
+    git_stream(cfg, root, safe, args, env, stdin, |b| {
+        out.extend_from_slice(b)
+    })
+    .await?;
     Ok(out)
 }
 
@@ -143,6 +206,7 @@ async fn git_output(
 async fn git_stream(
     cfg: &Config,
     root: &Path,
+    safe: &[OsString],
     args: &[impl AsRef<OsStr>],
     env: &[(&str, &OsStr)],
     stdin: Option<Vec<u8>>,
@@ -163,6 +227,8 @@ async fn git_stream(
         cmd.env(k, v);
     }
     cmd.arg("--no-optional-locks")
+        .args(SAFE_CONFIG)
+        .args(safe)
         .arg("-C")
         .arg(root)
         .args(args)
@@ -285,9 +351,11 @@ pub async fn scan(cfg: &Config, root: &Path, prev: Option<u64>) -> Result<Outcom
     let meta = tokio::task::spawn_blocking(move || meta(&r))
         .await
         .map_err(|e| ScanError::Open(e.to_string()))??;
+    let safe = meta.filter_overrides.as_slice();
     let status_raw = git_output(
         cfg,
         root,
+        safe,
         &[
             "status",
             "--porcelain=v1",
@@ -317,7 +385,7 @@ pub async fn scan(cfg: &Config, root: &Path, prev: Option<u64>) -> Result<Outcom
         if bytes <= cfg.max_pathspec_bytes {
             args.extend(status.tracked.iter().map(|p| OsStr::from_bytes(p)));
         }
-        git_stream(cfg, root, &args, &[], None, |b| cap.push(b)).await?;
+        git_stream(cfg, root, safe, &args, &[], None, |b| cap.push(b)).await?;
     }
     if !status.untracked.is_empty() {
         let n = TMP_SEQ.fetch_add(1, Ordering::Relaxed);
@@ -338,6 +406,7 @@ pub async fn scan(cfg: &Config, root: &Path, prev: Option<u64>) -> Result<Outcom
         git_output(
             cfg,
             root,
+            safe,
             &[
                 "add",
                 "--intent-to-add",
@@ -348,7 +417,7 @@ pub async fn scan(cfg: &Config, root: &Path, prev: Option<u64>) -> Result<Outcom
             Some(list),
         )
         .await?;
-        git_stream(cfg, root, &DIFF, &env, None, |b| cap.push(b)).await?;
+        git_stream(cfg, root, safe, &DIFF, &env, None, |b| cap.push(b)).await?;
         drop(index);
     }
     Ok(Outcome::Changed(

@@ -7,6 +7,7 @@
     unreachable_pub
 )]
 
+mod bounds;
 mod cli;
 mod contain;
 mod context;
