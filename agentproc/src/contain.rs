@@ -102,6 +102,21 @@ struct CgroupRoot {
     /// `cgroup.kill` exists (Linux ≥ 5.14); else freeze + kill every member.
     has_kill: bool,
     next: AtomicU64,
+    /// Empty leaves kept for the next starts (at most [`SPARE_LEAVES`]).
+    spare: Mutex<Vec<PathBuf>>,
+    /// Leaves that got a `cgroup.kill`: removed when their tree ends, never reused.
+    killed: Mutex<HashSet<PathBuf>>,
+}
+
+/// Empty leaves kept for reuse; the rest are removed when their tree ends.
+const SPARE_LEAVES: usize = 16;
+
+fn lock_set(m: &Mutex<HashSet<PathBuf>>) -> std::sync::MutexGuard<'_, HashSet<PathBuf>> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn lock_spare(m: &Mutex<Vec<PathBuf>>) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A cgroup leaf made for one start; the descriptor is only needed until the child exists.
@@ -174,6 +189,16 @@ impl Containment {
         let Some(root) = &self.cgroup else {
             return Ok(None);
         };
+        // An empty leaf of an ended tree is taken again: mkdir and rmdir of a cgroup cost
+        // about 40 µs together, on the start's critical path.
+        while let Some(path) = lock_spare(&root.spare).pop() {
+            match open_dir(&path) {
+                Ok(fd) if !populated(&path) => return Ok(Some(Leaf { path, fd })),
+                _ => {
+                    let _ = fs::remove_dir(&path);
+                }
+            }
+        }
         let n = root.next.fetch_add(1, Ordering::Relaxed);
         let path = root.dir.join(format!("p{n}"));
         fs::create_dir(&path)?;
@@ -202,6 +227,11 @@ impl Containment {
     ) -> io::Result<()> {
         let group = crate::group::signal_group(pgid, sig);
         if let (Some(root), Some(leaf)) = (&self.cgroup, leaf) {
+            if sig == GroupSignal::Kill && root.has_kill {
+                // Linux 6.x keeps a per-cgroup kill sequence, and a clone3 into a cgroup
+                // that was ever killed this way is killed at birth: never reuse it.
+                lock_set(&root.killed).insert(leaf.to_owned());
+            }
             cgroup_signal(leaf, root.has_kill, sig)?;
             return group;
         }
@@ -219,6 +249,10 @@ impl Containment {
     pub(crate) fn tree_members(&self, leaf: Option<&Path>, pgid: u32, id: &str) -> Vec<u32> {
         if let Some(leaf) = leaf.filter(|_| self.cgroup.is_some()) {
             return read_pids(leaf).unwrap_or_default();
+        }
+        // The scan reads every process's stat; the usual answer (nothing left) is cheaper.
+        if !self.tree_alive(leaf, pgid, id) {
+            return Vec::new();
         }
         let marker = self.marker(id);
         let table = ProcTable::scan();
@@ -242,7 +276,9 @@ impl Containment {
 
     /// Whether a tree has a live member. In subreaper mode, without a `/proc` scan: once a
     /// shell is gone, each live descendant is in its group or below a live child of the
-    /// daemon (the nearest subreaper), which then carries the tree's marker.
+    /// daemon (the nearest subreaper), which then carries the tree's marker. The kernel
+    /// hands an orphan to the subreaper's first live thread, the main one (which lives as
+    /// long as the daemon), so only its children need a look.
     pub(crate) fn tree_alive(&self, leaf: Option<&Path>, pgid: u32, id: &str) -> bool {
         if let Some(leaf) = leaf.filter(|_| self.cgroup.is_some()) {
             return populated(leaf);
@@ -254,7 +290,7 @@ impl Containment {
             return false;
         };
         let me = std::process::id();
-        children(me).into_iter().any(|pid| {
+        adopted_children(me).into_iter().any(|pid| {
             pid != pgid
                 && Stat::read(pid).is_some_and(|st| st.ppid == me && !st.zombie())
                 && marker_of(pid).is_some_and(|m| m == marker)
@@ -274,6 +310,9 @@ impl Containment {
                     let p = e.path();
                     if p.is_dir() && populated(&p) {
                         n += 1;
+                        if sig == GroupSignal::Kill && root.has_kill {
+                            lock_set(&root.killed).insert(p.clone());
+                        }
                         let _ = cgroup_signal(&p, root.has_kill, sig);
                     }
                 }
@@ -301,8 +340,18 @@ impl Containment {
             .is_empty()
     }
 
-    /// Removes an ended tree's leaf.
-    pub(crate) fn remove_leaf(&self, leaf: &Path) {
+    /// An ended tree's leaf: kept empty for the next start (up to [`SPARE_LEAVES`]), else removed.
+    pub(crate) fn release_leaf(&self, leaf: &Path) {
+        if let Some(root) = &self.cgroup
+            && !lock_set(&root.killed).remove(leaf)
+            && !populated(leaf)
+        {
+            let mut spare = lock_spare(&root.spare);
+            if spare.len() < SPARE_LEAVES {
+                spare.push(leaf.to_owned());
+                return;
+            }
+        }
         if let Err(e) = fs::remove_dir(leaf) {
             tracing::debug!(cgroup = %leaf.display(), error = %e, "could not remove a cgroup leaf");
         }
@@ -375,6 +424,8 @@ impl CgroupRoot {
             has_kill: dir.join("cgroup.kill").exists(),
             dir,
             next: AtomicU64::new(0),
+            spare: Mutex::new(Vec::new()),
+            killed: Mutex::new(HashSet::new()),
         })
     }
 }
@@ -628,6 +679,27 @@ fn children(me: u32) -> Vec<u32> {
         }
     }
     out
+}
+
+/// The children of the daemon's main thread (where adopted orphans go), without the
+/// `statx` of `fs::read_to_string`: this runs on the exit path of every process.
+fn adopted_children(me: u32) -> Vec<u32> {
+    use std::io::Read;
+    let Ok(mut f) = fs::File::open(format!("/proc/{me}/task/{me}/children")) else {
+        return Vec::new();
+    };
+    let mut buf = [0u8; 4096];
+    let mut text = Vec::new();
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&text)
+        .split_whitespace()
+        .filter_map(|p| p.parse::<u32>().ok())
+        .collect()
 }
 
 /// The marker value in a live process's environment.

@@ -46,6 +46,8 @@ pub const NON_INTERACTIVE_ENV: &[(&str, &str)] = &[
 const PIPE_SIZE: i32 = 1 << 20;
 /// At most this many reads per wakeup before yielding to other tasks.
 const READS_PER_WAKEUP: usize = 16;
+/// Subreaper mode: how long a SIGCHLD waits for more before the adopted-orphan scan.
+const ORPHAN_SCAN_COALESCE: Duration = Duration::from_millis(20);
 
 /// Supervisor settings, resolved by the caller.
 #[derive(Debug, Clone)]
@@ -494,7 +496,7 @@ impl Supervisor {
         sup
     }
 
-    /// Subreaper mode: on every SIGCHLD (and once a second), records the orphans the daemon
+    /// Subreaper mode: after every burst of SIGCHLD (and once a second), records the orphans the daemon
     /// adopted from its trees and reaps those that exited.
     fn start_orphan_reaper(&self) {
         let weak = Arc::downgrade(&self.inner);
@@ -522,12 +524,21 @@ impl Supervisor {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = tick.tick() => {}
-                    _ = chld => {}
+                    _ = chld => {
+                        // Every shell's exit raises SIGCHLD too: coalesce a burst into one
+                        // scan, after the exits' answers went out (the scan reads /proc).
+                        tokio::select! {
+                            _ = cancel.cancelled() => return,
+                            _ = tokio::time::sleep(ORPHAN_SCAN_COALESCE) => {}
+                        }
+                    }
                 }
                 let Some(inner) = weak.upgrade() else { return };
                 let own = lock(&inner.own).clone();
-                let n = inner.contain.reap_adopted(&own);
-                if n > 0 {
+                let scan = tokio::task::spawn_blocking(move || inner.contain.reap_adopted(&own));
+                if let Ok(n) = scan.await
+                    && n > 0
+                {
                     tracing::debug!(reaped = n, "reaped adopted orphans");
                 }
             }
@@ -728,7 +739,7 @@ impl Supervisor {
             Ok(s) => s,
             Err(e) => {
                 if let Some(l) = &leaf {
-                    inner.contain.remove_leaf(&l.path);
+                    inner.contain.release_leaf(&l.path);
                 }
                 return Err(e);
             }
@@ -891,7 +902,7 @@ impl Supervisor {
         if let Some(leaf) = &proc.leaf
             && !proc.group_alive()
         {
-            self.inner.contain.remove_leaf(leaf);
+            self.inner.contain.release_leaf(leaf);
         }
         self.inner.slots.fetch_sub(1, Ordering::SeqCst);
         lock(&self.inner.active).remove(&proc.id);

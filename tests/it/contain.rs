@@ -269,11 +269,46 @@ async fn the_mode_is_reported_and_cgroup_leaves_are_removed() {
                 .post_json(&format!("{P}/{id}/signal"), &json!({"signal": "kill"}))
                 .await;
             assert_eq!(s, 200);
-            // Once the tree ended, its leaf is removed.
+            // Once the tree ended, its leaf is removed: a clone3 into a cgroup that got a
+            // cgroup.kill is killed at birth on Linux 6.x, so a killed leaf is never reused.
             eventually(Duration::from_secs(5), async || {
                 (!leaves[0].path().exists()).then_some(())
             })
             .await;
+            // A tree that ended by itself leaves its leaf empty, and the next start reuses it.
+            let id = started(&d, "echo first").await;
+            let (_, v) = d.get_json(&format!("{P}/{id}/output?wait=true")).await;
+            assert_eq!(v["output"], "first\n");
+            let leaves: Vec<_> = std::fs::read_dir(&dir)
+                .unwrap()
+                .filter_map(Result::ok)
+                .filter(|e| e.path().is_dir())
+                .collect();
+            assert_eq!(leaves.len(), 1, "{leaves:?}");
+            let leaf = leaves[0].path();
+            // The slot is freed right after the leaf was released.
+            eventually(Duration::from_secs(5), async || {
+                let m = d.metrics_text().await;
+                m.lines()
+                    .any(|l| l == "agentd_processes_counted 0")
+                    .then_some(())
+            })
+            .await;
+            let id = started(&d, "cat /proc/self/cgroup").await;
+            let (_, v) = d.get_json(&format!("{P}/{id}/output?wait=true")).await;
+            let own = std::fs::read_to_string(format!("/proc/{}/cgroup", d.pid())).unwrap();
+            let own = own
+                .lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .unwrap()
+                .trim_end_matches('/');
+            let name = leaf.file_name().unwrap().to_str().unwrap();
+            let cg = v["output"].as_str().unwrap();
+            assert_eq!(
+                cg.lines().find(|l| l.starts_with("0::")),
+                Some(format!("0::{own}/agentd.{}.0/{name}", d.pid()).as_str()),
+                "{v}"
+            );
             d.signal(Signal::SIGTERM);
             let pid_dir = dir.clone();
             let st = tokio::task::spawn_blocking(move || d.wait_exit(Duration::from_secs(15)))

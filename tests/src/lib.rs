@@ -33,9 +33,13 @@ pub fn package_bin(name: &str) -> PathBuf {
     p
 }
 
-/// Path of the agentd binary under test.
+/// Path of the agentd binary under test: `AGENTD_BENCH_BIN` if set (benches compare another
+/// build, e.g. an older commit's, in the same run), else this package's build.
 pub fn agentd_bin() -> PathBuf {
-    package_bin("agentd-under-test")
+    match std::env::var_os("AGENTD_BENCH_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => package_bin("agentd-under-test"),
+    }
 }
 
 /// Path of the in-repo fake MCP server.
