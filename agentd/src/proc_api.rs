@@ -38,6 +38,8 @@ pub const KILL_GRACE: Duration = Duration::from_secs(2);
 
 /// Coder's `maxListProcesses`.
 const MAX_LIST: usize = 10;
+/// Longest a containment scan or signal may take before the request gives up on it.
+const SCAN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Builds the supervisor from the daemon's configuration and registers its metrics.
 pub fn supervisor(config: &ServeConfig, metrics: &Metrics) -> Supervisor {
@@ -454,10 +456,19 @@ async fn output(
             (v.output, t, v.exit, v.closed, None, None)
         }
     };
-    let descendants = if exit.is_some() {
-        proc.group_members()
-    } else {
+    let descendants = if exit.is_none() {
         Vec::new()
+    } else if state.procs.containment() == agentproc::ContainMode::Subreaper {
+        // A /proc scan, which reads other processes' environments: off the async workers,
+        // and bounded (a process stuck in the kernel can stall such a read).
+        let p = proc.clone();
+        let scan = tokio::task::spawn_blocking(move || p.group_members());
+        match tokio::time::timeout(SCAN_TIMEOUT, scan).await {
+            Ok(Ok(pids)) => pids,
+            _ => Vec::new(),
+        }
+    } else {
+        proc.group_members()
     };
     Json(OutputResponse {
         output,
@@ -510,7 +521,18 @@ async fn signal(
     let Some(proc) = proc else {
         return not_found(&id).into_response();
     };
-    match state.procs.signal(&proc, sig) {
+    // Freezing a cgroup or scanning /proc may block: not on an async worker.
+    let (procs, p) = (state.procs.clone(), proc.clone());
+    let sent = tokio::task::spawn_blocking(move || procs.signal(&p, sig));
+    let res = match tokio::time::timeout(SCAN_TIMEOUT, sent).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => Err(SignalError::Os(std::io::Error::other(e.to_string()))),
+        Err(_) => Err(SignalError::Os(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("still signalling after {} s", SCAN_TIMEOUT.as_secs()),
+        ))),
+    };
+    match res {
         Ok(()) => Json(Message {
             message: format!("Signal {} sent to process {}.", quote(&name), quote(&id)),
         })

@@ -102,21 +102,42 @@ struct CgroupRoot {
     /// `cgroup.kill` exists (Linux ≥ 5.14); else freeze + kill every member.
     has_kill: bool,
     next: AtomicU64,
+    /// Which leaves hold a tree, which are spare, which were killed. Signals to a leaf are
+    /// sent under this lock, so a signal for an ended tree never reaches the next tree
+    /// that reuses its leaf.
+    pool: Mutex<Pool>,
+}
+
+#[derive(Default)]
+struct Pool {
+    /// Leaves handed out and not yet released.
+    live: HashSet<PathBuf>,
     /// Empty leaves kept for the next starts (at most [`SPARE_LEAVES`]).
-    spare: Mutex<Vec<PathBuf>>,
-    /// Leaves that got a `cgroup.kill`: removed when their tree ends, never reused.
-    killed: Mutex<HashSet<PathBuf>>,
+    spare: Vec<PathBuf>,
+    /// Live leaves that got a `cgroup.kill`: removed when their tree ends, never reused
+    /// (Linux 6.x keeps a per-cgroup kill sequence, and a clone3 into a cgroup that was
+    /// ever killed is killed at birth).
+    killed: HashSet<PathBuf>,
 }
 
 /// Empty leaves kept for reuse; the rest are removed when their tree ends.
 const SPARE_LEAVES: usize = 16;
 
-fn lock_set(m: &Mutex<HashSet<PathBuf>>) -> std::sync::MutexGuard<'_, HashSet<PathBuf>> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+impl CgroupRoot {
+    fn pool(&self) -> std::sync::MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 
-fn lock_spare(m: &Mutex<Vec<PathBuf>>) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Signals one leaf if it still holds the tree it was handed out for.
+    fn signal_leaf(&self, pool: &mut Pool, leaf: &Path, sig: GroupSignal) -> io::Result<()> {
+        if !pool.live.contains(leaf) {
+            return Ok(());
+        }
+        if sig == GroupSignal::Kill && self.has_kill {
+            pool.killed.insert(leaf.to_owned());
+        }
+        cgroup_signal(leaf, self.has_kill, sig)
+    }
 }
 
 /// A cgroup leaf made for one start; the descriptor is only needed until the child exists.
@@ -191,9 +212,13 @@ impl Containment {
         };
         // An empty leaf of an ended tree is taken again: mkdir and rmdir of a cgroup cost
         // about 40 µs together, on the start's critical path.
-        while let Some(path) = lock_spare(&root.spare).pop() {
+        let mut pool = root.pool();
+        while let Some(path) = pool.spare.pop() {
             match open_dir(&path) {
-                Ok(fd) if !populated(&path) => return Ok(Some(Leaf { path, fd })),
+                Ok(fd) if !populated(&path) => {
+                    pool.live.insert(path.clone());
+                    return Ok(Some(Leaf { path, fd }));
+                }
                 _ => {
                     let _ = fs::remove_dir(&path);
                 }
@@ -203,7 +228,10 @@ impl Containment {
         let path = root.dir.join(format!("p{n}"));
         fs::create_dir(&path)?;
         match open_dir(&path) {
-            Ok(fd) => Ok(Some(Leaf { path, fd })),
+            Ok(fd) => {
+                pool.live.insert(path.clone());
+                Ok(Some(Leaf { path, fd }))
+            }
             Err(e) => {
                 let _ = fs::remove_dir(&path);
                 Err(e)
@@ -227,12 +255,7 @@ impl Containment {
     ) -> io::Result<()> {
         let group = crate::group::signal_group(pgid, sig);
         if let (Some(root), Some(leaf)) = (&self.cgroup, leaf) {
-            if sig == GroupSignal::Kill && root.has_kill {
-                // Linux 6.x keeps a per-cgroup kill sequence, and a clone3 into a cgroup
-                // that was ever killed this way is killed at birth: never reuse it.
-                lock_set(&root.killed).insert(leaf.to_owned());
-            }
-            cgroup_signal(leaf, root.has_kill, sig)?;
+            root.signal_leaf(&mut root.pool(), leaf, sig)?;
             return group;
         }
         let marker = self.marker(id);
@@ -304,6 +327,8 @@ impl Containment {
             let _ = crate::group::signal_group(*g, sig);
         }
         if let Some(root) = &self.cgroup {
+            // Every populated leaf, also one whose release failed (it is not `live` then).
+            let mut pool = root.pool();
             let mut n = 0;
             if let Ok(dir) = fs::read_dir(&root.dir) {
                 for e in dir.filter_map(Result::ok) {
@@ -311,7 +336,7 @@ impl Containment {
                     if p.is_dir() && populated(&p) {
                         n += 1;
                         if sig == GroupSignal::Kill && root.has_kill {
-                            lock_set(&root.killed).insert(p.clone());
+                            pool.killed.insert(p.clone());
                         }
                         let _ = cgroup_signal(&p, root.has_kill, sig);
                     }
@@ -342,13 +367,11 @@ impl Containment {
 
     /// An ended tree's leaf: kept empty for the next start (up to [`SPARE_LEAVES`]), else removed.
     pub(crate) fn release_leaf(&self, leaf: &Path) {
-        if let Some(root) = &self.cgroup
-            && !lock_set(&root.killed).remove(leaf)
-            && !populated(leaf)
-        {
-            let mut spare = lock_spare(&root.spare);
-            if spare.len() < SPARE_LEAVES {
-                spare.push(leaf.to_owned());
+        if let Some(root) = &self.cgroup {
+            let mut pool = root.pool();
+            pool.live.remove(leaf);
+            if !pool.killed.remove(leaf) && pool.spare.len() < SPARE_LEAVES && !populated(leaf) {
+                pool.spare.push(leaf.to_owned());
                 return;
             }
         }
@@ -424,8 +447,7 @@ impl CgroupRoot {
             has_kill: dir.join("cgroup.kill").exists(),
             dir,
             next: AtomicU64::new(0),
-            spare: Mutex::new(Vec::new()),
-            killed: Mutex::new(HashSet::new()),
+            pool: Mutex::new(Pool::default()),
         })
     }
 }

@@ -329,7 +329,7 @@ async fn exited_shells_with_live_descendants_count_against_the_cap() {
         let id = started(&d, &format!("setsid sleep {marker} >/dev/null 2>&1 &")).await;
         let (_, v) = d.get_json(&format!("{P}/{id}/output?wait=true")).await;
         assert_eq!(v["running"], false);
-        assert_eq!(v["descendants_running"], true, "{v}");
+        assert_eq!(v["descendants_running"], true, "{mode}: {v}");
         let (s, v) = start(&d, "true").await;
         assert_eq!(s, 429, "{mode}: {v}");
         let m = d.metrics_text().await;
