@@ -617,7 +617,7 @@ impl Adopted {
 
     /// Looks at the daemon's children: records adopted ones (by marker, while alive) and
     /// reaps those that exited. `own` are the shells the supervisor waits for itself.
-    pub(crate) fn reap(&self, nonce_prefix: &str, own: &HashSet<u32>) -> usize {
+    pub(crate) fn reap_orphans(&self, nonce_prefix: &str, own: &HashSet<u32>) -> usize {
         let me = std::process::id();
         let raw = |r: nix::Result<nix::unistd::Pid>| r.map_or(0, |p| p.as_raw() as u32);
         let (my_sid, my_pgid) = (
@@ -684,7 +684,7 @@ impl Containment {
     /// Records and reaps adopted orphans (subreaper mode; a no-op otherwise).
     pub(crate) fn reap_adopted(&self, own: &HashSet<u32>) -> usize {
         match &self.reaper {
-            Some(a) => a.reap(&format!("{}:", self.nonce), own),
+            Some(a) => a.reap_orphans(&format!("{}:", self.nonce), own),
             None => 0,
         }
     }

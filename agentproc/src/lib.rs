@@ -9,6 +9,7 @@ pub mod buffer;
 pub mod contain;
 pub mod group;
 pub mod init;
+mod launch;
 pub mod priority;
 mod spawn;
 pub mod supervisor;

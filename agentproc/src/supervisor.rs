@@ -390,7 +390,7 @@ impl Process {
 struct Inner {
     config: Config,
     /// `sh` with the base and default environments, prepared once.
-    launcher: spawn::Launcher,
+    launcher: crate::launch::Launcher,
     /// Every child's stdin (opened once; `None` if that failed, then per start).
     dev_null: Option<std::fs::File>,
     procs: Mutex<HashMap<String, Arc<Process>>>,
@@ -432,7 +432,7 @@ impl Supervisor {
                     .map(|(k, v)| (OsStr::new(k), OsStr::new(v))),
             )
             .collect();
-        let launcher = spawn::Launcher::new("sh", &env);
+        let launcher = crate::launch::Launcher::new("sh", &env);
         let (contain, err) = Containment::new_or_subreaper(config.containment);
         if let Some(e) = err {
             tracing::error!(error = %e, "cgroup containment was asked for; using subreaper mode");
@@ -483,7 +483,7 @@ impl Supervisor {
                         _ = tick.tick() => {}
                     }
                     let Some(inner) = weak.upgrade() else { return };
-                    let n = Supervisor { inner }.reap();
+                    let n = Supervisor { inner }.forget_expired();
                     if n > 0 {
                         tracing::debug!(reaped = n, "swept exited processes");
                     }
@@ -913,14 +913,14 @@ impl Supervisor {
         lock(&self.inner.procs).get(id).cloned()
     }
 
-    /// Every known process (reaps first, as Coder's list does).
+    /// Every known process (forgets expired ones first, as Coder's list does).
     pub fn list(&self) -> Vec<Arc<Process>> {
-        self.reap();
+        self.forget_expired();
         lock(&self.inner.procs).values().cloned().collect()
     }
 
     /// Forgets processes that exited more than the retention ago. Returns how many.
-    pub fn reap(&self) -> usize {
+    pub fn forget_expired(&self) -> usize {
         let retention = self.inner.config.retention;
         let now = SystemTime::now();
         // Forgotten processes whose group may still have live members.
