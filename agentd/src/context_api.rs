@@ -51,8 +51,9 @@ pub struct ContextState {
 impl ContextState {
     /// Opens the store in the state dir; a corrupt store file is logged, moved aside and
     /// replaced by an empty store.
-    pub fn open(state_dir: &std::path::Path, metrics: &Metrics) -> Self {
+    pub fn open(state_dir: &std::path::Path, max_chats: usize, metrics: &Metrics) -> Self {
         let (store, problem) = ContextStore::open(state_dir);
+        let store = store.with_max_chats(max_chats);
         let store = Arc::new(store);
         let gauge = store.clone();
         metrics.register(Box::new(move |out: &mut String| {
@@ -376,7 +377,8 @@ fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::TooManyParts { .. }
         | StoreError::NothingToAdd
-        | StoreError::ScopeFull { .. } => ApiError::bad_request(e.to_string()),
+        | StoreError::ScopeFull { .. }
+        | StoreError::ScopeTooLarge { .. } => ApiError::bad_request(e.to_string()),
         StoreError::Io { .. } => {
             tracing::error!(error = %e, "context store write failed");
             ApiError::internal("Failed to persist the context store.").detail(e.to_string())
@@ -399,7 +401,7 @@ async fn add_to_store(
     let out = blocking(move || store.add(scope, parts))
         .await?
         .map_err(store_error)?;
-    tracing::info!(chat = %scope.chat_id(), count = out.count, replaced = out.replaced, total = out.total, "context parts added");
+    tracing::info!(chat = %scope.chat_id(), count = out.count, replaced = out.replaced, total = out.total, evicted_chats = out.evicted, "context parts added");
     Ok(Json(AddResponse {
         chat_id: scope.chat_id().to_string(),
         count: out.count,

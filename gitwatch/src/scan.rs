@@ -324,8 +324,15 @@ fn parse_status(raw: &[u8]) -> Status {
     s
 }
 
-/// `git diff` without repo-configured programs or colour.
-const DIFF: [&str; 4] = ["diff", "--no-ext-diff", "--no-textconv", "--no-color"];
+/// `git diff` without repo-configured programs or colour, and without looking into
+/// submodule worktrees (a moved submodule commit still shows).
+const DIFF: [&str; 5] = [
+    "diff",
+    "--no-ext-diff",
+    "--no-textconv",
+    "--no-color",
+    "--ignore-submodules=dirty",
+];
 
 /// The empty tree's id in a SHA-1 repository.
 const EMPTY_TREE_SHA1: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
@@ -362,13 +369,26 @@ pub async fn scan(cfg: &Config, root: &Path, prev: Option<u64>) -> Result<Outcom
             "-z",
             "--untracked-files=all",
             "--no-renames",
+            // A submodule's worktree is not scanned (its own config, filters and fsmonitor
+            // would run, and its cost is unbounded); a moved submodule commit still shows.
+            "--ignore-submodules=dirty",
         ],
         &[],
         None,
     )
     .await?;
-    let status = parse_status(&status_raw);
-    let fp = fingerprint(root, &meta, &status_raw, &status);
+    // The fingerprint stats every listed path: on the blocking pool, bounded.
+    let (status, fp, meta) = {
+        let r = root.to_path_buf();
+        crate::fsio::blocking_fs(cfg.fs_timeout, move || {
+            let status = parse_status(&status_raw);
+            let fp = fingerprint(&r, &meta, &status_raw, &status);
+            (status, fp, meta)
+        })
+        .await
+        .map_err(|e| ScanError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, e)))?
+    };
+    let safe = meta.filter_overrides.as_slice();
     if prev == Some(fp) {
         return Ok(Outcome::Unchanged);
     }

@@ -166,3 +166,158 @@ async fn git_watch_paths_request_caps_are_400_json() {
         assert_eq!(v, serde_json::json!({"message": message, "detail": detail}));
     }
 }
+
+/// Ancestor ids for a request: 64 (the per-request cap), distinct per `tag`.
+fn ancestors(tag: u64) -> Vec<String> {
+    (0..64u64)
+        .map(|i| format!("00000000-0000-4000-9{:03x}-{:012x}", tag % 4096, i))
+        .collect()
+}
+
+/// Starts a daemon with default bounds, posts `requests` worst-case bodies (1024 paths of
+/// `path_len` bytes, 64 ancestors, fresh chats and paths each time; every body < 4 MiB)
+/// and returns (RSS growth in KiB, the store's accounted bytes at the end).
+async fn path_store_rss_growth(run: u64, path_len: usize, requests: u64) -> (i64, u64) {
+    let d = Agentd::start();
+    let client = d.client();
+    let post = |body: Value| {
+        let client = client.clone();
+        let url = d.url("/api/v0/git/watch/paths");
+        async move {
+            let r = client.post(url).json(&body).send().await.unwrap();
+            let status = r.status().as_u16();
+            let v: Value = r.json().await.unwrap();
+            (status, v)
+        }
+    };
+    // Warm-up: the allocator, the runtime and the routes have served one small request.
+    let (s, _) = post(serde_json::json!({
+        "chat_id": "00000000-0000-4000-8000-0000000013ff", "paths": ["/warm"]
+    }))
+    .await;
+    assert_eq!(s, 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = agentd_tests::rss_kib(d.pid()) as i64;
+    for r in 0..requests {
+        let tag = run * 1000 + r;
+        let paths: Vec<String> = (0..1024)
+            .map(|i| {
+                let head = format!("/nonexistent-agentd-bounds/{tag}/{i}/");
+                let fill = path_len.saturating_sub(head.len());
+                format!("{head}{}", "p".repeat(fill))
+            })
+            .collect();
+        let body = serde_json::json!({
+            "chat_id": format!("00000000-0000-4000-a000-{tag:012x}"),
+            "ancestor_chat_ids": ancestors(tag),
+            "paths": paths,
+        });
+        let len = serde_json::to_vec(&body).unwrap().len();
+        assert!(len < 4 << 20, "body {len} bytes");
+        let (s, v) = post(body).await;
+        assert_eq!((s, &v["accepted"]), (200, &Value::from(1024)), "{v}");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = agentd_tests::rss_kib(d.pid()) as i64;
+    let metrics = d.metrics_text().await;
+    let bytes: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("agentd_git_path_store_bytes "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    (after - before, bytes)
+}
+
+#[tokio::test]
+async fn git_path_store_worst_case_rss_grows_less_than_16_mib() {
+    // Long paths (the byte budget binds) and short ones (the per-entry overhead binds).
+    for (name, path_len, requests) in [("4000-byte paths", 4000, 12), ("short paths", 24, 20)] {
+        let mut growth = Vec::new();
+        for run in 0..3 {
+            let (g, bytes) = path_store_rss_growth(run, path_len, requests).await;
+            // The budget (4 MiB) plus at most one request for the chat being written.
+            assert!(bytes <= (4 << 20) + 1024 * (4096 + 64 + 48), "{bytes}");
+            growth.push(g);
+        }
+        growth.sort_unstable();
+        let median = growth[1];
+        println!(
+            "path store worst case, {name}: {requests} requests x 1024 paths x 65 chats; \
+             RSS growth KiB {growth:?}, median {median} KiB ({:.1} MiB)",
+            median as f64 / 1024.0
+        );
+        assert!(median < 16 * 1024, "{name}: median RSS growth {median} KiB");
+    }
+}
+
+async fn stored_paths(d: &Agentd, chat: &str) -> Vec<String> {
+    let (s, v) = d
+        .get_json(&format!("/api/v0/git/watch/paths?chat_id={chat}"))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["chat_id"], chat);
+    serde_json::from_value(v["paths"].clone()).unwrap()
+}
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} missing"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn git_path_store_evicts_the_least_recently_used_chat_and_path() {
+    let d = Agentd::start_with(agentd_tests::Options {
+        args: ["--git-max-chats", "3", "--git-max-paths-per-chat", "2"]
+            .map(String::from)
+            .to_vec(),
+        ..Default::default()
+    });
+    let chat = |n: u32| format!("00000000-0000-4000-8000-0000000014{n:02}");
+    let (a, b, c, e) = (chat(1), chat(2), chat(3), chat(4));
+    let post = |id: String, paths: Vec<&'static str>| {
+        let d = &d;
+        async move {
+            let (s, v) = d
+                .post_json(
+                    "/api/v0/git/watch/paths",
+                    &serde_json::json!({"chat_id": id, "paths": paths}),
+                )
+                .await;
+            assert_eq!(s, 200, "{v}");
+        }
+    };
+    post(a.clone(), vec!["/lru/a1"]).await;
+    post(b.clone(), vec!["/lru/b1"]).await;
+    post(c.clone(), vec!["/lru/c1"]).await;
+    // Using A again makes B the least recently used chat.
+    post(a.clone(), vec!["/lru/a2"]).await;
+    post(e.clone(), vec!["/lru/e1"]).await;
+    assert_eq!(stored_paths(&d, &b).await, Vec::<String>::new());
+    assert_eq!(stored_paths(&d, &a).await, vec!["/lru/a1", "/lru/a2"]);
+    assert_eq!(stored_paths(&d, &c).await, vec!["/lru/c1"]);
+    assert_eq!(stored_paths(&d, &e).await, vec!["/lru/e1"]);
+    // A third path for A drops A's least recently touched one (a1; a2 was re-touched).
+    post(a.clone(), vec!["/lru/a2"]).await;
+    post(a.clone(), vec!["/lru/a3"]).await;
+    assert_eq!(stored_paths(&d, &a).await, vec!["/lru/a2", "/lru/a3"]);
+    let m = d.metrics_text().await;
+    assert_eq!(metric(&m, "agentd_git_path_store_chats"), 3);
+    assert_eq!(metric(&m, "agentd_git_path_store_paths"), 4);
+    assert_eq!(metric(&m, "agentd_git_path_store_chats_evicted_total"), 1);
+    assert_eq!(metric(&m, "agentd_git_path_store_paths_evicted_total"), 1);
+    // Inspection is a 400 JSON without a chat.
+    let (s, v) = d.get_json("/api/v0/git/watch/paths").await;
+    assert_eq!(
+        (s, v),
+        (
+            400,
+            serde_json::json!({"message": "Missing chat id.", "detail": "pass chat_id in the query or the Coder-Chat-Id header"})
+        )
+    );
+}
