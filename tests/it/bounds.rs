@@ -321,3 +321,326 @@ async fn git_path_store_evicts_the_least_recently_used_chat_and_path() {
         )
     );
 }
+
+#[tokio::test]
+async fn git_watch_follows_the_most_recently_touched_repos_and_says_truncated() {
+    let d = Agentd::start_with(agentd_tests::Options {
+        args: ["--git-max-repos", "2"].map(String::from).to_vec(),
+        ..Default::default()
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let roots: Vec<_> = (1..=3)
+        .map(|n| {
+            let r = init_repo(&tmp.path().join(format!("r{n}")));
+            std::fs::write(r.join(format!("f{n}.txt")), format!("dirty {n}\n")).unwrap();
+            r
+        })
+        .collect();
+    let chat = "00000000-0000-4000-8000-000000001501";
+    // Touched in order r1, r2, r3: r1 is the oldest.
+    for r in &roots {
+        add_paths(&d, chat, &[], &[r]).await;
+    }
+    let mut ws = Ws::connect(&d, chat).await;
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 2 {
+        let m = ws.next(T).await;
+        assert_eq!(m["type"], "changes", "{m}");
+        for r in m["repositories"].as_array().unwrap() {
+            seen.insert(r["repo_root"].as_str().unwrap().to_owned());
+        }
+        if !m["repositories"].as_array().unwrap().is_empty() {
+            assert_eq!(m["repositories_truncated"], true, "{m}");
+        }
+    }
+    let want: std::collections::BTreeSet<String> =
+        roots[1..].iter().map(|r| r.display().to_string()).collect();
+    assert_eq!(seen, want);
+    // Touching r1 again brings it in (in full) and drops r2, now the oldest.
+    add_paths(&d, chat, &[], &[&roots[0]]).await;
+    let m = ws
+        .wait_for(T, |v: &Value| repo(v, &roots[0]).is_some())
+        .await;
+    assert!(diff_of(&m, &roots[0]).unwrap().contains("+dirty 1\n"));
+    assert_eq!(m["repositories_truncated"], true);
+    // r2's worker stopped (nobody follows it); r1 and r3 are watched.
+    let watched = agentd_tests::eventually(T, async || {
+        let n = metric(&d.metrics_text().await, "agentd_git_repos_watched");
+        (n == 2).then_some(n)
+    })
+    .await;
+    assert_eq!(watched, 2);
+    // Without truncation the field is absent (Coder's shape exactly).
+    let chat2 = "00000000-0000-4000-8000-000000001502";
+    add_paths(&d, chat2, &[], &[&roots[2]]).await;
+    let mut ws2 = Ws::connect(&d, chat2).await;
+    let m = ws2
+        .wait_for(T, |v: &Value| repo(v, &roots[2]).is_some())
+        .await;
+    assert!(m.get("repositories_truncated").is_none(), "{m}");
+}
+
+#[tokio::test]
+async fn context_store_forgets_the_least_recently_used_chat() {
+    let d = Agentd::start_with(agentd_tests::Options {
+        args: ["--context-max-chats", "2"].map(String::from).to_vec(),
+        ..Default::default()
+    });
+    let chat = |n: u32| format!("00000000-0000-4000-8000-0000000016{n:02}");
+    let add = |id: String| {
+        let d = &d;
+        async move {
+            let (s, v) = d
+                .post_json(
+                    "/api/v0/context-store",
+                    &serde_json::json!({"chat_id": id, "parts": [{"type": "context-file", "context_file_path": format!("/ctx/{id}"), "context_file_content": "x"}]}),
+                )
+                .await;
+            assert_eq!(s, 200, "{v}");
+        }
+    };
+    let (a, b, c) = (chat(1), chat(2), chat(3));
+    add(a.clone()).await;
+    add(b.clone()).await;
+    // Reading A's context (as chatd does for every turn) is a use: B is now the oldest.
+    let r = d
+        .client()
+        .get(d.url("/api/v0/context-config"))
+        .header("Coder-Chat-Id", &a)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    add(c.clone()).await;
+    let (_, v) = d.get_json("/api/v0/context-store").await;
+    let scopes: Vec<String> = v["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["chat_id"].as_str().unwrap().to_owned())
+        .collect();
+    let mut want = vec![a.clone(), c.clone()];
+    want.sort();
+    assert_eq!(scopes, want);
+    // The workspace scope is never forgotten.
+    let nil = "00000000-0000-0000-0000-000000000000";
+    add(nil.to_owned()).await;
+    add(chat(4)).await;
+    let (_, v) = d.get_json("/api/v0/context-store").await;
+    let scopes: Vec<String> = v["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["chat_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(scopes, vec![nil.to_owned(), c.clone(), chat(4)]);
+}
+
+/// `depth` nested directories `d/d/…` under `base` (created one level at a time).
+fn deep_dir(base: &Path, depth: usize) -> std::path::PathBuf {
+    let mut d = base.to_path_buf();
+    for _ in 0..depth {
+        d.push("d");
+        std::fs::create_dir(&d).unwrap();
+    }
+    d
+}
+
+/// Probes `/healthz` until `done` resolves; returns the slowest answer and `done`'s value.
+async fn healthz_while<T>(d: &Agentd, done: impl std::future::Future<Output = T>) -> (Duration, T) {
+    let client = d.client();
+    let url = d.url("/healthz");
+    let mut worst = Duration::ZERO;
+    tokio::pin!(done);
+    loop {
+        tokio::select! {
+            v = &mut done => return (worst, v),
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {
+                let t = std::time::Instant::now();
+                let r = client.get(&url).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                worst = worst.max(t.elapsed());
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_fs_calls_on_client_paths_never_stall_the_async_worker_and_time_out_as_json() {
+    // One async worker (as on 2 CPUs): anything blocking on it would stall /healthz. No
+    // FUSE here, so "slow" is real path resolution: 80 paths 1000 directories deep inside
+    // a repo; discovery walks each up (~1000 stats of up to 1000 components): seconds.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = init_repo(&tmp.path().join("r"));
+    std::fs::write(root.join("top.txt"), "dirty\n").unwrap();
+    let deep = deep_dir(&root, 1000);
+    let paths: Vec<std::path::PathBuf> = (0..80).map(|i| deep.join(format!("f{i}"))).collect();
+    let refs: Vec<&Path> = paths.iter().map(|p| p.as_path()).collect();
+
+    let d = Agentd::start_with(agentd_tests::Options {
+        args: ["--worker-threads", "1", "--fs-timeout-ms", "60000"]
+            .map(String::from)
+            .to_vec(),
+        ..Default::default()
+    });
+    let chat = "00000000-0000-4000-8000-000000001701";
+    let t0 = std::time::Instant::now();
+    let (worst, v) = healthz_while(&d, add_paths(&d, chat, &[], &refs)).await;
+    let slow = t0.elapsed();
+    assert_eq!(
+        v["repo_roots"],
+        serde_json::json!([root.display().to_string()])
+    );
+    println!("slow discovery (POST): {slow:?}, worst concurrent /healthz {worst:?}");
+    assert!(
+        slow > Duration::from_millis(800),
+        "not slow enough to prove anything: {slow:?}"
+    );
+    assert!(
+        worst < Duration::from_millis(500),
+        "/healthz stalled {worst:?} during {slow:?}"
+    );
+    // The watch resolves the same paths when it subscribes (this ran on the async worker
+    // before, stalling every request for the whole walk).
+    let t0 = std::time::Instant::now();
+    let (worst, m) = healthz_while(&d, async {
+        let mut ws = Ws::connect(&d, chat).await;
+        ws.wait_for(Duration::from_secs(60), |v: &Value| {
+            repo(v, &root).is_some()
+        })
+        .await
+    })
+    .await;
+    let slow = t0.elapsed();
+    println!("slow discovery (watch): {slow:?}, worst concurrent /healthz {worst:?}");
+    assert!(diff_of(&m, &root).unwrap().contains("+dirty\n"));
+    assert!(slow > Duration::from_millis(800), "{slow:?}");
+    assert!(
+        worst < Duration::from_millis(500),
+        "/healthz stalled {worst:?} during {slow:?}"
+    );
+    drop(d);
+
+    // With a short timeout the same request answers a clear 504 JSON at the timeout.
+    let d = Agentd::start_with(agentd_tests::Options {
+        args: ["--fs-timeout-ms", "300"].map(String::from).to_vec(),
+        ..Default::default()
+    });
+    let t0 = std::time::Instant::now();
+    let body = serde_json::json!({"chat_id": chat, "paths": paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>()});
+    let (s, v) = d.post_json("/api/v0/git/watch/paths", &body).await;
+    let took = t0.elapsed();
+    assert_eq!(
+        (s, v),
+        (
+            504,
+            serde_json::json!({
+                "message": "File-system call timed out.",
+                "detail": "a file-system call did not finish within 300 ms (hung mount?); the 80 paths were recorded, their repositories are not resolved yet"
+            })
+        )
+    );
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    // The paths were recorded all the same.
+    assert_eq!(stored_paths(&d, chat).await.len(), 80);
+}
+
+#[tokio::test]
+async fn a_fifo_named_git_is_no_repo_and_never_blocks_discovery() {
+    let d = Agentd::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("trap");
+    std::fs::create_dir(&dir).unwrap();
+    nix::unistd::mkfifo(
+        &dir.join(".git"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    let chat = "00000000-0000-4000-8000-000000001801";
+    let t0 = std::time::Instant::now();
+    let v = add_paths(&d, chat, &[], &[&dir.join("x.txt"), &dir]).await;
+    assert_eq!(v, serde_json::json!({"accepted": 2, "repo_roots": []}));
+    // Opening the FIFO would have blocked until a writer came (forever; now the 5 s
+    // timeout would answer 504).
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    let (s, _) = d.get_json("/healthz").await;
+    assert_eq!(s, 200);
+}
+
+#[tokio::test]
+async fn a_dirty_submodule_worktree_never_runs_the_submodules_configured_programs() {
+    let d = Agentd::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let sub_src = init_repo(&tmp.path().join("sub-src"));
+    std::fs::write(sub_src.join(".gitattributes"), "*.txt filter=cl\n").unwrap();
+    std::fs::write(sub_src.join("s.txt"), "sub\n").unwrap();
+    std::fs::write(sub_src.join("m.md"), "m\n").unwrap();
+    git(&sub_src, &["add", "."]);
+    git(&sub_src, &["commit", "-q", "-m", "sub"]);
+    let root = init_repo(&tmp.path().join("super"));
+    git(
+        &root,
+        &[
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            &sub_src.display().to_string(),
+            "sub",
+        ],
+    );
+    git(&root, &["commit", "-q", "-m", "add sub"]);
+    // The submodule's own config runs programs on any status/diff inside it.
+    let marks = tmp.path().join("marks");
+    std::fs::create_dir(&marks).unwrap();
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let m = |n: &str| marks.join(n).display().to_string();
+    script(
+        &bin.join("clean"),
+        &format!("touch {}\ncat", m("sub-clean")),
+    );
+    script(
+        &bin.join("fsmonitor"),
+        &format!("touch {}\nexit 1", m("sub-fsmonitor")),
+    );
+    let sub = root.join("sub");
+    let b = |n: &str| bin.join(n).display().to_string();
+    git(&sub, &["config", "filter.cl.clean", &b("clean")]);
+    git(&sub, &["config", "filter.cl.required", "true"]);
+    git(&sub, &["config", "core.fsmonitor", &b("fsmonitor")]);
+    // Dirty submodule worktree: s.txt stat-dirty with the same bytes (git must hash it, through
+    // the submodule's clean filter, to know), another file changed; plus a change in the
+    // superproject to wait for.
+    std::fs::write(sub.join("m.md"), "changed\n").unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(sub.join("s.txt"), "sub\n").unwrap();
+    std::fs::write(root.join("top.txt"), "top\n").unwrap();
+
+    let chat = "00000000-0000-4000-8000-000000001901";
+    let mut ws = Ws::connect(&d, chat).await;
+    add_paths(&d, chat, &[], &[&root.join("top.txt")]).await;
+    let msg = ws
+        .wait_for(T, |v: &Value| {
+            diff_of(v, &root).is_some_and(|d| d.contains("+top\n"))
+        })
+        .await;
+    let diff = diff_of(&msg, &root).unwrap();
+    ws.refresh().await;
+    ws.wait_for(T, |v: &Value| v["type"] == "changes").await;
+    let ran: Vec<_> = std::fs::read_dir(&marks)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        ran,
+        Vec::<String>::new(),
+        "submodule programs ran during scans"
+    );
+    // As Coder's `git diff HEAD`: the dirty submodule is one `-dirty` line, the rest is the
+    // superproject's own change.
+    assert!(diff.contains("diff --git a/sub b/sub\n"), "{diff}");
+    assert!(diff.contains("-dirty\n"), "{diff}");
+    assert!(diff.contains("+++ b/top.txt\n"), "{diff}");
+}
