@@ -234,6 +234,26 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::internal("Internal error.").detail(e.to_string()))
 }
 
+/// [`blocking`] for discovery, which reads workspace paths (a skills dir may be a symlink
+/// into a hung mount): bounded by `--fs-timeout-ms`, a timeout is a 504 JSON.
+async fn blocking_fs<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let timeout = state.config.bounds.fs_timeout;
+    match tokio::time::timeout(timeout, blocking(f)).await {
+        Ok(r) => r,
+        Err(_) => Err(ApiError::new(
+            axum::http::StatusCode::GATEWAY_TIMEOUT,
+            "File-system call timed out.",
+        )
+        .detail(format!(
+            "context discovery did not finish within {} ms (hung mount?)",
+            timeout.as_millis()
+        ))),
+    }
+}
+
 async fn get_context_config(
     State(state): State<AppState>,
     chat: Option<Extension<ChatIdentity>>,
@@ -242,7 +262,7 @@ async fn get_context_config(
     // While the workdir does not exist yet (the startup script has not cloned the repo),
     // paths resolve against $HOME, as Coder's working-directory closure does.
     let config = state.config.clone();
-    let (cfg, workdir) = blocking(move || {
+    let (cfg, workdir) = blocking_fs(&state, move || {
         let workdir = config.effective_workdir();
         let cfg = config
             .context
@@ -268,7 +288,10 @@ async fn get_context_config(
             )));
         }
     }
-    let discovery = blocking(move || agentcontextconfig::discover(&cfg, Some(&workdir))).await?;
+    let discovery = blocking_fs(&state, move || {
+        agentcontextconfig::discover(&cfg, Some(&workdir))
+    })
+    .await?;
     state.context.log_skipped(&discovery.skipped);
 
     let mut out: Vec<PartDto> = Vec::with_capacity(discovery.parts.len());

@@ -176,8 +176,8 @@ fn ancestors(tag: u64) -> Vec<String> {
 
 /// Starts a daemon with default bounds, posts `requests` worst-case bodies (1024 paths of
 /// `path_len` bytes, 64 ancestors, fresh chats and paths each time; every body < 4 MiB)
-/// and returns (RSS growth in KiB, the store's accounted bytes at the end).
-async fn path_store_rss_growth(run: u64, path_len: usize, requests: u64) -> (i64, u64) {
+/// and returns (RSS growth in KiB, the store's accounted bytes at the end, RSS before in KiB).
+async fn path_store_rss_growth(run: u64, path_len: usize, requests: u64) -> (i64, u64, i64) {
     let d = Agentd::start();
     let client = d.client();
     let post = |body: Value| {
@@ -227,7 +227,7 @@ async fn path_store_rss_growth(run: u64, path_len: usize, requests: u64) -> (i64
         .trim()
         .parse()
         .unwrap();
-    (after - before, bytes)
+    (after - before, bytes, before)
 }
 
 #[tokio::test]
@@ -235,8 +235,10 @@ async fn git_path_store_worst_case_rss_grows_less_than_16_mib() {
     // Long paths (the byte budget binds) and short ones (the per-entry overhead binds).
     for (name, path_len, requests) in [("4000-byte paths", 4000, 12), ("short paths", 24, 20)] {
         let mut growth = Vec::new();
+        let mut base = Vec::new();
         for run in 0..3 {
-            let (g, bytes) = path_store_rss_growth(run, path_len, requests).await;
+            let (g, bytes, before) = path_store_rss_growth(run, path_len, requests).await;
+            base.push(before);
             // The budget (4 MiB) plus at most one request for the chat being written.
             assert!(bytes <= (4 << 20) + 1024 * (4096 + 64 + 48), "{bytes}");
             growth.push(g);
@@ -245,7 +247,8 @@ async fn git_path_store_worst_case_rss_grows_less_than_16_mib() {
         let median = growth[1];
         println!(
             "path store worst case, {name}: {requests} requests x 1024 paths x 65 chats; \
-             RSS growth KiB {growth:?}, median {median} KiB ({:.1} MiB)",
+             RSS growth KiB {growth:?}, median {median} KiB ({:.1} MiB) over a baseline RSS \
+             of {base:?} KiB",
             median as f64 / 1024.0
         );
         assert!(median < 16 * 1024, "{name}: median RSS growth {median} KiB");
@@ -643,4 +646,106 @@ async fn a_dirty_submodule_worktree_never_runs_the_submodules_configured_program
     assert!(diff.contains("diff --git a/sub b/sub\n"), "{diff}");
     assert!(diff.contains("-dirty\n"), "{diff}");
     assert!(diff.contains("+++ b/top.txt\n"), "{diff}");
+}
+
+#[tokio::test]
+async fn slow_context_discovery_times_out_as_json() {
+    // 400 skills to read: real work well over the 1 ms allowed here (no FUSE to hang it).
+    let ws = tempfile::tempdir().unwrap();
+    agentd_tests::context::write(&ws.path().join("AGENTS.md"), "# rules\n");
+    for i in 0..400 {
+        agentd_tests::context::skill(
+            ws.path(),
+            &format!(".agents/skills/s{i}"),
+            &format!("s{i}"),
+            "a skill",
+        );
+    }
+    let d = Agentd::start_with(agentd_tests::Options {
+        args: ["--fs-timeout-ms", "1"].map(String::from).to_vec(),
+        workdir: Some(ws.path().to_path_buf()),
+        ..Default::default()
+    });
+    let (s, v) = d.get_json("/api/v0/context-config").await;
+    assert_eq!(
+        (s, v),
+        (
+            504,
+            serde_json::json!({
+                "message": "File-system call timed out.",
+                "detail": "context discovery did not finish within 1 ms (hung mount?)"
+            })
+        )
+    );
+    drop(d);
+    // With the default timeout the same workspace answers in full.
+    let d = Agentd::start_with(agentd_tests::Options {
+        workdir: Some(ws.path().to_path_buf()),
+        ..Default::default()
+    });
+    let (s, v) = d.get_json("/api/v0/context-config").await;
+    assert_eq!(s, 200, "{v}");
+    let skills = v["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["type"] == "skill")
+        .count();
+    assert_eq!(skills, 400);
+}
+
+#[tokio::test]
+async fn a_slow_workdir_check_times_out_as_json_and_starts_nothing() {
+    // A workdir whose resolution is real, slow work: 40 chained symlinks (the kernel's
+    // limit), each into a directory ~1900 levels deep: one stat walks ~76 000 components
+    // (several ms; the timeout here is 1 ms).
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path();
+    let deep = deep_dir(base, 1900);
+    let n = 39;
+    std::os::unix::fs::symlink(&deep, deep.join(format!("l{n}"))).unwrap();
+    for i in (0..n).rev() {
+        let at = if i > 0 {
+            deep.clone()
+        } else {
+            base.to_path_buf()
+        };
+        std::os::unix::fs::symlink(deep.join(format!("l{}", i + 1)), at.join(format!("l{i}")))
+            .unwrap();
+    }
+    let workdir = base.join("l0").display().to_string();
+    let d = Agentd::start_with(agentd_tests::Options {
+        args: ["--fs-timeout-ms", "1"].map(String::from).to_vec(),
+        ..Default::default()
+    });
+    let body = serde_json::json!({"command": "true", "workdir": workdir});
+    let (s, v) = d.post_json("/api/v0/processes/start", &body).await;
+    assert_eq!(
+        (s, v),
+        (
+            504,
+            serde_json::json!({
+                "message": "File-system call timed out.",
+                "detail": format!("checking the working directory \"{workdir}\" did not finish within 1 ms (hung mount?); nothing was started")
+            })
+        )
+    );
+    let (_, v) = d.get_json("/api/v0/processes/list").await;
+    assert_eq!(v["processes"], serde_json::json!([]));
+    drop(d);
+    // With the default timeout it starts there.
+    let d = Agentd::start();
+    let want = std::fs::canonicalize(&deep).unwrap().display().to_string();
+    // (The output keeps 2048 bytes per line: compare in the shell.)
+    let cmd = format!("[ \"$(pwd -P)\" = '{want}' ] && echo same");
+    let body = serde_json::json!({"command": cmd, "workdir": workdir});
+    let (s, v) = d.post_json("/api/v0/processes/start", &body).await;
+    assert_eq!(s, 200, "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    let out = agentd_tests::eventually(T, async || {
+        let (_, v) = d.get_json(&format!("/api/v0/processes/{id}/output")).await;
+        (v["running"] == false).then(|| v["output"].as_str().unwrap_or_default().to_owned())
+    })
+    .await;
+    assert_eq!(out, "same\n");
 }
