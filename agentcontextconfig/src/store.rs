@@ -427,12 +427,12 @@ impl ContextStore {
     }
 
     /// Forgets least recently used chat scopes of `next` (never the workspace, never
-    /// `current`) until it is within the caps. Returns how many were forgotten.
-    fn evict(&self, next: &mut Data, current: Scope, used: &Recency) -> usize {
+    /// `current`) until it is within the caps. Returns the scopes forgotten.
+    fn evict(&self, next: &mut Data, current: Scope, used: &Recency) -> Vec<Scope> {
         let chats = |d: &Data| d.keys().filter(|s| matches!(s, Scope::Chat(_))).count();
         let mut bytes = data_bytes(next);
         if chats(next) <= self.max_chats && bytes <= self.max_bytes {
-            return 0;
+            return Vec::new();
         }
         let mut order: Vec<(u64, Scope)> = next
             .keys()
@@ -440,17 +440,17 @@ impl ContextStore {
             .map(|s| (used.at.get(s).copied().unwrap_or_default(), *s))
             .collect();
         order.sort_unstable();
-        let mut n = 0;
+        let mut gone = Vec::new();
         for (_, s) in order {
             if chats(next) <= self.max_chats && bytes <= self.max_bytes {
                 break;
             }
             if let Some(parts) = next.remove(&s) {
                 bytes -= parts.iter().map(part_bytes).sum::<usize>();
-                n += 1;
+                gone.push(s);
             }
         }
-        n
+        gone
     }
 
     /// The store file's path.
@@ -515,11 +515,17 @@ impl ContextStore {
             });
         }
         self.recency().touch(scope);
-        let evicted = self.evict(&mut next, scope, &self.recency());
+        let gone = self.evict(&mut next, scope, &self.recency());
+        let evicted = gone.len();
         // Re-adding what is stored changes nothing: it is on disk already, skip the fsyncs.
         if next != *cur {
             self.commit(&mut cur, next)?;
         }
+        let mut used = self.recency();
+        for s in &gone {
+            used.at.remove(s);
+        }
+        drop(used);
         Ok(AddOutcome {
             count,
             replaced,
@@ -538,6 +544,7 @@ impl ContextStore {
         let mut next = cur.clone();
         next.remove(&scope);
         self.commit(&mut cur, next)?;
+        self.recency().at.remove(&scope);
         Ok(n)
     }
 
@@ -731,5 +738,35 @@ mod tests {
             Err(StoreError::Io { .. })
         ));
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn least_recently_used_chats_go_first_and_the_order_survives_a_reopen() {
+        let t = tempfile::tempdir().unwrap();
+        let (s, _) = ContextStore::open(t.path());
+        let s = s.with_max_chats(2);
+        let (a, b, c, d) = (
+            Scope::Chat(Uuid::from_u128(1)),
+            Scope::Chat(Uuid::from_u128(2)),
+            Scope::Chat(Uuid::from_u128(3)),
+            Scope::Chat(Uuid::from_u128(4)),
+        );
+        s.add(Scope::Workspace, vec![f("/w", "w")]).unwrap();
+        s.add(a, vec![f("/a", "a")]).unwrap();
+        s.add(b, vec![f("/b", "b")]).unwrap();
+        assert_eq!(s.get(a).len(), 1); // a use: b is now the oldest
+        let out = s.add(c, vec![f("/c", "c")]).unwrap();
+        assert_eq!(out.evicted, 1);
+        let scopes: Vec<Scope> = s.all().into_iter().map(|(s, _)| s).collect();
+        assert_eq!(scopes, vec![Scope::Workspace, a, c]);
+        // Reopened, a is still older than c (its use was persisted with c's add).
+        drop(s);
+        let (s, problem) = ContextStore::open(t.path());
+        assert!(problem.is_none());
+        let s = s.with_max_chats(2);
+        s.add(d, vec![f("/d", "d")]).unwrap();
+        let scopes: Vec<Scope> = s.all().into_iter().map(|(s, _)| s).collect();
+        assert_eq!(scopes, vec![Scope::Workspace, c, d]);
+        assert_eq!(s.recency().at.len(), 3);
     }
 }
