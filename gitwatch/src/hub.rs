@@ -222,6 +222,7 @@ impl GitWatch {
             paths_dirty: chat.is_some(),
             last_at: None,
             truncated: false,
+            pending: None,
         }
     }
 
@@ -538,6 +539,8 @@ pub struct Subscription {
     last_at: Option<SystemTime>,
     /// The last sync found more repos than [`Config::max_repos`].
     truncated: bool,
+    /// The discovery of a sync in flight and its deadline.
+    pending: Option<(tokio::task::JoinHandle<Found>, tokio::time::Instant)>,
 }
 
 /// One sync's discovery: repo root → (location, latest touch, touched paths with `is_dir`).
@@ -588,22 +591,36 @@ impl Subscription {
             .paths_rx
             .as_mut()
             .map_or(0, |rx| *rx.borrow_and_update());
-        let paths = self.hub.paths.touched(chat);
-        let found = crate::fsio::blocking_fs(self.hub.cfg.fs_timeout, move || {
-            let mut by_root = Found::new();
-            for (p, t) in paths {
-                if let Some(loc) = discover::discover(&p) {
-                    let is_dir = p.is_dir();
-                    let e = by_root
-                        .entry(loc.root.clone())
-                        .or_insert_with(|| (loc, 0, Vec::new()));
-                    e.1 = e.1.max(t);
-                    e.2.push((p, is_dir));
+        // One discovery in flight per subscription, kept across cancellations of `next`
+        // (a ping or a client message must not start another while it runs).
+        if self.pending.is_none() {
+            let paths = self.hub.paths.touched(chat);
+            let task = tokio::task::spawn_blocking(move || {
+                let mut by_root = Found::new();
+                for (p, t) in paths {
+                    if let Some(loc) = discover::discover(&p) {
+                        let is_dir = p.is_dir();
+                        let e = by_root
+                            .entry(loc.root.clone())
+                            .or_insert_with(|| (loc, 0, Vec::new()));
+                        e.1 = e.1.max(t);
+                        e.2.push((p, is_dir));
+                    }
                 }
-            }
-            by_root
-        })
-        .await;
+                by_root
+            });
+            let deadline = tokio::time::Instant::now() + self.hub.cfg.fs_timeout;
+            self.pending = Some((task, deadline));
+        }
+        let found = match self.pending.as_mut() {
+            Some((task, deadline)) => match tokio::time::timeout_at(*deadline, task).await {
+                Ok(Ok(f)) => Ok(f),
+                Ok(Err(e)) => Err(crate::FsError::Task(e.to_string())),
+                Err(_) => Err(crate::FsError::Timeout(self.hub.cfg.fs_timeout)),
+            },
+            None => return,
+        };
+        self.pending = None;
         let mut by_root = match found {
             Ok(f) => f,
             Err(e) => {
