@@ -386,13 +386,14 @@ async fn add_paths(
     }))
 }
 
-/// A file-system call on client paths that timed out: 504 `{message, detail}`.
+/// A file-system call on client paths that timed out (or could not start: too many stuck):
+/// 504 `{message, detail}`.
 fn fs_error(e: &gitwatch::FsError, accepted: usize) -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::GATEWAY_TIMEOUT,
-        "File-system call timed out.",
-    )
-    .detail(format!(
+    let message = match e {
+        gitwatch::FsError::Timeout(_) => "File-system call timed out.",
+        _ => "File-system calls are stuck.",
+    };
+    ApiError::new(axum::http::StatusCode::GATEWAY_TIMEOUT, message).detail(format!(
         "{e}; the {accepted} paths were recorded, their repositories are not resolved yet"
     ))
 }

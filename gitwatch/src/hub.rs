@@ -595,7 +595,7 @@ impl Subscription {
         // (a ping or a client message must not start another while it runs).
         if self.pending.is_none() {
             let paths = self.hub.paths.touched(chat);
-            let task = tokio::task::spawn_blocking(move || {
+            let task = crate::fsio::spawn_fs(move || {
                 let mut by_root = Found::new();
                 for (p, t) in paths {
                     if let Some(loc) = discover::discover(&p) {
@@ -609,6 +609,13 @@ impl Subscription {
                 }
                 by_root
             });
+            let task = match task {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(chat_id = %chat, error = %e, "resolving the chat's paths to repositories failed");
+                    return;
+                }
+            };
             let deadline = tokio::time::Instant::now() + self.hub.cfg.fs_timeout;
             self.pending = Some((task, deadline));
         }

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use discover::{RepoLocation, discover};
-pub use fsio::{FsError, blocking_fs, blocking_fs_single};
+pub use fsio::{FsError, MAX_IN_FLIGHT, blocking_fs, blocking_fs_single, spawn_fs};
 pub use hub::{GitWatch, RepoChange, Stats, Subscription, Update};
 pub use pathstore::{PathLimits, PathStats, PathStore};
 pub use scan::{Outcome, ScanError, Snapshot, read_meta, scan};
