@@ -5,7 +5,10 @@
 //! before it becomes visible, so a crash or restart never loses an acknowledged add and
 //! never leaves a half-written file. A store file that cannot be parsed is moved aside and
 //! reported, never fatal. Limits follow Coder's `chat-context` endpoint: at most 100 parts
-//! per add, context files sanitised then capped at 64 KiB, empty ones dropped.
+//! per add, context files sanitised then capped at 64 KiB, empty ones dropped. The store is
+//! bounded: at most [`MAX_PARTS_PER_SCOPE`] parts per scope, [`MAX_CHAT_SCOPES`] chats
+//! (configurable) and [`MAX_STORE_BYTES`] of text; the least recently used chat (added to or
+//! read) is forgotten first, never the workspace scope nor the one being added to.
 //!
 //! The file format is private to this module (it is not a wire shape). This module must not
 //! know HTTP.
@@ -27,6 +30,12 @@ pub const STORE_FILE: &str = "context-store.json";
 pub const MAX_PARTS_PER_ADD: usize = 100;
 /// At most this many parts stored per scope (a bound on the file's growth).
 pub const MAX_PARTS_PER_SCOPE: usize = 1000;
+/// Default cap on chat scopes kept: beyond it the least recently used chat (added to or
+/// read) is forgotten. The workspace scope never is.
+pub const MAX_CHAT_SCOPES: usize = 256;
+/// At most this many bytes of part text (contents, paths, names, descriptions) stored for
+/// all scopes together; least recently used chats are forgotten to stay under it.
+pub const MAX_STORE_BYTES: usize = 32 << 20;
 
 /// Whose context a part is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -69,6 +78,16 @@ pub enum StoreError {
     /// Nothing usable in an add (Coder's message).
     #[error("No context-file or skill parts provided.")]
     NothingToAdd,
+    /// One scope alone would exceed [`MAX_STORE_BYTES`].
+    #[error(
+        "Context parts too large: {total} bytes stored for one chat (at most {max}); clear some first."
+    )]
+    ScopeTooLarge {
+        /// Bytes the scope would hold.
+        total: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The scope would exceed [`MAX_PARTS_PER_SCOPE`].
     #[error("Too many context parts stored: {total} (at most {max}); clear some first.")]
     ScopeFull {
@@ -108,6 +127,8 @@ pub struct AddOutcome {
     pub replaced: usize,
     /// Parts stored in the scope afterwards.
     pub total: usize,
+    /// Least recently used chat scopes forgotten to stay within the caps.
+    pub evicted: usize,
 }
 
 type Data = BTreeMap<Scope, Vec<ContextPart>>;
@@ -117,6 +138,39 @@ type Data = BTreeMap<Scope, Vec<ContextPart>>;
 pub struct ContextStore {
     path: PathBuf,
     data: Mutex<Data>,
+    /// When each scope was last used (a store-wide clock); locked after `data`.
+    used: Mutex<Recency>,
+    max_chats: usize,
+    max_bytes: usize,
+}
+
+#[derive(Debug, Default)]
+struct Recency {
+    clock: u64,
+    at: std::collections::HashMap<Scope, u64>,
+}
+
+impl Recency {
+    fn touch(&mut self, scope: Scope) {
+        self.clock += 1;
+        self.at.insert(scope, self.clock);
+    }
+}
+
+fn part_bytes(p: &ContextPart) -> usize {
+    match p {
+        ContextPart::File { path, content, .. } => path.len() + content.len(),
+        ContextPart::Skill {
+            name,
+            description,
+            dir,
+            meta_file,
+        } => name.len() + description.len() + dir.len() + meta_file.len(),
+    }
+}
+
+fn data_bytes(d: &Data) -> usize {
+    d.values().flatten().map(part_bytes).sum()
 }
 
 #[derive(Serialize, Deserialize)]
@@ -129,6 +183,9 @@ struct FileV1 {
 struct FileScope {
     /// `null` for the workspace scope.
     chat_id: Option<String>,
+    /// Last use on the store's clock (LRU order survives a restart); absent in old files.
+    #[serde(default)]
+    used: u64,
     parts: Vec<FilePart>,
 }
 
@@ -208,12 +265,13 @@ impl From<FilePart> for ContextPart {
     }
 }
 
-fn decode(bytes: &[u8]) -> Result<Data, String> {
+fn decode(bytes: &[u8]) -> Result<(Data, Recency), String> {
     let f: FileV1 = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     if f.version != 1 {
         return Err(format!("unsupported store version {}", f.version));
     }
     let mut data = Data::new();
+    let mut used = Recency::default();
     for s in f.scopes {
         let scope = match s.chat_id {
             None => Scope::Workspace,
@@ -221,16 +279,18 @@ fn decode(bytes: &[u8]) -> Result<Data, String> {
                 Uuid::try_parse(&id).map_err(|e| format!("bad chat id {id:?}: {e}"))?,
             )),
         };
+        used.clock = used.clock.max(s.used);
+        used.at.insert(scope, s.used);
         if !s.parts.is_empty() {
             data.entry(scope)
                 .or_default()
                 .extend(s.parts.into_iter().map(ContextPart::from));
         }
     }
-    Ok(data)
+    Ok((data, used))
 }
 
-fn encode(data: &Data) -> Vec<u8> {
+fn encode(data: &Data, used: &Recency) -> Vec<u8> {
     let f = FileV1 {
         version: 1,
         scopes: data
@@ -241,6 +301,7 @@ fn encode(data: &Data) -> Vec<u8> {
                     Scope::Workspace => None,
                     Scope::Chat(id) => Some(id.to_string()),
                 },
+                used: used.at.get(scope).copied().unwrap_or_default(),
                 parts: parts.iter().map(FilePart::from).collect(),
             })
             .collect(),
@@ -321,7 +382,7 @@ impl ContextStore {
                     let aside = path.with_extension(format!("json.corrupt-{secs}"));
                     let moved_to = std::fs::rename(&path, &aside).ok().map(|()| aside);
                     (
-                        Data::new(),
+                        (Data::new(), Recency::default()),
                         Some(OpenProblem {
                             path: path.clone(),
                             moved_to,
@@ -330,9 +391,11 @@ impl ContextStore {
                     )
                 }
             },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Data::new(), None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                ((Data::new(), Recency::default()), None)
+            }
             Err(e) => (
-                Data::new(),
+                (Data::new(), Recency::default()),
                 Some(OpenProblem {
                     path: path.clone(),
                     moved_to: None,
@@ -340,13 +403,54 @@ impl ContextStore {
                 }),
             ),
         };
+        let (data, used) = data;
         (
             Self {
                 path,
                 data: Mutex::new(data),
+                used: Mutex::new(used),
+                max_chats: MAX_CHAT_SCOPES,
+                max_bytes: MAX_STORE_BYTES,
             },
             problem,
         )
+    }
+
+    /// Sets the cap on chat scopes (at least 1); applied from the next add.
+    pub fn with_max_chats(mut self, max_chats: usize) -> Self {
+        self.max_chats = max_chats.max(1);
+        self
+    }
+
+    fn recency(&self) -> std::sync::MutexGuard<'_, Recency> {
+        self.used.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets least recently used chat scopes of `next` (never the workspace, never
+    /// `current`) until it is within the caps. Returns the scopes forgotten.
+    fn evict(&self, next: &mut Data, current: Scope, used: &Recency) -> Vec<Scope> {
+        let chats = |d: &Data| d.keys().filter(|s| matches!(s, Scope::Chat(_))).count();
+        let mut bytes = data_bytes(next);
+        if chats(next) <= self.max_chats && bytes <= self.max_bytes {
+            return Vec::new();
+        }
+        let mut order: Vec<(u64, Scope)> = next
+            .keys()
+            .filter(|s| matches!(s, Scope::Chat(_)) && **s != current)
+            .map(|s| (used.at.get(s).copied().unwrap_or_default(), *s))
+            .collect();
+        order.sort_unstable();
+        let mut gone = Vec::new();
+        for (_, s) in order {
+            if chats(next) <= self.max_chats && bytes <= self.max_bytes {
+                break;
+            }
+            if let Some(parts) = next.remove(&s) {
+                bytes -= parts.iter().map(part_bytes).sum::<usize>();
+                gone.push(s);
+            }
+        }
+        gone
     }
 
     /// The store file's path.
@@ -360,7 +464,8 @@ impl ContextStore {
 
     /// Persists `next` and, only if that worked, makes it current.
     fn commit(&self, cur: &mut Data, next: Data) -> Result<(), StoreError> {
-        write_atomic(&self.path, &encode(&next)).map_err(|source| StoreError::Io {
+        let bytes = encode(&next, &self.recency());
+        write_atomic(&self.path, &bytes).map_err(|source| StoreError::Io {
             path: self.path.clone(),
             source,
         })?;
@@ -402,14 +507,30 @@ impl ContextStore {
                 max: MAX_PARTS_PER_SCOPE,
             });
         }
+        let scope_bytes: usize = list.iter().map(part_bytes).sum();
+        if scope_bytes > self.max_bytes {
+            return Err(StoreError::ScopeTooLarge {
+                total: scope_bytes,
+                max: self.max_bytes,
+            });
+        }
+        self.recency().touch(scope);
+        let gone = self.evict(&mut next, scope, &self.recency());
+        let evicted = gone.len();
         // Re-adding what is stored changes nothing: it is on disk already, skip the fsyncs.
         if next != *cur {
             self.commit(&mut cur, next)?;
         }
+        let mut used = self.recency();
+        for s in &gone {
+            used.at.remove(s);
+        }
+        drop(used);
         Ok(AddOutcome {
             count,
             replaced,
             total,
+            evicted,
         })
     }
 
@@ -423,12 +544,27 @@ impl ContextStore {
         let mut next = cur.clone();
         next.remove(&scope);
         self.commit(&mut cur, next)?;
+        self.recency().at.remove(&scope);
         Ok(n)
     }
 
-    /// The parts of one scope, in insertion order.
+    /// The parts of one scope, in insertion order; counts as a use of the scope (kept in
+    /// memory, persisted with the next change).
     pub fn get(&self, scope: Scope) -> Vec<ContextPart> {
-        self.lock().get(&scope).cloned().unwrap_or_default()
+        let data = self.lock();
+        let parts = data.get(&scope).cloned();
+        if parts.is_some() {
+            self.recency().touch(scope);
+        }
+        parts.unwrap_or_default()
+    }
+
+    /// Chat scopes stored (the workspace scope not counted).
+    pub fn chats(&self) -> usize {
+        self.lock()
+            .keys()
+            .filter(|s| matches!(s, Scope::Chat(_)))
+            .count()
     }
 
     /// Every non-empty scope (workspace first, then chats by id).
@@ -488,7 +624,8 @@ mod tests {
             AddOutcome {
                 count: 2,
                 replaced: 0,
-                total: 2
+                total: 2,
+                evicted: 0
             }
         );
         let o = s
@@ -499,7 +636,8 @@ mod tests {
             AddOutcome {
                 count: 2,
                 replaced: 1,
-                total: 3
+                total: 3,
+                evicted: 0
             }
         );
         s.add(Scope::Workspace, vec![f("/w", "w")]).unwrap();
@@ -511,7 +649,8 @@ mod tests {
             AddOutcome {
                 count: 1,
                 replaced: 1,
-                total: 1
+                total: 1,
+                evicted: 0
             }
         );
         assert_eq!(std::fs::read(s.path()).unwrap(), b"sentinel");
@@ -599,5 +738,35 @@ mod tests {
             Err(StoreError::Io { .. })
         ));
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn least_recently_used_chats_go_first_and_the_order_survives_a_reopen() {
+        let t = tempfile::tempdir().unwrap();
+        let (s, _) = ContextStore::open(t.path());
+        let s = s.with_max_chats(2);
+        let (a, b, c, d) = (
+            Scope::Chat(Uuid::from_u128(1)),
+            Scope::Chat(Uuid::from_u128(2)),
+            Scope::Chat(Uuid::from_u128(3)),
+            Scope::Chat(Uuid::from_u128(4)),
+        );
+        s.add(Scope::Workspace, vec![f("/w", "w")]).unwrap();
+        s.add(a, vec![f("/a", "a")]).unwrap();
+        s.add(b, vec![f("/b", "b")]).unwrap();
+        assert_eq!(s.get(a).len(), 1); // a use: b is now the oldest
+        let out = s.add(c, vec![f("/c", "c")]).unwrap();
+        assert_eq!(out.evicted, 1);
+        let scopes: Vec<Scope> = s.all().into_iter().map(|(s, _)| s).collect();
+        assert_eq!(scopes, vec![Scope::Workspace, a, c]);
+        // Reopened, a is still older than c (its use was persisted with c's add).
+        drop(s);
+        let (s, problem) = ContextStore::open(t.path());
+        assert!(problem.is_none());
+        let s = s.with_max_chats(2);
+        s.add(d, vec![f("/d", "d")]).unwrap();
+        let scopes: Vec<Scope> = s.all().into_iter().map(|(s, _)| s).collect();
+        assert_eq!(scopes, vec![Scope::Workspace, c, d]);
+        assert_eq!(s.recency().at.len(), 3);
     }
 }

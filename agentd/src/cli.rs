@@ -150,6 +150,30 @@ pub struct ServeArgs {
     #[arg(long, env = "AGENTD_MAX_EXITED_PROCESSES", default_value_t = agentproc::DEFAULT_MAX_EXITED, hide = true)]
     pub max_exited_processes: usize,
 
+    /// Chats the git path store keeps (least recently used forgotten first).
+    #[arg(long, env = "AGENTD_GIT_MAX_CHATS", default_value_t = gitwatch::pathstore::DEFAULT_MAX_CHATS, hide = true)]
+    pub git_max_chats: usize,
+
+    /// Paths the git path store keeps per chat (least recently touched forgotten first).
+    #[arg(long, env = "AGENTD_GIT_MAX_PATHS_PER_CHAT", default_value_t = gitwatch::pathstore::DEFAULT_MAX_PATHS_PER_CHAT, hide = true)]
+    pub git_max_paths_per_chat: usize,
+
+    /// Accounted bytes the git path store keeps for all chats together.
+    #[arg(long, env = "AGENTD_GIT_MAX_PATH_BYTES", default_value_t = gitwatch::pathstore::DEFAULT_MAX_BYTES, hide = true)]
+    pub git_max_path_bytes: usize,
+
+    /// Repositories one git watch subscription follows (least recently touched dropped).
+    #[arg(long, env = "AGENTD_GIT_MAX_REPOS", default_value_t = gitwatch::DEFAULT_MAX_REPOS, hide = true)]
+    pub git_max_repos: usize,
+
+    /// Chats the context store keeps (least recently used forgotten first).
+    #[arg(long, env = "AGENTD_CONTEXT_MAX_CHATS", default_value_t = agentcontextconfig::store::MAX_CHAT_SCOPES, hide = true)]
+    pub context_max_chats: usize,
+
+    /// Longest file-system call on a client-chosen path, in milliseconds.
+    #[arg(long, env = "AGENTD_FS_TIMEOUT_MS", default_value_t = gitwatch::DEFAULT_FS_TIMEOUT.as_millis() as u64, hide = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub fs_timeout_ms: u64,
+
     /// Processes that may run at once; further starts answer 429.
     #[arg(long, env = "AGENTD_MAX_PROCESSES", default_value_t = agentproc::DEFAULT_MAX_RUNNING)]
     pub max_processes: usize,

@@ -47,6 +47,32 @@ pub struct ServeConfig {
     pub processes: ProcessSettings,
     /// MCP timing overrides (`None`: agentmcp's defaults).
     pub mcp: McpSettings,
+    /// Memory and file-system bounds (issue 13).
+    pub bounds: Bounds,
+}
+
+/// Memory and file-system bounds (hidden flags lower them for tests).
+#[derive(Debug, Clone)]
+pub struct Bounds {
+    /// Git path store bounds.
+    pub git_paths: gitwatch::PathLimits,
+    /// Repositories one git watch subscription follows.
+    pub git_max_repos: usize,
+    /// Chat scopes the context store keeps.
+    pub context_max_chats: usize,
+    /// Longest file-system call on a client-chosen path.
+    pub fs_timeout: std::time::Duration,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Self {
+            git_paths: gitwatch::PathLimits::default(),
+            git_max_repos: gitwatch::DEFAULT_MAX_REPOS,
+            context_max_chats: agentcontextconfig::store::MAX_CHAT_SCOPES,
+            fs_timeout: gitwatch::DEFAULT_FS_TIMEOUT,
+        }
+    }
 }
 
 /// MCP timing overrides from `--mcp-*-ms` / `AGENTD_MCP_*_MS`.
@@ -220,6 +246,16 @@ impl ServeConfig {
                 max_wait: std::time::Duration::from_millis(args.process_max_wait_ms),
                 oom_score: env_int("CODER_PROC_OOM_SCORE")?,
                 nice_score: env_int("CODER_PROC_NICE_SCORE")?,
+            },
+            bounds: Bounds {
+                git_paths: gitwatch::PathLimits {
+                    max_chats: args.git_max_chats,
+                    max_paths_per_chat: args.git_max_paths_per_chat,
+                    max_bytes: args.git_max_path_bytes,
+                },
+                git_max_repos: args.git_max_repos.max(1),
+                context_max_chats: args.context_max_chats.max(1),
+                fs_timeout: std::time::Duration::from_millis(args.fs_timeout_ms),
             },
             mcp: McpSettings {
                 call_timeout: args

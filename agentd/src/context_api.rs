@@ -51,8 +51,9 @@ pub struct ContextState {
 impl ContextState {
     /// Opens the store in the state dir; a corrupt store file is logged, moved aside and
     /// replaced by an empty store.
-    pub fn open(state_dir: &std::path::Path, metrics: &Metrics) -> Self {
+    pub fn open(state_dir: &std::path::Path, max_chats: usize, metrics: &Metrics) -> Self {
         let (store, problem) = ContextStore::open(state_dir);
+        let store = store.with_max_chats(max_chats);
         let store = Arc::new(store);
         let gauge = store.clone();
         metrics.register(Box::new(move |out: &mut String| {
@@ -233,6 +234,26 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::internal("Internal error.").detail(e.to_string()))
 }
 
+/// [`blocking`] for discovery, which reads workspace paths (a skills dir may be a symlink
+/// into a hung mount): bounded by `--fs-timeout-ms`, a timeout is a 504 JSON.
+async fn blocking_fs<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let timeout = state.config.bounds.fs_timeout;
+    match tokio::time::timeout(timeout, blocking(f)).await {
+        Ok(r) => r,
+        Err(_) => Err(ApiError::new(
+            axum::http::StatusCode::GATEWAY_TIMEOUT,
+            "File-system call timed out.",
+        )
+        .detail(format!(
+            "context discovery did not finish within {} ms (hung mount?)",
+            timeout.as_millis()
+        ))),
+    }
+}
+
 async fn get_context_config(
     State(state): State<AppState>,
     chat: Option<Extension<ChatIdentity>>,
@@ -241,7 +262,7 @@ async fn get_context_config(
     // While the workdir does not exist yet (the startup script has not cloned the repo),
     // paths resolve against $HOME, as Coder's working-directory closure does.
     let config = state.config.clone();
-    let (cfg, workdir) = blocking(move || {
+    let (cfg, workdir) = blocking_fs(&state, move || {
         let workdir = config.effective_workdir();
         let cfg = config
             .context
@@ -267,7 +288,10 @@ async fn get_context_config(
             )));
         }
     }
-    let discovery = blocking(move || agentcontextconfig::discover(&cfg, Some(&workdir))).await?;
+    let discovery = blocking_fs(&state, move || {
+        agentcontextconfig::discover(&cfg, Some(&workdir))
+    })
+    .await?;
     state.context.log_skipped(&discovery.skipped);
 
     let mut out: Vec<PartDto> = Vec::with_capacity(discovery.parts.len());
@@ -376,7 +400,8 @@ fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::TooManyParts { .. }
         | StoreError::NothingToAdd
-        | StoreError::ScopeFull { .. } => ApiError::bad_request(e.to_string()),
+        | StoreError::ScopeFull { .. }
+        | StoreError::ScopeTooLarge { .. } => ApiError::bad_request(e.to_string()),
         StoreError::Io { .. } => {
             tracing::error!(error = %e, "context store write failed");
             ApiError::internal("Failed to persist the context store.").detail(e.to_string())
@@ -399,7 +424,7 @@ async fn add_to_store(
     let out = blocking(move || store.add(scope, parts))
         .await?
         .map_err(store_error)?;
-    tracing::info!(chat = %scope.chat_id(), count = out.count, replaced = out.replaced, total = out.total, "context parts added");
+    tracing::info!(chat = %scope.chat_id(), count = out.count, replaced = out.replaced, total = out.total, evicted_chats = out.evicted, "context parts added");
     Ok(Json(AddResponse {
         chat_id: scope.chat_id().to_string(),
         count: out.count,

@@ -81,12 +81,16 @@ impl GitApi {
     pub fn new(
         child_env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
         tmp_dir: std::path::PathBuf,
+        bounds: &crate::config::Bounds,
         events: &Events,
         metrics: &Metrics,
     ) -> Arc<Self> {
         let cfg = gitwatch::Config {
             env: child_env,
             tmp_dir,
+            path_limits: bounds.git_paths,
+            max_repos: bounds.git_max_repos,
+            fs_timeout: bounds.fs_timeout,
             ..gitwatch::Config::default()
         };
         let api = Arc::new(Self {
@@ -145,7 +149,7 @@ pub async fn feed_process_exits(
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v0/git/watch", get(watch))
-        .route("/api/v0/git/watch/paths", post(add_paths))
+        .route("/api/v0/git/watch/paths", post(add_paths).get(list_paths))
 }
 
 /// Agent → client message (`codersdk.WorkspaceAgentGitServerMessage`).
@@ -163,6 +167,10 @@ pub struct ServerMessage {
     /// Changed repos (changes only; empty for a heartbeat).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repositories: Option<Vec<RepoChanges>>,
+    /// Additive (not in Coder): the chat touched more repositories than one watch follows
+    /// (`--git-max-repos`, default 64); only the most recently touched are reported.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub repositories_truncated: bool,
 }
 
 /// One repository (`codersdk.WorkspaceAgentRepoChanges`).
@@ -189,6 +197,7 @@ impl ServerMessage {
         Self {
             kind: "changes",
             message: None,
+            repositories_truncated: u.truncated,
             scanned_at: Some(crate::logging::rfc3339_nano(u.scanned_at)),
             repositories: Some(
                 u.repositories
@@ -212,6 +221,7 @@ impl ServerMessage {
             message: Some(message.to_owned()),
             scanned_at: None,
             repositories: None,
+            repositories_truncated: false,
         }
     }
 }
@@ -355,26 +365,118 @@ async fn add_paths(
     }
     let mut ids = vec![chat];
     ids.extend(ancestors);
-    let paths: Vec<PathBuf> = req.paths.iter().map(PathBuf::from).collect();
-    let accepted = state.git.watch.paths().add_paths(&ids, &paths);
-    let roots: BTreeSet<String> = tokio::task::spawn_blocking(move || {
+    // Moved, not copied: a 4 MiB body is never held twice over.
+    let paths: Vec<PathBuf> = req.paths.into_iter().map(PathBuf::from).collect();
+    let (accepted, paths) = state.git.watch.paths().add_owned(&ids, paths);
+    // Discovery reads client-chosen paths: on the blocking pool, bounded in time (a hung
+    // mount costs a blocking thread, never an async worker or the answer).
+    let timeout = state.config.bounds.fs_timeout;
+    let found = gitwatch::blocking_fs(timeout, move || {
         paths
             .iter()
-            .filter(|p| p.is_absolute())
             .filter_map(|p| gitwatch::discover(p))
             .map(|l| l.root.to_string_lossy().into_owned())
-            .collect()
+            .collect::<BTreeSet<String>>()
     })
-    .await
-    .unwrap_or_default();
+    .await;
+    let roots = found.map_err(|e| fs_error(&e, accepted))?;
     Ok(Json(AddPathsResponse {
         accepted,
         repo_roots: roots.into_iter().collect(),
     }))
 }
 
+/// A file-system call on client paths that timed out (or could not start: too many stuck):
+/// 504 `{message, detail}`.
+fn fs_error(e: &gitwatch::FsError, accepted: usize) -> ApiError {
+    let message = match e {
+        gitwatch::FsError::Timeout(_) => "File-system call timed out.",
+        _ => "File-system calls are stuck.",
+    };
+    ApiError::new(axum::http::StatusCode::GATEWAY_TIMEOUT, message).detail(format!(
+        "{e}; the {accepted} paths were recorded, their repositories are not resolved yet"
+    ))
+}
+
+/// `GET /api/v0/git/watch/paths?chat_id=<uuid>` answer (additive, for inspection: it does
+/// not count as a use of the chat).
+#[derive(Debug, Serialize)]
+pub struct ListPathsResponse {
+    /// The chat.
+    pub chat_id: String,
+    /// Its stored paths, sorted.
+    pub paths: Vec<String>,
+}
+
+async fn list_paths(
+    State(state): State<AppState>,
+    identity: Option<axum::Extension<ChatIdentity>>,
+    ApiQuery(q): ApiQuery<HashMap<String, String>>,
+) -> Result<Json<ListPathsResponse>, ApiError> {
+    let chat = match q.get("chat_id") {
+        Some(s) => Some(
+            parse_uuid(s)
+                .ok_or_else(|| ApiError::bad_request("Invalid chat_id.").detail(s.clone()))?,
+        ),
+        None => identity.and_then(|axum::Extension(i)| i.effective_id()),
+    }
+    .filter(|u| !u.is_nil())
+    .ok_or_else(|| {
+        ApiError::bad_request("Missing chat id.")
+            .detail("pass chat_id in the query or the Coder-Chat-Id header")
+    })?;
+    Ok(Json(ListPathsResponse {
+        chat_id: chat.to_string(),
+        paths: state
+            .git
+            .watch
+            .paths()
+            .peek(chat)
+            .into_iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect(),
+    }))
+}
+
 fn render_metrics(watch: &GitWatch, out: &mut String) {
     use std::fmt::Write;
+    let p = watch.paths().stats();
+    for (name, help, kind, v) in [
+        (
+            "agentd_git_path_store_chats",
+            "Chats holding paths in the git path store.",
+            "gauge",
+            p.chats as u64,
+        ),
+        (
+            "agentd_git_path_store_paths",
+            "Distinct paths in the git path store.",
+            "gauge",
+            p.paths as u64,
+        ),
+        (
+            "agentd_git_path_store_bytes",
+            "Accounted bytes of the git path store.",
+            "gauge",
+            p.bytes as u64,
+        ),
+        (
+            "agentd_git_path_store_chats_evicted_total",
+            "Chats the git path store forgot (least recently used).",
+            "counter",
+            p.chats_evicted,
+        ),
+        (
+            "agentd_git_path_store_paths_evicted_total",
+            "Paths dropped from a chat over its path cap.",
+            "counter",
+            p.paths_evicted,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name} {v}");
+    }
     let s = watch.stats();
     let mut counter = |name: &str, help: &str, v: u64| {
         let _ = writeln!(out, "# HELP {name} {help}");
@@ -482,6 +584,7 @@ mod tests {
         let hb = ServerMessage::changes(Update {
             scanned_at: t,
             repositories: vec![],
+            truncated: false,
         });
         assert_eq!(
             serde_json::to_string(&hb).unwrap(),
@@ -505,6 +608,7 @@ mod tests {
                     removed: true,
                 },
             ],
+            truncated: false,
         });
         assert_eq!(
             serde_json::to_string(&m).unwrap(),

@@ -294,7 +294,49 @@ async fn start(
         span,
         on_exit,
     };
-    match procs.start(req) {
+    // A client-chosen workdir is checked on the blocking pool first, bounded in time: a
+    // hung mount answers 504 instead of stalling an async worker (`start` checks it again,
+    // then from the kernel's cache).
+    let checked = match &req.workdir {
+        Some(w) => {
+            let (procs, w) = (procs.clone(), w.clone());
+            let timeout = state.config.bounds.fs_timeout;
+            match tokio::time::timeout(
+                timeout,
+                tokio::task::spawn_blocking(move || procs.resolve_workdir(Some(&w)).map(drop)),
+            )
+            .await
+            {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    return ApiError::internal("Failed to start process.")
+                        .detail(e.to_string())
+                        .into_response();
+                }
+                Err(_) => {
+                    return ApiError::new(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "File-system call timed out.",
+                    )
+                    .detail(format!(
+                        "checking the working directory {} did not finish within {} ms \
+                         (hung mount?); nothing was started",
+                        quote(
+                            &req.workdir
+                                .as_deref()
+                                .unwrap_or_else(|| std::path::Path::new(""))
+                                .display()
+                                .to_string()
+                        ),
+                        timeout.as_millis()
+                    ))
+                    .into_response();
+                }
+            }
+        }
+        None => Ok(()),
+    };
+    match checked.and_then(|()| procs.start(req)) {
         Ok(p) => Json(StartResponse {
             id: p.id.clone(),
             started: true,
@@ -576,6 +618,7 @@ mod tests {
             home: None,
             processes: Default::default(),
             mcp: Default::default(),
+            bounds: Default::default(),
         };
         AppState::new(config, tokio_util::sync::CancellationToken::new())
     }

@@ -67,12 +67,14 @@ impl AppState {
         let metrics = Arc::new(Metrics::new());
         let context = Arc::new(crate::context_api::ContextState::open(
             &config.state_dir,
+            config.bounds.context_max_chats,
             &metrics,
         ));
         let events = Events::default();
         let git = crate::git_api::GitApi::new(
             config.child_env.clone(),
             crate::git_api::prepare_tmp_dir(&config.state_dir),
+            &config.bounds,
             &events,
             &metrics,
         );
@@ -459,6 +461,7 @@ mod tests {
             home: None,
             processes: Default::default(),
             mcp: Default::default(),
+            bounds: Default::default(),
         };
         (AppState::new(config, CancellationToken::new()), tmp)
     }

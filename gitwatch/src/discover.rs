@@ -3,7 +3,9 @@
 //! and submodules). Nearest enclosing repo wins; paths outside any repo give `None`.
 //!
 //! Also answers "is this repo gone?" (root, `.git` or a worktree's gitdir deleted), which
-//! turns into a `removed` entry. It must not run git or write anything.
+//! turns into a `removed` entry. It must not run git or write anything, and opens nothing
+//! but regular files (a FIFO named `.git` must not block it). Its calls are blocking: the
+//! hub and `agentd` run them on the blocking pool with a timeout (`fsio`).
 
 use std::path::{Path, PathBuf};
 
@@ -53,12 +55,15 @@ fn at(dir: &Path) -> Option<RepoLocation> {
             return None;
         }
         dot
-    } else {
+    } else if meta.is_file() {
         let target = read_gitdir_file(&dot)?;
         if !target.is_dir() {
             return None;
         }
         target
+    } else {
+        // A FIFO or device named `.git` is no repo (opening a FIFO would block forever).
+        return None;
     };
     let common_dir = match std::fs::read_to_string(git_dir.join("commondir")) {
         Ok(s) => {
@@ -99,6 +104,8 @@ pub fn is_gone(root: &Path) -> bool {
     match std::fs::metadata(&dot) {
         Err(_) => true,
         Ok(m) if m.is_dir() => false,
+        // Not a directory nor a regular file (a FIFO would block the read): not a repo.
+        Ok(m) if !m.is_file() => true,
         Ok(_) => match read_gitdir_file(&dot) {
             Some(target) => !target.is_dir(),
             // An unreadable or garbled `.git` file is a transient error, not a removal.

@@ -52,6 +52,9 @@ pub struct Update {
     /// Repos whose snapshot differs from the last one given to this subscription, plus
     /// removals. Empty for a heartbeat.
     pub repositories: Vec<RepoChange>,
+    /// The chat touched more repositories than a subscription follows
+    /// ([`Config::max_repos`]): only the most recently touched ones are watched.
+    pub truncated: bool,
 }
 
 /// Counters for the metrics page.
@@ -149,6 +152,8 @@ struct Repo {
     /// The latest path-store notification id that triggered a scan: every subscriber sees a
     /// notification, the repo scans for it once.
     last_note: AtomicU64,
+    /// A file-system check of this repo is in flight (a stuck one blocks new ones).
+    fs_busy: Arc<AtomicBool>,
 }
 
 impl Repo {
@@ -185,10 +190,11 @@ impl GitWatch {
     /// a tokio runtime.
     pub fn new(cfg: Config) -> Self {
         let fs = FsWatch::new();
+        let paths = PathStore::with_limits(cfg.path_limits);
         Self {
             inner: Arc::new(Inner {
                 cfg,
-                paths: PathStore::new(),
+                paths,
                 repos: Mutex::default(),
                 cancel: CancellationToken::new(),
                 tasks: TaskTracker::new(),
@@ -215,6 +221,8 @@ impl GitWatch {
             paths_rx,
             paths_dirty: chat.is_some(),
             last_at: None,
+            truncated: false,
+            pending: None,
         }
     }
 
@@ -275,10 +283,11 @@ impl Inner {
             degraded: AtomicBool::new(self.fs.is_none()),
             watched: Mutex::default(),
             last_note: AtomicU64::new(0),
+            fs_busy: Arc::default(),
         });
         repos.insert(loc.root.clone(), repo.clone());
         drop(repos);
-        if let Some(fs) = &self.fs {
+        if self.fs.is_some() {
             let routes = vec![
                 (loc.git_dir.clone(), Some(OsString::from("HEAD"))),
                 (loc.git_dir.clone(), Some(OsString::from("index"))),
@@ -286,9 +295,7 @@ impl Inner {
                 (loc.common_dir.join("refs/heads"), None),
                 (loc.root.clone(), Some(OsString::from(".git"))),
             ];
-            if !fs.add(&repo, routes) {
-                repo.degraded.store(true, Ordering::Relaxed);
-            }
+            self.add_watches(&repo, routes);
         }
         let hub = self.clone();
         let r = repo.clone();
@@ -296,8 +303,34 @@ impl Inner {
         repo
     }
 
+    /// Adds inotify watches on the blocking pool (adding one looks the path up: a hung
+    /// mount must not stall an async worker). A failure degrades the repo to polling.
+    fn add_watches(self: &Arc<Self>, repo: &Arc<Repo>, routes: Vec<(PathBuf, Option<OsString>)>) {
+        if routes.is_empty() || self.fs.is_none() {
+            return;
+        }
+        let hub = self.clone();
+        let repo = repo.clone();
+        self.tasks.spawn_blocking(move || {
+            if let Some(fs) = &hub.fs
+                && !fs.add(&repo, routes)
+            {
+                repo.degraded.store(true, Ordering::Relaxed);
+            }
+        });
+    }
+
+    /// `is_gone` on the blocking pool, bounded; at most one in flight per repo.
+    async fn is_gone(&self, repo: &Arc<Repo>) -> Result<bool, crate::FsError> {
+        let root = repo.loc.root.clone();
+        crate::fsio::blocking_fs_single(&repo.fs_busy, self.cfg.fs_timeout, move || {
+            discover::is_gone(&root)
+        })
+        .await
+    }
+
     /// Removes a subscription's waker; the last one out stops the worker.
-    fn detach(&self, repo: &Arc<Repo>, waker: &Arc<Notify>) {
+    fn detach(self: &Arc<Self>, repo: &Arc<Repo>, waker: &Arc<Notify>) {
         let mut repos = self.repos.lock().unwrap_or_else(PoisonError::into_inner);
         let empty = {
             let mut subs = repo.subs.lock().unwrap_or_else(PoisonError::into_inner);
@@ -313,10 +346,23 @@ impl Inner {
                 repos.remove(&repo.loc.root);
             }
             drop(repos);
-            if let Some(fs) = &self.fs {
-                fs.remove(repo);
-            }
+            self.remove_watches(repo);
         }
+    }
+
+    /// Removes a repo's watches on the blocking pool (behind the watcher lock a stuck
+    /// `add` may be waiting on a hung mount).
+    fn remove_watches(self: &Arc<Self>, repo: &Arc<Repo>) {
+        if self.fs.is_none() {
+            return;
+        }
+        let hub = self.clone();
+        let repo = repo.clone();
+        self.tasks.spawn_blocking(move || {
+            if let Some(fs) = &hub.fs {
+                fs.remove(&repo);
+            }
+        });
     }
 
     async fn run_worker(self: Arc<Self>, repo: Arc<Repo>) {
@@ -365,9 +411,17 @@ impl Inner {
             trig.borrow_and_update();
             fs_trig.borrow_and_update();
             last_start = Some(Instant::now());
-            if discover::is_gone(&root) {
-                self.publish_removed(&repo);
-                return;
+            match self.is_gone(&repo).await {
+                Ok(true) => {
+                    self.publish_removed(&repo);
+                    return;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(repo = %root.display(), error = %e, "repo check failed; scan skipped");
+                    continue;
+                }
             }
             self.counters.scans.fetch_add(1, Ordering::Relaxed);
             let t0 = Instant::now();
@@ -419,7 +473,7 @@ impl Inner {
                 }
                 Ok(Err(e)) => {
                     self.counters.failed.fetch_add(1, Ordering::Relaxed);
-                    if discover::is_gone(&root) {
+                    if matches!(self.is_gone(&repo).await, Ok(true)) {
                         self.publish_removed(&repo);
                         return;
                     }
@@ -444,7 +498,7 @@ impl Inner {
         }
     }
 
-    fn publish_removed(&self, repo: &Arc<Repo>) {
+    fn publish_removed(self: &Arc<Self>, repo: &Arc<Repo>) {
         tracing::info!(repo = %repo.loc.root.display(), "repository removed; no longer watched");
         {
             let mut repos = self.repos.lock().unwrap_or_else(PoisonError::into_inner);
@@ -456,9 +510,7 @@ impl Inner {
             }
         }
         repo.cancel.cancel();
-        if let Some(fs) = &self.fs {
-            fs.remove(repo);
-        }
+        self.remove_watches(repo);
         repo.state.send_modify(|s| {
             s.seq += 1;
             s.scanned_at = Some(SystemTime::now());
@@ -485,7 +537,14 @@ pub struct Subscription {
     paths_rx: Option<watch::Receiver<u64>>,
     paths_dirty: bool,
     last_at: Option<SystemTime>,
+    /// The last sync found more repos than [`Config::max_repos`].
+    truncated: bool,
+    /// The discovery of a sync in flight and its deadline.
+    pending: Option<(tokio::task::JoinHandle<Found>, tokio::time::Instant)>,
 }
+
+/// One sync's discovery: repo root → (location, latest touch, touched paths with `is_dir`).
+type Found = BTreeMap<PathBuf, (RepoLocation, u64, Vec<(PathBuf, bool)>)>;
 
 impl Subscription {
     /// Asks for a scan of every watched repo (Coder's `refresh`).
@@ -499,7 +558,8 @@ impl Subscription {
     pub async fn next(&mut self) -> Update {
         loop {
             if self.paths_dirty {
-                self.sync_paths();
+                // Cancel-safe: dropped mid-way, the sync simply runs again.
+                self.sync_paths().await;
                 self.paths_dirty = false;
             }
             if let Some(u) = self.collect() {
@@ -521,25 +581,84 @@ impl Subscription {
         }
     }
 
-    /// Re-reads the chat's paths, attaches new repos, routes touched paths to the fs
-    /// watcher, and triggers a scan of every repo (Coder rescans on every notification).
-    fn sync_paths(&mut self) {
+    /// Re-reads the chat's paths, resolves them to repos on the blocking pool (bounded by
+    /// [`Config::fs_timeout`]), keeps the [`Config::max_repos`] most recently touched repos
+    /// attached (detaching the others), routes touched paths to the fs watcher, and
+    /// triggers a scan of every repo (Coder rescans on every notification).
+    async fn sync_paths(&mut self) {
         let Some(chat) = self.chat else { return };
         let note = self
             .paths_rx
             .as_mut()
             .map_or(0, |rx| *rx.borrow_and_update());
-        let mut by_root: BTreeMap<PathBuf, (RepoLocation, Vec<PathBuf>)> = BTreeMap::new();
-        for p in self.hub.paths.paths(chat) {
-            if let Some(loc) = discover::discover(&p) {
+        // One discovery in flight per subscription, kept across cancellations of `next`
+        // (a ping or a client message must not start another while it runs).
+        if self.pending.is_none() {
+            let paths = self.hub.paths.touched(chat);
+            let task = crate::fsio::spawn_fs(move || {
+                let mut by_root = Found::new();
+                for (p, t) in paths {
+                    if let Some(loc) = discover::discover(&p) {
+                        let is_dir = p.is_dir();
+                        let e = by_root
+                            .entry(loc.root.clone())
+                            .or_insert_with(|| (loc, 0, Vec::new()));
+                        e.1 = e.1.max(t);
+                        e.2.push((p, is_dir));
+                    }
+                }
                 by_root
-                    .entry(loc.root.clone())
-                    .or_insert_with(|| (loc, Vec::new()))
-                    .1
-                    .push(p);
+            });
+            let task = match task {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(chat_id = %chat, error = %e, "resolving the chat's paths to repositories failed");
+                    return;
+                }
+            };
+            let deadline = tokio::time::Instant::now() + self.hub.cfg.fs_timeout;
+            self.pending = Some((task, deadline));
+        }
+        let found = match self.pending.as_mut() {
+            Some((task, deadline)) => match tokio::time::timeout_at(*deadline, task).await {
+                Ok(Ok(f)) => Ok(f),
+                Ok(Err(e)) => Err(crate::FsError::Task(e.to_string())),
+                Err(_) => Err(crate::FsError::Timeout(self.hub.cfg.fs_timeout)),
+            },
+            None => return,
+        };
+        self.pending = None;
+        let mut by_root = match found {
+            Ok(f) => f,
+            Err(e) => {
+                // Not retried until the next notification: a hung mount must not pile up
+                // blocking threads.
+                tracing::warn!(chat_id = %chat, error = %e, "resolving the chat's paths to repositories failed");
+                return;
+            }
+        };
+        // The cap: newest-touched first over the repos found and those already attached
+        // (an attached repo whose paths were forgotten counts as oldest).
+        let max = self.hub.cfg.max_repos.max(1);
+        let mut ranked: Vec<(u64, PathBuf)> =
+            by_root.iter().map(|(r, v)| (v.1, r.clone())).collect();
+        ranked.extend(
+            self.repos
+                .keys()
+                .filter(|r| !by_root.contains_key(*r))
+                .map(|r| (0, r.clone())),
+        );
+        self.truncated = ranked.len() > max;
+        if self.truncated {
+            ranked.sort_unstable_by(|a, b| b.cmp(a));
+            for (_, root) in ranked.drain(max..) {
+                by_root.remove(&root);
+                if let Some(a) = self.repos.remove(&root) {
+                    self.hub.detach(&a.repo, &self.wake);
+                }
             }
         }
-        for (root, (loc, touched)) in by_root {
+        for (root, (loc, _, touched)) in by_root {
             let fresh = !self.repos.contains_key(&root);
             if fresh {
                 let repo = self.hub.attach(loc, &self.wake);
@@ -553,9 +672,8 @@ impl Subscription {
                 );
             }
             if let Some(a) = self.repos.get(&root) {
-                if let Some(fs) = &self.hub.fs {
-                    route_touched(fs, &a.repo, &touched, self.hub.cfg.max_path_watches);
-                }
+                let routes = route_touched(&a.repo, &touched, self.hub.cfg.max_path_watches);
+                self.hub.add_watches(&a.repo, routes);
                 if !fresh {
                     a.repo.trigger_for_note(note);
                 }
@@ -612,6 +730,7 @@ impl Subscription {
         Some(Update {
             scanned_at,
             repositories: changes,
+            truncated: self.truncated,
         })
     }
 }
@@ -624,24 +743,27 @@ impl Drop for Subscription {
     }
 }
 
-fn route_touched(fs: &FsWatch, repo: &Arc<Repo>, touched: &[PathBuf], budget: usize) {
+/// The watch routes for touched paths not yet watched, within the per-repo budget (the
+/// `is_dir` answers come from the blocking discovery).
+fn route_touched(
+    repo: &Arc<Repo>,
+    touched: &[(PathBuf, bool)],
+    budget: usize,
+) -> Vec<(PathBuf, Option<OsString>)> {
     let mut watched = repo.watched.lock().unwrap_or_else(PoisonError::into_inner);
     let mut routes = Vec::new();
-    for p in touched {
+    for (p, is_dir) in touched {
         if watched.len() >= budget || watched.contains(p) {
             continue;
         }
         watched.insert(p.clone());
-        if p.is_dir() {
+        if *is_dir {
             routes.push((p.clone(), None));
         } else if let (Some(dir), Some(name)) = (p.parent(), p.file_name()) {
             routes.push((dir.to_path_buf(), Some(name.to_os_string())));
         }
     }
-    drop(watched);
-    if !routes.is_empty() && !fs.add(repo, routes) {
-        repo.degraded.store(true, Ordering::Relaxed);
-    }
+    routes
 }
 
 type Route = (Weak<Repo>, Option<OsString>);

@@ -13,6 +13,7 @@
 
 mod diffcap;
 pub mod discover;
+mod fsio;
 mod hub;
 pub mod pathstore;
 mod scan;
@@ -22,9 +23,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use discover::{RepoLocation, discover};
+pub use fsio::{FsError, MAX_IN_FLIGHT, blocking_fs, blocking_fs_single, spawn_fs};
 pub use hub::{GitWatch, RepoChange, Stats, Subscription, Update};
-pub use pathstore::PathStore;
+pub use pathstore::{PathLimits, PathStats, PathStore};
 pub use scan::{Outcome, ScanError, Snapshot, read_meta, scan};
+
+/// Default [`Config::max_repos`].
+pub const DEFAULT_MAX_REPOS: usize = 64;
+/// Default [`Config::fs_timeout`].
+pub const DEFAULT_FS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Configuration, passed in by the daemon.
 #[derive(Debug, Clone)]
@@ -51,6 +58,13 @@ pub struct Config {
     pub max_pathspec_bytes: usize,
     /// Touched-path watches per repository (beyond it, the poll covers them).
     pub max_path_watches: usize,
+    /// Bounds of the per-chat path store.
+    pub path_limits: PathLimits,
+    /// Repositories one subscription follows (one `changes` message names at most these);
+    /// beyond it the least recently touched repos are dropped.
+    pub max_repos: usize,
+    /// Longest file-system call on a client-chosen path (discovery, `is_gone`, stats).
+    pub fs_timeout: Duration,
 }
 
 impl Default for Config {
@@ -67,6 +81,9 @@ impl Default for Config {
             max_total_diff: 3 * 1024 * 1024,
             max_pathspec_bytes: 64 * 1024,
             max_path_watches: 64,
+            path_limits: PathLimits::default(),
+            max_repos: DEFAULT_MAX_REPOS,
+            fs_timeout: DEFAULT_FS_TIMEOUT,
         }
     }
 }

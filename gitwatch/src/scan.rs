@@ -12,8 +12,10 @@
 //! `.git/index`), `--no-ext-diff --no-textconv` (no repo-configured programs), `LC_ALL=C`,
 //! [`SAFE_CONFIG`] (no fsmonitor hook, hooks, external diff or untracked-cache writes) and
 //! every filter driver the repo's config names neutralised (empty `clean`/`smudge`/`process`,
-//! `required=false`): a repo must never run a program through our scan. The overrides reach
-//! git processes git itself starts for submodules (`GIT_CONFIG_PARAMETERS`).
+//! `required=false`) — the repo's and its submodules' (status recurses into submodule
+//! worktrees, as Coder's diff shows `-dirty`): a repo must never run a program through our
+//! scan. The overrides reach git processes git itself starts for submodules
+//! (`GIT_CONFIG_PARAMETERS`).
 //! a scrubbed `GIT_*` environment, killed when the scan is dropped (timeout, supersession,
 //! shutdown). This module must not schedule scans or know subscribers.
 
@@ -103,9 +105,50 @@ const SAFE_CONFIG: [&str; 8] = [
 ];
 
 /// `-c filter.<x>.{clean,smudge,process}= -c filter.<x>.required=false` for every driver
-/// `<x>` the repo's (merged) config names: an empty command means "no filter" to git.
-fn filter_overrides(cfg: &git2::Config) -> Vec<OsString> {
+/// `<x>` the repo's (merged) config, or one of its submodules' configs, names: an empty
+/// command means "no filter" to git.
+fn filter_overrides(repo: &git2::Repository, cfg: &git2::Config) -> Vec<OsString> {
     let mut names: Vec<Vec<u8>> = Vec::new();
+    filter_names(cfg, &mut names);
+    let mut budget = MAX_SUBMODULES;
+    submodule_filter_names(repo, SUBMODULE_DEPTH, &mut budget, &mut names);
+    overrides(names)
+}
+
+/// Submodules whose config is read for filter drivers, in all (beyond, their filters are
+/// not neutralised: a workspace with more is its owner's choice, not a client's).
+const MAX_SUBMODULES: usize = 256;
+/// Nesting depth of submodules read for filter drivers.
+const SUBMODULE_DEPTH: usize = 4;
+
+/// `git status` recurses into submodule worktrees (Coder's diff shows `-dirty`), and the
+/// submodule's own config could name a filter driver that a stat-dirty file would run:
+/// collect those names too (our `-c` overrides reach the submodule's git through
+/// `GIT_CONFIG_PARAMETERS`).
+fn submodule_filter_names(
+    repo: &git2::Repository,
+    depth: usize,
+    budget: &mut usize,
+    names: &mut Vec<Vec<u8>>,
+) {
+    let Ok(subs) = repo.submodules() else { return };
+    for sm in subs {
+        if *budget == 0 {
+            return;
+        }
+        *budget -= 1;
+        let Ok(sub) = sm.open() else { continue };
+        if let Ok(cfg) = sub.config() {
+            filter_names(&cfg, names);
+        }
+        if depth > 1 {
+            submodule_filter_names(&sub, depth - 1, budget, names);
+        }
+    }
+}
+
+/// The driver names `<x>` of every `filter.<x>.*` key in `cfg`, added to `names` once.
+fn filter_names(cfg: &git2::Config, names: &mut Vec<Vec<u8>>) {
     if let Ok(mut entries) = cfg.entries(Some(r"^filter\..*\.")) {
         while let Some(Ok(e)) = entries.next() {
             let n = e.name_bytes();
@@ -121,6 +164,9 @@ fn filter_overrides(cfg: &git2::Config) -> Vec<OsString> {
             }
         }
     }
+}
+
+fn overrides(names: Vec<Vec<u8>>) -> Vec<OsString> {
     let mut out = Vec::with_capacity(names.len() * 8);
     for n in names {
         for (key, val) in [
@@ -175,7 +221,10 @@ fn meta(root: &Path) -> Result<Meta, ScanError> {
         .as_ref()
         .and_then(|c| c.get_string("remote.origin.url").ok())
         .unwrap_or_default();
-    let filter_overrides = config.as_ref().map(filter_overrides).unwrap_or_default();
+    let filter_overrides = config
+        .as_ref()
+        .map(|c| filter_overrides(&repo, c))
+        .unwrap_or_default();
     Ok(Meta {
         branch,
         origin,
@@ -367,8 +416,18 @@ pub async fn scan(cfg: &Config, root: &Path, prev: Option<u64>) -> Result<Outcom
         None,
     )
     .await?;
-    let status = parse_status(&status_raw);
-    let fp = fingerprint(root, &meta, &status_raw, &status);
+    // The fingerprint stats every listed path: on the blocking pool, bounded.
+    let (status, fp, meta) = {
+        let r = root.to_path_buf();
+        crate::fsio::blocking_fs(cfg.fs_timeout, move || {
+            let status = parse_status(&status_raw);
+            let fp = fingerprint(&r, &meta, &status_raw, &status);
+            (status, fp, meta)
+        })
+        .await
+        .map_err(|e| ScanError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, e)))?
+    };
+    let safe = meta.filter_overrides.as_slice();
     if prev == Some(fp) {
         return Ok(Outcome::Unchanged);
     }
