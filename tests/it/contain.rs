@@ -255,7 +255,9 @@ async fn the_mode_is_reported_and_cgroup_leaves_are_removed() {
                 (!alive_with(&marker).is_empty()).then_some(())
             })
             .await;
-            // The leaf holds the tree: its procs are exactly the sleep.
+            // Once the shell has exited, the leaf holds the rest of the tree: exactly the sleep.
+            let (_, v) = d.get_json(&format!("{P}/{id}/output?wait=true")).await;
+            assert_eq!(v["running"], false, "{v}");
             let leaves: Vec<_> = std::fs::read_dir(&dir)
                 .unwrap()
                 .filter_map(Result::ok)
