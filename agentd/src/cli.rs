@@ -112,6 +112,30 @@ pub struct ServeArgs {
     #[arg(long)]
     pub insecure_no_auth: bool,
 
+    /// A browser origin (`scheme://host[:port]`) whose requests are allowed on TCP; repeat
+    /// the flag or separate with commas. None by default: any request with an `Origin` header
+    /// is refused (403), so no web page can drive agentd.
+    #[arg(long, env = "AGENTD_ALLOW_ORIGIN", value_delimiter = ',')]
+    pub allow_origin: Vec<String>,
+
+    /// A host name allowed in the `Host` header of TCP requests besides loopback and the
+    /// listen addresses (DNS rebinding protection); repeat the flag or separate with commas.
+    #[arg(long, env = "AGENTD_ALLOW_HOST", value_delimiter = ',')]
+    pub allow_host: Vec<String>,
+
+    /// Connections served at once per listener kind (TCP, unix socket); further connections
+    /// wait in the kernel's listen backlog until one closes.
+    #[arg(long, env = "AGENTD_MAX_CONNECTIONS", default_value_t = crate::config::DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// How long a connection may take to send a complete request head, and stay idle between
+    /// requests, in milliseconds (tests shorten it).
+    #[arg(long, env = "AGENTD_HEADER_READ_TIMEOUT_MS", hide = true,
+          default_value_t = crate::config::DEFAULT_HEADER_READ_TIMEOUT.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..=30_000))]
+    pub header_read_timeout_ms: u64,
+
     /// Log format on stderr. Default: json when stderr is not a terminal, else pretty.
     #[arg(long, env = "AGENTD_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,

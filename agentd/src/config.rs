@@ -49,6 +49,8 @@ pub struct ServeConfig {
     pub mcp: McpSettings,
     /// Memory and file-system bounds (issue 13).
     pub bounds: Bounds,
+    /// Who may connect and how connections are bounded (`netguard`, `conn`).
+    pub net: NetSettings,
 }
 
 /// Memory and file-system bounds (hidden flags lower them for tests).
@@ -73,6 +75,56 @@ impl Default for Bounds {
             fs_timeout: gitwatch::DEFAULT_FS_TIMEOUT,
         }
     }
+}
+
+/// Connections served at once per listener kind, by default.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 512;
+/// Time to send a request head (and idle time between requests), by default.
+pub const DEFAULT_HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Network-facing settings: allowed origins and hosts, connection bounds.
+#[derive(Debug, Clone)]
+pub struct NetSettings {
+    /// `--allow-origin` values, validated `scheme://host[:port]`.
+    pub allow_origins: Vec<String>,
+    /// `--allow-host` values.
+    pub allow_hosts: Vec<String>,
+    /// Connections served at once per listener kind.
+    pub max_connections: usize,
+    /// Header-read and keep-alive idle timeout.
+    pub header_read_timeout: std::time::Duration,
+}
+
+impl Default for NetSettings {
+    fn default() -> Self {
+        Self {
+            allow_origins: vec![],
+            allow_hosts: vec![],
+            max_connections: DEFAULT_MAX_CONNECTIONS as usize,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+        }
+    }
+}
+
+/// Checks an `--allow-origin` value: `scheme://host[:port]`, nothing after.
+fn parse_origin(raw: &str) -> Result<String, ConfigError> {
+    let o = crate::netguard::normalize_origin(raw);
+    let bad = || {
+        ConfigError(format!(
+            "invalid --allow-origin {raw:?}: expected scheme://host[:port], e.g. https://chat.example.com"
+        ))
+    };
+    let (scheme, rest) = o.split_once("://").ok_or_else(bad)?;
+    if scheme.is_empty()
+        || !scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        || rest.is_empty()
+        || rest.contains(['/', '?', '#', '@', ' '])
+    {
+        return Err(bad());
+    }
+    Ok(o)
 }
 
 /// MCP timing overrides from `--mcp-*-ms` / `AGENTD_MCP_*_MS`.
@@ -205,10 +257,13 @@ impl ServeConfig {
         {
             let addr = parse_listen(raw)?;
             if !addr.ip().is_loopback() && auth_token.is_none() && !args.insecure_no_auth {
+                let token = state_dir.join("token");
                 return Err(ConfigError(format!(
                     "refusing to listen on non-loopback address {addr} without an auth token: \
                      set AGENTD_AUTH_TOKEN or --auth-token-file, or pass --insecure-no-auth \
-                     if the network itself is trusted"
+                     if the network itself is trusted (to make a token file: umask 077; \
+                     head -c 32 /dev/urandom | base64 > {tok}; then pass --auth-token-file {tok})",
+                    tok = token.display()
                 )));
             }
             listen.push(addr);
@@ -256,6 +311,28 @@ impl ServeConfig {
                 git_max_repos: args.git_max_repos.max(1),
                 context_max_chats: args.context_max_chats.max(1),
                 fs_timeout: std::time::Duration::from_millis(args.fs_timeout_ms),
+            },
+            net: NetSettings {
+                allow_origins: args
+                    .allow_origin
+                    .iter()
+                    .filter(|o| !o.trim().is_empty())
+                    .map(|o| parse_origin(o))
+                    .collect::<Result<_, _>>()?,
+                // Host names given in --listen are names clients use, too.
+                allow_hosts: args
+                    .allow_host
+                    .iter()
+                    .map(|h| h.trim().to_owned())
+                    .chain(
+                        args.listen
+                            .iter()
+                            .filter_map(|l| listen_host_name(l.trim())),
+                    )
+                    .filter(|h| !h.is_empty())
+                    .collect(),
+                max_connections: args.max_connections as usize,
+                header_read_timeout: std::time::Duration::from_millis(args.header_read_timeout_ms),
             },
             mcp: McpSettings {
                 call_timeout: args
@@ -329,6 +406,12 @@ pub fn default_socket(state_dir: &Path) -> PathBuf {
     }
 }
 
+/// Whether the token was given in the environment (`AGENTD_AUTH_TOKEN`), where every
+/// process of the same user can read it in `/proc/<daemon>/environ` (see `server::run`).
+pub fn token_in_environment() -> bool {
+    std::env::var(ENV_AUTH_TOKEN).is_ok_and(|t| !t.trim().is_empty())
+}
+
 fn read_token(file: Option<&Path>) -> Result<Option<String>, ConfigError> {
     if let Some(t) = std::env::var(ENV_AUTH_TOKEN)
         .ok()
@@ -351,6 +434,15 @@ fn read_token(file: Option<&Path>) -> Result<Option<String>, ConfigError> {
         )));
     }
     Ok(Some(token.to_owned()))
+}
+
+/// The host name of a `--listen` value that names a host rather than an address.
+fn listen_host_name(raw: &str) -> Option<String> {
+    if raw.parse::<SocketAddr>().is_ok() {
+        return None;
+    }
+    let (host, _port) = raw.rsplit_once(':')?;
+    (!host.is_empty()).then(|| host.to_owned())
 }
 
 fn parse_listen(raw: &str) -> Result<SocketAddr, ConfigError> {
@@ -391,6 +483,35 @@ mod tests {
                 (Some("AGENTD_SOCKET"), Some("/run/a.sock"))
             ]
         );
+    }
+
+    #[test]
+    fn origins_are_validated() {
+        assert_eq!(
+            parse_origin("HTTPS://Chat.Example.com:8443/")
+                .ok()
+                .as_deref(),
+            Some("https://chat.example.com:8443")
+        );
+        for bad in [
+            "chat.example.com",
+            "https://",
+            "https://a/b",
+            "://a",
+            "http://a?x",
+        ] {
+            assert!(parse_origin(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn listen_host_names_are_allowed_hosts() {
+        assert_eq!(
+            listen_host_name("localhost:4114").as_deref(),
+            Some("localhost")
+        );
+        assert_eq!(listen_host_name("127.0.0.1:4114"), None);
+        assert_eq!(listen_host_name("[::1]:4114"), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub mod chat;
 pub mod cli;
 pub mod config;
+pub mod conn;
 pub mod context_api;
 pub mod ctx_cli;
 pub mod doctor;
@@ -19,6 +20,7 @@ pub mod logging;
 pub mod mcp_api;
 pub mod metrics;
 pub mod middleware;
+pub mod netguard;
 pub mod proc_api;
 pub mod server;
 

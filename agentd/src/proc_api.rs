@@ -619,6 +619,7 @@ mod tests {
             processes: Default::default(),
             mcp: Default::default(),
             bounds: Default::default(),
+            net: Default::default(),
         };
         AppState::new(config, tokio_util::sync::CancellationToken::new())
     }

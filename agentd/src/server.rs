@@ -138,6 +138,14 @@ pub fn with_middleware(router: Router<AppState>, state: AppState, tcp: bool) -> 
             middleware::auth,
         ));
     }
+    if tcp {
+        let guard = crate::netguard::NetGuard::new(
+            &state.config.net.allow_origins,
+            &state.config.net.allow_hosts,
+            state.config.auth_token.as_deref(),
+        );
+        r = r.layer(from_fn_with_state(Arc::new(guard), crate::netguard::guard));
+    }
     r.layer(from_fn(middleware::chat_identity))
         .layer(from_fn_with_state(
             state.metrics.clone(),
@@ -268,7 +276,8 @@ fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Binds the control socket: a stale socket file is replaced, a live one (another daemon)
-/// or a non-socket file is an error; the socket gets mode 0600.
+/// or a non-socket file is an error; the socket is created with mode 0600 (bound under a
+/// tight umask).
 pub fn bind_socket(path: &Path) -> Result<UnixListener, StartError> {
     use std::os::unix::fs::FileTypeExt;
     let err = |reason: String| StartError::Socket {
@@ -299,7 +308,14 @@ pub fn bind_socket(path: &Path) -> Result<UnixListener, StartError> {
         }
         Err(_) => {}
     }
-    let listener = UnixListener::bind(path).map_err(|e| err(format!("cannot bind: {e}")))?;
+    // bind(2) creates the socket file with mode 0777 & ~umask: under umask 0177 it is 0600
+    // from the start, so there is no window in which another user could connect before the
+    // chmod below. The umask is process-wide; startup is the only time agentd creates files
+    // with a mode that depends on it, and it is restored at once.
+    let old_umask = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let bound = UnixListener::bind(path);
+    nix::sys::stat::umask(old_umask);
+    let listener = bound.map_err(|e| err(format!("cannot bind: {e}")))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| err(format!("cannot set mode 0600: {e}")))?;
     Ok(listener)
@@ -313,6 +329,23 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     // cleanly, not kill us with the default action.
     let mut signals = Signals::install()?;
     prepare_state_dir(&config.state_dir)?;
+    crate::conn::raise_nofile_limit();
+    if crate::config::token_in_environment() {
+        // The kernel keeps our initial environment readable in /proc/<pid>/environ by every
+        // process of this user, including the commands we run. Not dumpable, it is readable
+        // by root only (children are dumpable again after their exec).
+        match nix::sys::prctl::set_dumpable(false) {
+            Ok(()) => tracing::info!(
+                "the token came from AGENTD_AUTH_TOKEN: the daemon is made non-dumpable so \
+                 processes it starts cannot read it from /proc; prefer --auth-token-file"
+            ),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "the token came from AGENTD_AUTH_TOKEN and stays readable in \
+                 /proc/<pid>/environ; use --auth-token-file"
+            ),
+        }
+    }
     if let Some(why) = config.workdir_warning() {
         tracing::warn!(
             workdir = %config.workdir.display(),
@@ -333,26 +366,35 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let state = AppState::new(config, shutdown.clone());
 
     let mut servers = tokio::task::JoinSet::new();
+    // One pool of connection slots for every TCP listener; the socket has its own, so a
+    // flood on TCP cannot lock out `agentd ctx`.
+    let tcp_limits = crate::conn::ConnLimits {
+        header_read_timeout: state.config.net.header_read_timeout,
+        slots: Arc::new(tokio::sync::Semaphore::new(
+            state.config.net.max_connections,
+        )),
+    };
     for l in tcp {
         let addr = l.local_addr()?;
         tracing::info!(addr = %addr, "listening on tcp");
         let app = routes(state.clone(), true);
-        let stop = shutdown.clone();
-        servers.spawn(async move {
-            axum::serve(l, app.into_make_service())
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-        });
+        servers.spawn(crate::conn::serve(
+            l,
+            app,
+            tcp_limits.clone(),
+            shutdown.clone(),
+        ));
     }
     tracing::info!(socket = %socket_path.display(), "listening on unix socket");
     {
         let app = routes(state.clone(), false);
-        let stop = shutdown.clone();
-        servers.spawn(async move {
-            axum::serve(unix, app.into_make_service())
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-        });
+        let limits = crate::conn::ConnLimits {
+            header_read_timeout: state.config.net.header_read_timeout,
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                state.config.net.max_connections,
+            )),
+        };
+        servers.spawn(crate::conn::serve(unix, app, limits, shutdown.clone()));
     }
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -462,6 +504,7 @@ mod tests {
             processes: Default::default(),
             mcp: Default::default(),
             bounds: Default::default(),
+            net: Default::default(),
         };
         (AppState::new(config, CancellationToken::new()), tmp)
     }

@@ -77,6 +77,47 @@ pub fn secrets_of(spec: &ServerSpec, inherited: &[String]) -> Secrets {
     Secrets::new(s)
 }
 
+/// The values a server entry configures as secrets — env values, header values (and the
+/// credential after the first space), URL userinfo and query values — without the
+/// inherited environment or args: what is hidden in the server's stderr lines, which
+/// should stay readable otherwise.
+pub fn configured_secrets(spec: &ServerSpec) -> Secrets {
+    let mut s: Vec<String> = spec.env.values().cloned().collect();
+    for v in spec.headers.values() {
+        s.push(v.clone());
+        if let Some((_, cred)) = v.split_once(' ') {
+            s.push(cred.to_owned());
+        }
+    }
+    if let Ok(u) = reqwest::Url::parse(&spec.url) {
+        if !u.username().is_empty() {
+            s.push(u.username().to_owned());
+        }
+        if let Some(p) = u.password() {
+            s.push(p.to_owned());
+        }
+        s.extend(u.query_pairs().map(|(_, v)| v.into_owned()));
+    }
+    Secrets::new(s)
+}
+
+/// A URL as it may be logged: no userinfo, and the query (session ids, keys) replaced by
+/// `[redacted]`.
+pub fn url_for_log(u: &reqwest::Url) -> String {
+    let mut u = u.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    let had_query = u.query().is_some();
+    u.set_query(None);
+    u.set_fragment(None);
+    let mut out = u.to_string();
+    if had_query {
+        out.push('?');
+        out.push_str(MARK);
+    }
+    out
+}
+
 fn cap(mut s: String) -> String {
     const SUFFIX: &str = "... [truncated]";
     if s.len() <= MAX_BYTES {
@@ -95,6 +136,32 @@ fn cap(mut s: String) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_for_logs_hide_credentials_and_queries() {
+        let u = reqwest::Url::parse("http://user:pw@h:8/messages?sessionId=abc123#f").unwrap();
+        assert_eq!(url_for_log(&u), "http://h:8/messages?[redacted]");
+        let u = reqwest::Url::parse("https://h/sse").unwrap();
+        assert_eq!(url_for_log(&u), "https://h/sse");
+    }
+
+    #[test]
+    fn configured_secrets_leave_args_and_inherited_values() {
+        let spec = ServerSpec {
+            name: "x".into(),
+            transport: crate::config::Transport::Stdio,
+            command: "srv".into(),
+            args: vec!["server.js".into()],
+            env: [("API_KEY".to_string(), "sk-12345".to_string())].into(),
+            url: String::new(),
+            headers: [("Authorization".to_string(), "Bearer tok-999".to_string())].into(),
+            config_file: "/f".into(),
+        };
+        assert_eq!(
+            configured_secrets(&spec).redact("server.js key=sk-12345 auth=tok-999"),
+            "server.js key=[redacted] auth=[redacted]"
+        );
+    }
 
     #[test]
     fn redacts_longest_first_and_caps() {

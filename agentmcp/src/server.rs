@@ -236,7 +236,11 @@ async fn connect(
             let pgid = child.id();
             srv.set_pid(pgid);
             if let Some(err) = child.stderr.take() {
-                tasks.spawn(drain_stderr(err, spec.name.clone()));
+                tasks.spawn(drain_stderr(
+                    err,
+                    spec.name.clone(),
+                    crate::redact::configured_secrets(spec),
+                ));
             }
             let (Some(stdout), Some(stdin)) = (child.stdout.take(), child.stdin.take()) else {
                 stop_child(child, pgid, &spec.name).await;
@@ -313,8 +317,10 @@ pub(crate) async fn list_tools(peer: &Peer<RoleClient>) -> Result<Vec<ToolDef>, 
 }
 
 /// Drains a stdio server's stderr into the log, tagged with its name, rate-limited (a
-/// burst of 100 lines, then 20 lines/s; dropped lines are counted).
-async fn drain_stderr(err: impl AsyncRead + Unpin, name: String) {
+/// burst of 100 lines, then 20 lines/s; dropped lines are counted). The server's configured
+/// secrets (env and header values) are replaced by `[redacted]`: a server that echoes its
+/// API key must not put it in our log.
+async fn drain_stderr(err: impl AsyncRead + Unpin, name: String, secrets: Secrets) {
     const BURST: f64 = 100.0;
     const RATE: f64 = 20.0;
     let mut r = BufReader::new(err);
@@ -340,8 +346,7 @@ async fn drain_stderr(err: impl AsyncRead + Unpin, name: String) {
         }
         tokens -= 1.0;
         buf.truncate(4096);
-        let line = String::from_utf8_lossy(&buf);
-        let line = line.trim_end();
+        let line = secrets.redact(String::from_utf8_lossy(&buf).trim_end());
         if dropped > 0 {
             tracing::info!(server = %name, dropped, "MCP server stderr resumed");
             dropped = 0;

@@ -3,7 +3,8 @@
 //! endpoint and read server messages as `message` events from the stream.
 //!
 //! The endpoint must be on the SSE URL's origin (headers never leave it). A failed POST or
-//! a closed stream ends the transport so the supervisor reconnects.
+//! a closed stream ends the transport so the supervisor reconnects. URLs are logged only
+//! through `redact::url_for_log` (the endpoint's query is the session's credential).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, PollSender};
 
 use crate::http::{origin, same_origin_client};
+use crate::redact::url_for_log;
 
 /// How long to wait for the `endpoint` event.
 const ENDPOINT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -47,9 +49,13 @@ pub(crate) async fn connect(
         .header("accept", "text/event-stream")
         .send()
         .await
-        .map_err(|e| format!("GET {url}: {e}"))?;
+        .map_err(|e| format!("GET {}: {}", url_for_log(&base), e.without_url()))?;
     if !resp.status().is_success() {
-        return Err(format!("GET {url}: HTTP {}", resp.status()));
+        return Err(format!(
+            "GET {}: HTTP {}",
+            url_for_log(&base),
+            resp.status()
+        ));
     }
     let mut events = sse_stream::SseStream::from_bytes_stream(resp.bytes_stream());
     let endpoint = tokio::time::timeout(ENDPOINT_TIMEOUT, async {
@@ -68,7 +74,7 @@ pub(crate) async fn connect(
     .map_err(|_| "no endpoint event within 15s".to_owned())??;
     let post_url = base
         .join(endpoint.trim())
-        .map_err(|e| format!("bad endpoint {endpoint:?}: {e}"))?;
+        .map_err(|e| format!("bad endpoint in the endpoint event: {e}"))?;
     if origin(&post_url) != origin(&base) {
         return Err("endpoint on another origin refused".to_owned());
     }
@@ -119,11 +125,21 @@ pub(crate) async fn connect(
                 match res {
                     Ok(r) if r.status().is_success() => {}
                     Ok(r) => {
-                        tracing::warn!(status = r.status().as_u16(), "sse: POST refused; closing");
+                        tracing::warn!(
+                            status = r.status().as_u16(),
+                            url = %url_for_log(&post_url),
+                            "sse: POST refused; closing"
+                        );
                         break;
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "sse: POST failed; closing");
+                        // reqwest's error text carries the session URL (its query is
+                        // the session's credential): log it without.
+                        tracing::warn!(
+                            error = %e.without_url(),
+                            url = %url_for_log(&post_url),
+                            "sse: POST failed; closing"
+                        );
                         break;
                     }
                 }

@@ -61,7 +61,7 @@ async fn core_routes_and_error_shapes() {
 
     // A body announced over the limit is refused before it is read.
     let head = format!(
-        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{{",
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{{",
         5 * 1024 * 1024
     );
     let raw = raw_tcp(&d.addr, head.as_bytes()).await;
@@ -104,7 +104,7 @@ async fn chunked_body_over_the_limit_is_413() {
     let s = tokio::net::TcpStream::connect(&d.addr).await.unwrap();
     let (mut rd, mut wr) = s.into_split();
     let upload = tokio::spawn(async move {
-        let head = "POST /api/v0/processes/start HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+        let head = "POST /api/v0/processes/start HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
         wr.write_all(head.as_bytes()).await?;
         let chunk = vec![b' '; 64 * 1024];
         for _ in 0..80 {

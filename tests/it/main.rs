@@ -18,3 +18,4 @@ mod integration;
 mod mcp;
 mod parity;
 mod proc;
+mod security;

@@ -162,7 +162,7 @@ async fn start_contract_and_bad_input() {
     // A 10 MB command string: refused by the body limit before it is read (the request is
     // sent head-first over a raw socket so the early answer cannot race the upload).
     let head = format!(
-        "POST {P}/start HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{{\"command\":\"xxxx",
+        "POST {P}/start HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{{\"command\":\"xxxx",
         10 * 1024 * 1024 + 16
     );
     let raw = agentd_tests::raw_tcp(&d.addr, head.as_bytes()).await;

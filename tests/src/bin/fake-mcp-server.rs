@@ -5,7 +5,8 @@
 //! `--garbage` (non-JSON lines on stdout), `--stderr-junk` (non-UTF-8 bytes and a burst of
 //! lines on stderr), `--grandchild` (start a `sleep` in the same process group),
 //! `--ignore-term` (survive SIGTERM), `--exit-now N` (exit with status N before serving),
-//! `--weird-names` (tools whose names are not provider-safe). Tools: `echo`, `sleep`,
+//! `--weird-names` (tools whose names are not provider-safe), `--stderr-env NAME` (print
+//! that variable's value on stderr, as a careless server prints its API key). Tools: `echo`, `sleep`,
 //! `hang`, `huge`, `rich`, `fail`, `env`, `cwd`, `schema`.
 
 #![allow(
@@ -211,6 +212,12 @@ async fn main() -> anyhow::Result<()> {
         for i in 0..500 {
             writeln!(e, "junk line {i}")?;
         }
+    }
+    if let Some(name) = arg::<String>(&args, "--stderr-env") {
+        eprintln!(
+            "fake-mcp-server: my {name} is {}",
+            std::env::var(&name).unwrap_or_default()
+        );
     }
     if let Some(ms) = arg::<u64>(&args, "--slow-start-ms") {
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
