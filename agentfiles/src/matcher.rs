@@ -37,9 +37,9 @@
 //!
 //! # Cost
 //!
-//! Pass 1 is a `memchr::memmem` search (SIMD two-way; linear). Passes 2/3 compare precomputed
-//! trimmed line keys, O(content lines × search lines) in the worst case and about linear in
-//! practice (a window stops at its first differing line). Hints run only after a miss and are
+//! Pass 1 is a `memchr::memmem` search (SIMD two-way; linear). Passes 2/3 normalise each line
+//! once and find windows with KMP over the line keys: linear in lines (Coder's scan is
+//! O(content lines × search lines)). Hints run only after a miss and are
 //! bounded (see `hints.rs`). [`unified_diff`] is bounded in memory and time (see `diff.rs`).
 
 mod diff;
@@ -299,7 +299,7 @@ fn fuzzy_replace_lines(
 ) -> Option<Result<(Vec<u8>, usize), MatchError>> {
     let content_keys = lines::keys(content_lines, key);
     let search_keys = lines::keys(search_lines, key);
-    let starts = lines::find_windows(&content_keys, &search_keys, usize::MAX);
+    let starts = lines::find_windows(&content_keys, &search_keys);
     if starts.is_empty() {
         return None;
     }

@@ -4,9 +4,15 @@
 //! swapped `old_text` and `new_text`). Miscount wins, so an inversion hint never steers a caller
 //! into editing an unrelated line.
 //!
+//! Lines are compared on their `TrimSpace`d bodies, and blank lines on either side never count.
+//! Coder's tests pin the hint sentences and their lists; they do not pin how sentences are
+//! joined, so: base sentence, then `". "`, then the hints joined with `". "`, the total cap
+//! being a last element `and N more`.
+//!
 //! It must not change the outcome of an edit, and must stay bounded on huge files: the miscount
 //! scan compares at most [`MAX_MISCOUNT_PAIRS`] (search line, file line) pairs, each in
-//! O(distinct runes), keeping only one file line's rune profile at a time.
+//! O(distinct runes), keeping only one file line's rune profile at a time; the inversion scan
+//! searches at most [`MAX_SUBSTRING_WORK`] bytes, then KMP over line keys (linear).
 
 use memchr::{memchr_iter, memmem};
 
@@ -18,6 +24,8 @@ const MAX_MISCOUNT_HINTS: usize = 3;
 const MAX_CANDIDATES: usize = 5;
 /// Work bound of the miscount scan, in (search line × file line) comparisons.
 pub(super) const MAX_MISCOUNT_PAIRS: usize = 4_000_000;
+/// Work bound of the inversion substring scan, in bytes searched.
+const MAX_SUBSTRING_WORK: usize = 64 << 20;
 
 /// The hints to append to the base sentence (possibly none).
 pub(super) fn not_found_hints(
@@ -247,19 +255,27 @@ fn inversion_hint(
 }
 
 /// The 1-based lines where an occurrence of `needle` starts (overlapping occurrences included),
-/// each line once.
+/// each line once. After an occurrence the search resumes at the next line (later starts on the
+/// same line would only repeat it), and it stops after [`MAX_SUBSTRING_WORK`] bytes of search.
 fn substring_lines(content: &[u8], needle: &[u8]) -> Vec<usize> {
     let finder = memmem::Finder::new(needle);
     let mut out: Vec<usize> = Vec::new();
-    let (mut at, mut line, mut counted) = (0, 1, 0);
+    let (mut at, mut line, mut work) = (0, 1, 0usize);
     while let Some(found) = finder.find(&content[at..]) {
         let pos = at + found;
-        line += memchr_iter(b'\n', &content[counted..pos]).count();
-        counted = pos;
-        if out.last() != Some(&line) {
-            out.push(line);
+        line += memchr_iter(b'\n', &content[at..pos]).count();
+        out.push(line);
+        work += found + needle.len();
+        if work > MAX_SUBSTRING_WORK {
+            break;
         }
-        at = pos + 1;
+        match memchr::memchr(b'\n', &content[pos..]) {
+            Some(nl) => {
+                at = pos + nl + 1;
+                line += 1;
+            }
+            None => break,
+        }
     }
     out
 }

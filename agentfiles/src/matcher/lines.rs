@@ -105,11 +105,6 @@ pub(super) fn is_newline(ending: &[u8]) -> bool {
     ending == b"\n" || ending == b"\r\n"
 }
 
-/// Matching phase: identical endings match, LF and CRLF interchange, empty is a wildcard.
-pub(super) fn endings_match(a: &[u8], b: &[u8]) -> bool {
-    a.is_empty() || b.is_empty() || a == b || (is_newline(a) && is_newline(b))
-}
-
 /// Splice phase: both empty, or both of the newline class (empty is no wildcard here).
 pub(super) fn ending_shape_equal(a: &[u8], b: &[u8]) -> bool {
     a == b || (is_newline(a) && is_newline(b))
@@ -266,58 +261,74 @@ pub(super) enum LineKey {
     TrimSpace,
 }
 
-/// A normalised body and the raw ending of one line.
-pub(super) type Key<'a> = (&'a [u8], &'a [u8]);
+/// A line's normalised body. Endings take no part in window matching: Coder's rule (identical
+/// endings match, LF and CRLF interchange, an empty ending is a wildcard) accepts every pair of
+/// the three possible endings, so two lines match exactly when their keys are equal — which
+/// makes the window search a plain sequence search (KMP below, linear in lines).
+pub(super) type Key<'a> = &'a [u8];
 
 pub(super) fn keys<'a>(lines: &[&'a [u8]], key: LineKey) -> Vec<Key<'a>> {
     lines
         .iter()
         .map(|line| {
-            let (body, ending) = split_ending(line);
-            let body = match key {
+            let body = split_ending(line).0;
+            match key {
                 LineKey::TrimRight => trim_right_blank(body),
                 LineKey::TrimSpace => trim_space(body),
-            };
-            (body, ending)
+            }
         })
         .collect()
 }
 
-fn key_eq(content: Key<'_>, search: Key<'_>) -> bool {
-    content.0 == search.0 && endings_match(content.1, search.1)
+/// KMP failure function: `fail[i]` is the length of the longest proper border of
+/// `pattern[..=i]`.
+fn failure(pattern: &[Key<'_>]) -> Vec<usize> {
+    let mut fail = vec![0; pattern.len()];
+    let mut k = 0;
+    for i in 1..pattern.len() {
+        while k > 0 && pattern[i] != pattern[k] {
+            k = fail[k - 1];
+        }
+        if pattern[i] == pattern[k] {
+            k += 1;
+        }
+        fail[i] = k;
+    }
+    fail
 }
 
-fn window_matches(content: &[Key<'_>], search: &[Key<'_>], at: usize) -> bool {
-    content[at..at + search.len()]
-        .iter()
-        .zip(search)
-        .all(|(&c, &s)| key_eq(c, s))
-}
-
-/// Start indices of the non-overlapping matching windows, left to right, at most `limit`.
-pub(super) fn find_windows(content: &[Key<'_>], search: &[Key<'_>], limit: usize) -> Vec<usize> {
+/// Start indices of the windows of `content` equal to `search`, left to right: every one when
+/// `overlapping`, else the greedy non-overlapping ones (a match resumes the scan after itself,
+/// as Coder's scan does). O(lines of content + lines of search) line comparisons.
+fn kmp(content: &[Key<'_>], search: &[Key<'_>], overlapping: bool) -> Vec<usize> {
     let mut starts = Vec::new();
-    if search.is_empty() || search.len() > content.len() {
+    let m = search.len();
+    if m == 0 || m > content.len() {
         return starts;
     }
-    let mut i = 0;
-    while i + search.len() <= content.len() && starts.len() < limit {
-        if window_matches(content, search, i) {
-            starts.push(i);
-            i += search.len();
-        } else {
-            i += 1;
+    let fail = failure(search);
+    let mut q = 0;
+    for (i, &line) in content.iter().enumerate() {
+        while q > 0 && search[q] != line {
+            q = fail[q - 1];
+        }
+        if search[q] == line {
+            q += 1;
+        }
+        if q == m {
+            starts.push(i + 1 - m);
+            q = if overlapping { fail[m - 1] } else { 0 };
         }
     }
     starts
 }
 
+/// Start indices of the non-overlapping matching windows, left to right.
+pub(super) fn find_windows(content: &[Key<'_>], search: &[Key<'_>]) -> Vec<usize> {
+    kmp(content, search, false)
+}
+
 /// Start indices of every matching window, overlapping ones included.
 pub(super) fn find_windows_overlapping(content: &[Key<'_>], search: &[Key<'_>]) -> Vec<usize> {
-    if search.is_empty() || search.len() > content.len() {
-        return Vec::new();
-    }
-    (0..=content.len() - search.len())
-        .filter(|&i| window_matches(content, search, i))
-        .collect()
+    kmp(content, search, true)
 }

@@ -1430,33 +1430,62 @@ mod extra {
         );
     }
 
+    /// Median wall time of `f` over `runs` calls.
+    fn median(runs: usize, mut f: impl FnMut()) -> std::time::Duration {
+        let mut times: Vec<_> = (0..runs)
+            .map(|_| {
+                let started = std::time::Instant::now();
+                f();
+                started.elapsed()
+            })
+            .collect();
+        times.sort();
+        times[runs / 2]
+    }
+
     #[test]
-    fn large_file_exact_pass() {
-        // 100 KiB, one edit in the middle: the exact pass (timed only for a human eye).
+    fn large_file_timings() {
+        // 100 KiB, one edit in the middle; timings are printed for a human eye, never asserted.
         let mut content = String::new();
         let mut i = 0;
         while content.len() < 100 * 1024 {
             content.push_str(&format!("    let value_{i} = compute({i});\n"));
             i += 1;
         }
-        let edit = e(
+        let exact = e(
             "let value_1500 = compute(1500);",
             "let value_1500 = compute(1501);",
         );
-        let started = std::time::Instant::now();
-        let applied = apply_edit_detailed(content.as_bytes(), &edit).unwrap();
-        let elapsed = started.elapsed();
+        let applied = apply_edit_detailed(content.as_bytes(), &exact).unwrap();
         assert_eq!(applied.pass, Pass::Exact);
         assert_eq!(applied.content.len(), content.len());
-        eprintln!("100 KiB exact pass: {elapsed:?}");
-        let started = std::time::Instant::now();
+        let indent = e(
+            "\tlet value_1500 = compute(1500);\n",
+            "\tlet value_1500 = compute(1501);\n",
+        );
+        let fuzzy = apply_edit_detailed(content.as_bytes(), &indent).unwrap();
+        assert_eq!(fuzzy.pass, Pass::Indentation);
+        assert_eq!(fuzzy.content, applied.content);
         let diff = unified_diff("/f", content.as_bytes(), &applied.content);
-        eprintln!("100 KiB diff: {:?}", started.elapsed());
         assert_eq!(
             diff.lines()
                 .filter(|l| l.starts_with('-') || l.starts_with('+'))
                 .count(),
             4
+        );
+        let miss = e("let value_1500 = compute(9999);\nnope\n", "x\n");
+        assert!(matches!(
+            apply_edit(content.as_bytes(), &miss),
+            Err(MatchError::NotFound { .. })
+        ));
+
+        let bytes = content.as_bytes();
+        eprintln!(
+            "100 KiB medians: exact {:?}, indentation pass {:?}, diff {:?}, miss with hints {:?}",
+            median(51, || drop(apply_edit(bytes, &exact))),
+            median(51, || drop(apply_edit(bytes, &indent))),
+            median(51, || drop(unified_diff("/f", bytes, &applied.content))),
+            median(11, || drop(apply_edit(bytes, &miss))),
         );
     }
 }
@@ -1510,6 +1539,33 @@ mod props {
         #[test]
         fn never_panics(content in text(), search in text(), replace in text(), replace_all in any::<bool>()) {
             let _ = apply_edit(content.as_bytes(), &Edit { old_text: &search, new_text: &replace, replace_all });
+        }
+    }
+
+    fn naive_windows(content: &[&[u8]], search: &[&[u8]], overlapping: bool) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while !search.is_empty() && i + search.len() <= content.len() {
+            if content[i..i + search.len()] == *search {
+                out.push(i);
+                if !overlapping {
+                    i += search.len();
+                    continue;
+                }
+            }
+            i += 1;
+        }
+        out
+    }
+
+    proptest! {
+        /// The KMP window search finds what Coder's naive scan finds, in both modes.
+        #[test]
+        fn kmp_windows_equal_naive_scan(content in proptest::collection::vec("[ab]", 0..40), search in proptest::collection::vec("[ab]", 1..5)) {
+            let content: Vec<&[u8]> = content.iter().map(|s| s.as_bytes()).collect();
+            let search: Vec<&[u8]> = search.iter().map(|s| s.as_bytes()).collect();
+            prop_assert_eq!(lines::find_windows(&content, &search), naive_windows(&content, &search, false));
+            prop_assert_eq!(lines::find_windows_overlapping(&content, &search), naive_windows(&content, &search, true));
         }
     }
 
