@@ -16,6 +16,7 @@ mod gitwatch;
 mod init;
 mod integration;
 mod mcp;
+mod openapi;
 mod parity;
 mod proc;
 mod security;
