@@ -1,7 +1,7 @@
 //! The OpenAPI document as tests use it: its operations, the schema of each response, and a
 //! small JSON Schema validator for the subset the document uses (`type` with type arrays
 //! for nullable, `properties`, `required`, `additionalProperties`, `items`, `enum`,
-//! `const`, `oneOf`/`anyOf`/`allOf`, `minimum`, `minItems`/`maxItems`, `format` uuid and
+//! `const`, `oneOf`/`anyOf`/`allOf`, `minimum`, `minLength`/`maxLength`, `minItems`/`maxItems`, `format` uuid and
 //! date-time, `$ref` into the document).
 //!
 //! Any other keyword in a schema is an error, so the document cannot lean on a rule this
@@ -213,6 +213,14 @@ impl Spec {
                         && n < min
                     {
                         errors.push(format!("{at}: {n} < {min}"));
+                    }
+                }
+                "minLength" | "maxLength" => {
+                    if let (Some(t), Some(n)) = (v.as_str(), rule.as_u64()) {
+                        let len = t.chars().count() as u64;
+                        if (k == "minLength" && len < n) || (k == "maxLength" && len > n) {
+                            errors.push(format!("{at}: length {len} breaks {k} {n}"));
+                        }
                     }
                 }
                 "minItems" | "maxItems" => {
