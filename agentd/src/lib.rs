@@ -21,6 +21,7 @@ pub mod mcp_api;
 pub mod metrics;
 pub mod middleware;
 pub mod netguard;
+pub mod openapi;
 pub mod proc_api;
 pub mod server;
 

@@ -119,6 +119,7 @@ pub fn routes(state: AppState, tcp: bool) -> Router {
         .merge(crate::context_api::router())
         .merge(crate::git_api::routes())
         .merge(crate::mcp_api::routes())
+        .merge(crate::openapi::routes())
         .merge(crate::proc_api::routes());
     with_middleware(router, state, tcp)
 }
