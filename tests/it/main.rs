@@ -11,6 +11,7 @@ mod bounds;
 mod cli;
 mod contain;
 mod context;
+mod files;
 mod foundation;
 mod gitwatch;
 mod init;
