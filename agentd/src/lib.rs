@@ -15,6 +15,7 @@ pub mod ctx_cli;
 pub mod doctor;
 pub mod error;
 pub mod events;
+pub mod files_api;
 pub mod git_api;
 pub mod logging;
 pub mod mcp_api;

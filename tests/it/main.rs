@@ -12,6 +12,7 @@ mod cli;
 mod contain;
 mod context;
 mod docs;
+mod files;
 mod foundation;
 mod gitwatch;
 mod init;
