@@ -418,6 +418,26 @@ mod tests {
     }
 
     #[test]
+    fn a_cancelled_prepare_stops_and_a_non_utf8_file_is_edited_as_bytes() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("f");
+        std::fs::write(&f, b"\xff one \xfe\r\n").unwrap();
+        let files = || {
+            vec![FileEdits {
+                path: display(&f),
+                edits: vec![ed("one", "ONE"), ed("ONE", "1")],
+                expected_sha256: None,
+            }]
+        };
+        let err = prepare_cancellable(plan(files()).unwrap(), &AtomicBool::new(true)).unwrap_err();
+        assert_eq!(err.message(), CANCELLED);
+        let p = prepare(plan(files()).unwrap()).unwrap();
+        assert_eq!(p[0].new, b"\xff 1 \xfe\r\n");
+        assert_eq!(p[0].original, b"\xff one \xfe\r\n");
+        assert_eq!(std::fs::read(&f).unwrap(), b"\xff one \xfe\r\n");
+    }
+
+    #[test]
     fn merging_aliases_and_errors() {
         let t = tempfile::tempdir().unwrap();
         let root = std::fs::canonicalize(t.path()).unwrap();
