@@ -73,23 +73,33 @@ impl FilesState {
 /// One async mutex per resolved path, held while a write or edit of it runs (entries are
 /// dropped when unused).
 #[derive(Default)]
-struct PathLocks(std::sync::Mutex<HashMap<PathBuf, Weak<tokio::sync::Mutex<()>>>>);
+struct PathLocks(std::sync::Mutex<LockMap>);
+
+/// The locks by path, and the size at which dead entries are next swept (twice the live
+/// count after the last sweep, at least 1024: one batch locking 10 000 files sweeps a few
+/// times, not once per file).
+#[derive(Default)]
+struct LockMap {
+    map: HashMap<PathBuf, Weak<tokio::sync::Mutex<()>>>,
+    sweep_at: usize,
+}
 
 impl PathLocks {
     async fn lock(&self, path: PathBuf) -> OwnedMutexGuard<()> {
         let m = {
-            let mut map = self
+            let mut locks = self
                 .0
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if map.len() > 1024 {
-                map.retain(|_, w| w.strong_count() > 0);
+            if locks.map.len() > locks.sweep_at.max(1024) {
+                locks.map.retain(|_, w| w.strong_count() > 0);
+                locks.sweep_at = locks.map.len() * 2;
             }
-            match map.get(&path).and_then(Weak::upgrade) {
+            match locks.map.get(&path).and_then(Weak::upgrade) {
                 Some(m) => m,
                 None => {
                     let m = Arc::new(tokio::sync::Mutex::new(()));
-                    map.insert(path, Arc::downgrade(&m));
+                    locks.map.insert(path, Arc::downgrade(&m));
                     m
                 }
             }
