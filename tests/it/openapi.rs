@@ -937,6 +937,7 @@ async fn every_answer_matches_the_document() {
         ("POST", "/api/v0/edit-files", 504),
         ("GET", "/api/v0/resolve-path", 504),
         ("POST", "/api/v0/list-directory", 504),
+        ("GET", "/api/v0/resolve-path", 404),
     ];
     let common = [401, 403, 413, 500];
     let mut missing = Vec::new();
@@ -1063,6 +1064,14 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
                 {"field": "offset", "detail": "Query param \"offset\" must be a valid 64-bit positive integer: value is negative"},
                 {"field": "bogus", "detail": "Query param \"bogus\" is not a valid query param"},
             ]})
+        )
+    );
+    let (s, _, v) = read_file(w, "path=/a%00b").await;
+    assert_eq!(
+        (s, v),
+        (
+            400,
+            json!({"message": "open /a\u{0}b: file name contained an unexpected NUL byte"})
         )
     );
     let missing = p("missing.txt");
@@ -1338,6 +1347,14 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
             json!({"message": "file path must be absolute: \"rel\""})
         )
     );
+    let (s, v) = w.get(rp, &format!("{rp}?path=/a%00b")).await;
+    assert_eq!(
+        (s, v),
+        (
+            400,
+            json!({"message": "lstat /a\u{0}b: file name contained an unexpected NUL byte"})
+        )
+    );
     let (s, v) = w.get(rp, &format!("{rp}?path=/a&path=/b")).await;
     assert_eq!(
         (s, v),
@@ -1410,6 +1427,13 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
             format!("{ls}?x=1"),
             json!({}),
             json!("Query parameters have invalid values."),
+        ),
+        (
+            format!("{ls}?path=/a%00b"),
+            json!({}),
+            json!(
+                "failed to open directory \"/a\\x00b\": open /a\u{0}b: file name contained an unexpected NUL byte"
+            ),
         ),
         (
             ls.to_owned(),
