@@ -1074,6 +1074,15 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
             json!({"message": "open /a\u{0}b: file name contained an unexpected NUL byte"})
         )
     );
+    let long = format!("/{}", "a".repeat(300));
+    let (s, _, v) = read_file(w, &format!("path={long}")).await;
+    assert_eq!(
+        (s, v),
+        (
+            400,
+            json!({"message": format!("open {long}: file name too long")})
+        )
+    );
     let missing = p("missing.txt");
     let (s, _, v) = read_file(w, &format!("path={}", q(&missing))).await;
     assert_eq!(
