@@ -6,16 +6,18 @@
 //! Every file-system call runs on the blocking pool with `--fs-timeout-ms` (`gitwatch`'s
 //! `blocking_fs`; a timeout is a 504). Writers of one resolved file are serialized here
 //! (`PathLocks`), so concurrent edits never lose an update. Successful writes and edits
-//! record the caller paths for the chat and its ancestors in the git path store. The file
-//! logic lives in `agentfiles`; this module only speaks the wire.
+//! record the caller paths for the chat and its ancestors in the git path store. edit-files
+//! runs its matching and diffs in one blocking call that writes nothing (a timeout there
+//! cancels it and is a truthful 504) and its commit in a second. The file logic lives in
+//! `agentfiles`; this module only speaks the wire.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use agentfiles::edit::FileEdits;
-use agentfiles::matchshim::Edit;
+use agentfiles::edit::{Edit, FileEdits};
 use agentfiles::write::{Journal, Staged, Target};
 use agentfiles::{FileError, Kind};
 use axum::Extension;
@@ -753,14 +755,14 @@ impl From<EditWire> for Edit {
     fn from(w: EditWire) -> Self {
         let old = w.old_text.unwrap_or_default();
         let new = w.new_text.unwrap_or_default();
-        let (search, replace) = if old.is_empty() && new.is_empty() {
+        let (old_text, new_text) = if old.is_empty() && new.is_empty() {
             (w.search.unwrap_or_default(), w.replace.unwrap_or_default())
         } else {
             (old, new)
         };
         Edit {
-            search,
-            replace,
+            old_text,
+            new_text,
             replace_all: w.replace_all.unwrap_or(false),
         }
     }
@@ -839,20 +841,38 @@ async fn edit_files(
         .filter_map(|g| g.resolved.as_ref().ok().cloned())
         .collect();
     let guards = state.files.locks.lock_all(keys).await;
-    let files = state.files.clone();
-    let res = fs(&state, move || {
-        let _guards = guards;
-        let pending = agentfiles::edit::prepare(groups)?;
-        let done = agentfiles::edit::commit(pending, &files.journal)?;
+    // Phase 1 (read + match + diffs) writes nothing, so when it times out the request can be
+    // answered 504 truthfully: the late result is dropped and the flag stops its CPU work.
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let flag = cancelled.clone();
+    let prepared = fs(&state, move || {
+        let pending = agentfiles::edit::prepare_cancellable(groups, &flag)?;
         let diffs: Option<Vec<FileDiff>> = include_diff.then(|| {
-            done.iter()
-                .map(|d| FileDiff {
-                    path: d.caller.clone(),
-                    diff: agentfiles::matchshim::unified_diff(&d.caller, &d.original, &d.new),
+            pending
+                .iter()
+                .map(|p| FileDiff {
+                    path: p.caller.clone(),
+                    diff: p.diff(),
                 })
                 .collect()
         });
-        Ok::<_, agentfiles::edit::BatchError>((done, diffs))
+        Ok::<_, agentfiles::edit::BatchError>((pending, diffs))
+    })
+    .await;
+    let (pending, diffs) = match prepared {
+        Err(e) => {
+            cancelled.store(true, Ordering::Relaxed);
+            return e.into_response();
+        }
+        Ok(Err(e)) => return batch_error(e),
+        Ok(Ok(p)) => p,
+    };
+    // Phase 2 (stage, renames) is I/O only; the locks go with it, so a commit that outlives
+    // a timeout still excludes other writers of its files until it returns.
+    let files = state.files.clone();
+    let res = fs(&state, move || {
+        let _guards = guards;
+        agentfiles::edit::commit(pending, &files.journal).map(|done| (done, diffs))
     })
     .await;
     match res {

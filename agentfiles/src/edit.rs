@@ -3,18 +3,43 @@
 //! then the renames; a failed rename rolls the earlier ones back from the originals, or the
 //! error says exactly which files stayed committed).
 //!
-//! Text matching is `matcher`'s. It must not lock (the caller serializes per file) and must
-//! not know HTTP.
+//! Text matching is `matcher`'s (bytes in, bytes out: a file that is not UTF-8 is edited like
+//! any other, its untouched bytes kept, as in Coder). It must not lock (the caller serializes
+//! per file) and must not know HTTP.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{FileError, Kind, go_quote};
-use crate::matchshim::{Edit, apply_edits};
+use crate::matcher;
 use crate::path::{clean, display, is_abs};
 use crate::write::{Journal, Staged, Target, sha256_hex, write_all};
 
 /// Largest file edit-files reads (beyond: a clear error, never an unbounded read).
 pub const MAX_EDIT_FILE_SIZE: u64 = 64 << 20;
+
+/// One search/replace edit as the request carries it (owned; the matcher borrows it as a
+/// [`matcher::Edit`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Edit {
+    /// Text to find (`old_text`, legacy `search`).
+    pub old_text: String,
+    /// Replacement (`new_text`, legacy `replace`); empty deletes.
+    pub new_text: String,
+    /// Replace every non-overlapping match instead of requiring exactly one.
+    pub replace_all: bool,
+}
+
+impl Edit {
+    /// The matcher's borrowed view.
+    pub fn as_matcher(&self) -> matcher::Edit<'_> {
+        matcher::Edit {
+            old_text: &self.old_text,
+            new_text: &self.new_text,
+            replace_all: self.replace_all,
+        }
+    }
+}
 
 /// One request entry.
 #[derive(Debug, Clone, Default)]
@@ -126,18 +151,39 @@ pub struct Pending {
     /// The target (resolved path, mode, owner).
     pub target: Target,
     /// Content before.
-    pub original: String,
+    pub original: Vec<u8>,
     /// Content after.
-    pub new: String,
+    pub new: Vec<u8>,
+}
+
+impl Pending {
+    /// The unified diff of this file against its original content, labelled with the caller
+    /// path (empty for a no-op). CPU work: call it where blocking is allowed.
+    pub fn diff(&self) -> String {
+        matcher::unified_diff(&self.caller, &self.original, &self.new)
+    }
 }
 
 /// Phase 1: reads every file and applies its edits in memory; nothing is written. Every
 /// failure is collected (Coder's messages; a matcher failure is `edit <resolved>: <msg>`).
 pub fn prepare(groups: Vec<Group>) -> Result<Vec<Pending>, BatchError> {
+    prepare_cancellable(groups, &AtomicBool::new(false))
+}
+
+/// [`prepare`] that stops early (with an error nobody needs to read) once `cancelled` is set:
+/// checked before each file and each edit, so a caller that gave up on a large batch frees
+/// the CPU soon. Nothing is written either way.
+pub fn prepare_cancellable(
+    groups: Vec<Group>,
+    cancelled: &AtomicBool,
+) -> Result<Vec<Pending>, BatchError> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for g in groups {
-        match prepare_one(g) {
+        if cancelled.load(Ordering::Relaxed) {
+            return Err(BatchError::one(FileError::new(Kind::Internal, CANCELLED)));
+        }
+        match prepare_one(g, cancelled) {
             Ok(p) => out.push(p),
             Err(e) => errors.push(e),
         }
@@ -152,7 +198,10 @@ pub fn prepare(groups: Vec<Group>) -> Result<Vec<Pending>, BatchError> {
     }
 }
 
-fn prepare_one(g: Group) -> Result<Pending, FileError> {
+/// The message of a batch given up by its caller.
+const CANCELLED: &str = "edit-files: cancelled before anything was written";
+
+fn prepare_one(g: Group, cancelled: &AtomicBool) -> Result<Pending, FileError> {
     if g.caller.is_empty() {
         return Err(FileError::invalid("\"path\" is required"));
     }
@@ -210,19 +259,24 @@ fn prepare_one(g: Group) -> Result<Pending, FileError> {
             ));
         }
     }
-    let original = String::from_utf8(data).map_err(|e| {
-        FileError::invalid(format!(
-            "edit {rp}: the file is not valid UTF-8 (invalid byte at offset {}); edit it with a process instead",
-            e.utf8_error().valid_up_to()
-        ))
-    })?;
-    let new = apply_edits(&original, &g.edits)
-        .map_err(|(_, e)| FileError::invalid(format!("edit {rp}: {e}")))?;
+    // Each edit applies to the result of the previous one (as `matcher::apply_edits`, with a
+    // cancellation check in between).
+    let mut new: Option<Vec<u8>> = None;
+    for e in &g.edits {
+        if cancelled.load(Ordering::Relaxed) {
+            return Err(FileError::new(Kind::Internal, CANCELLED));
+        }
+        let current = new.as_deref().unwrap_or(&data);
+        let next = matcher::apply_edit(current, &e.as_matcher())
+            .map_err(|e| FileError::invalid(format!("edit {rp}: {e}")))?;
+        new = Some(next);
+    }
+    let new = new.unwrap_or_else(|| data.clone());
     let target = Target::prepare(resolved)?;
     Ok(Pending {
         caller: g.caller,
         target,
-        original,
+        original: data,
         new,
     })
 }
@@ -236,10 +290,8 @@ pub struct Done {
     pub resolved: PathBuf,
     /// SHA-256 of the new content.
     pub sha256: String,
-    /// Content before.
-    pub original: String,
-    /// Content after.
-    pub new: String,
+    /// Content before (what a rollback restores).
+    pub original: Vec<u8>,
 }
 
 /// Phase 2: stages every file (temp + fsync), then renames them in order. A staging failure
@@ -255,28 +307,27 @@ fn commit_with(
 ) -> Result<Vec<Done>, BatchError> {
     let mut staged: Vec<Staged> = Vec::with_capacity(pending.len());
     for p in &pending {
-        match write_all(p.target.clone(), journal, p.new.as_bytes()) {
+        match write_all(p.target.clone(), journal, &p.new) {
             Ok(s) => staged.push(s),
             Err(e) => return Err(BatchError::one(e)),
         }
     }
     let mut done: Vec<Done> = Vec::with_capacity(pending.len());
-    for (i, (s, p)) in staged.into_iter().zip(pending.iter()).enumerate() {
+    for (i, (s, p)) in staged.into_iter().zip(pending).enumerate() {
         before_rename(i, &p.target.path);
         match s.rename() {
             Ok(c) => done.push(Done {
-                caller: p.caller.clone(),
+                caller: p.caller,
                 resolved: c.path,
                 sha256: c.sha256,
-                original: p.original.clone(),
-                new: p.new.clone(),
+                original: p.original,
             }),
             Err(e) => {
                 let mut err = BatchError::one(e);
                 let mut restored = Vec::new();
                 for d in &done {
                     let back = Target::prepare(d.resolved.clone())
-                        .and_then(|t| write_all(t, journal, d.original.as_bytes()))
+                        .and_then(|t| write_all(t, journal, &d.original))
                         .and_then(Staged::rename);
                     match back {
                         Ok(_) => restored.push(d.caller.clone()),
@@ -315,8 +366,8 @@ mod tests {
 
     fn ed(s: &str, r: &str) -> Edit {
         Edit {
-            search: s.into(),
-            replace: r.into(),
+            old_text: s.into(),
+            new_text: r.into(),
             replace_all: false,
         }
     }
@@ -364,6 +415,26 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&a).unwrap(), "one");
         assert_eq!(std::fs::read_to_string(&b).unwrap(), "two");
         assert_eq!(std::fs::read_dir(t.path().join("j")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_cancelled_prepare_stops_and_a_non_utf8_file_is_edited_as_bytes() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("f");
+        std::fs::write(&f, b"\xff one \xfe\r\n").unwrap();
+        let files = || {
+            vec![FileEdits {
+                path: display(&f),
+                edits: vec![ed("one", "ONE"), ed("ONE", "1")],
+                expected_sha256: None,
+            }]
+        };
+        let err = prepare_cancellable(plan(files()).unwrap(), &AtomicBool::new(true)).unwrap_err();
+        assert_eq!(err.message(), CANCELLED);
+        let p = prepare(plan(files()).unwrap()).unwrap();
+        assert_eq!(p[0].new, b"\xff 1 \xfe\r\n");
+        assert_eq!(p[0].original, b"\xff one \xfe\r\n");
+        assert_eq!(std::fs::read(&f).unwrap(), b"\xff one \xfe\r\n");
     }
 
     #[test]

@@ -9,7 +9,6 @@ pub mod edit;
 pub mod error;
 pub mod list;
 pub mod matcher;
-pub mod matchshim;
 pub mod path;
 pub mod read;
 pub mod write;

@@ -2,7 +2,8 @@
 //! process doing the same job, measured in the same run:
 //! - `POST /api/v0/write-file` of a 100 KiB file vs `cp` of a 100 KiB file (no fsync) and
 //!   `cp` + `sync <file>` (durable, as write-file is: it fsyncs the file and the directory);
-//! - `POST /api/v0/edit-files` (one exact edit of a 100 KiB file) vs `sed -i`;
+//! - `POST /api/v0/edit-files` (one exact edit of a 100 KiB file) vs `sed -i`, and one edit
+//!   that only the indentation pass finds, with `include_diff` (same baseline);
 //! - `GET /api/v0/read-file-lines` (400 lines from the middle of a 1 MiB file) vs `sed -n`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -116,6 +117,35 @@ fn main() {
         let (st, v) = http1(&d.addr, "POST", "/api/v0/edit-files", &bodies[i % 2], None);
         assert_eq!(st, 200, "{v}");
     }));
+    // The same edit found only by the indentation pass (tab-indented old_text, the file has
+    // 4 spaces), with include_diff: the matcher's slow path plus the diff.
+    let fuzzy_bodies: Vec<String> = ["MARKER_A", "MARKER_B"]
+        .iter()
+        .zip(["MARKER_B", "MARKER_A"])
+        .map(|(a, b)| {
+            serde_json::json!({"include_diff": true, "files": [{"path": efs, "edits": [{
+                "old_text": format!("\tlet marker = {a};\n"),
+                "new_text": format!("\tlet marker = {b};\n")}]}]})
+            .to_string()
+        })
+        .collect();
+    let fuzzy = stats(time(N, |i| {
+        let (st, v) = http1(
+            &d.addr,
+            "POST",
+            "/api/v0/edit-files",
+            &fuzzy_bodies[i % 2],
+            None,
+        );
+        assert_eq!(st, 200, "{v}");
+        assert!(
+            v["files"][0]["diff"]
+                .as_str()
+                .unwrap()
+                .contains("+    let marker")
+        );
+    }));
+    assert_eq!(std::fs::read_to_string(&ef).unwrap(), text);
     let sf = root.join("sed.rs");
     std::fs::write(&sf, &text).unwrap();
     let scripts = ["s/MARKER_A/MARKER_B/", "s/MARKER_B/MARKER_A/"];
@@ -163,6 +193,9 @@ fn main() {
     line("edit-files, one edit, 100 KiB (fsync file + dir)", edit);
     line("baseline: sed -i, 100 KiB (no fsync)", sed);
     ratio("edit-files / sed -i", edit, sed);
+    line("edit-files, indentation pass + include_diff", fuzzy);
+    ratio("edit-files fuzzy+diff / sed -i", fuzzy, sed);
+    ratio("edit-files fuzzy+diff / exact", fuzzy, edit);
     line("read-file-lines 400 lines of a 1 MiB file", lines);
     line("baseline: sed -n 400 lines of a 1 MiB file", sedn);
     ratio("read-file-lines / sed -n", lines, sedn);

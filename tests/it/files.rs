@@ -855,16 +855,15 @@ async fn edit_files_contract_batches_diffs_and_path_store() {
     assert_eq!(st, 412, "{v}");
     assert_eq!((r(&a), r(&b)), ("pa".into(), "pb".into()));
 
-    // Invalid UTF-8 files are refused clearly, unchanged.
+    // Files that are not UTF-8 are edited as bytes (more cases in the matcher test below).
     let bad = root.join("bad");
     std::fs::write(&bad, b"ok \xff").unwrap();
     let (st, v) = edit(&d, &one(&bad, "ok", "OK")).await;
-    assert_eq!(st, 400);
-    assert!(
-        v["message"].as_str().unwrap().contains("not valid UTF-8"),
-        "{v}"
+    assert_eq!(
+        (st, &v),
+        (200, &json!({"sha256": {s(&bad): sha256(b"OK \xff")}}))
     );
-    assert_eq!(std::fs::read(&bad).unwrap(), b"ok \xff");
+    assert_eq!(std::fs::read(&bad).unwrap(), b"OK \xff");
     // FIFOs never block.
     let fifo = root.join("fifo");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
@@ -1213,4 +1212,395 @@ async fn git_watch_sees_a_write_file_change_without_a_poll() {
     })
     .await;
     assert!(t1.elapsed() < Duration::from_secs(3));
+}
+
+/// One matcher case through the daemon: file content, the edits, and either the content after
+/// (200) or the matcher's message (400, prefixed `edit <resolved path>: `).
+struct Case {
+    name: &'static str,
+    content: &'static [u8],
+    edits: Value,
+    want: Result<&'static [u8], String>,
+}
+
+const NOT_FOUND: &str = "old_text not found in file. Verify that old_text matches the file \
+                         content exactly, including whitespace and indentation";
+
+fn ambiguous(n: usize) -> String {
+    format!(
+        "old_text matches {n} occurrences (expected exactly 1). Include more surrounding \
+         context to make the match unique, or set replace_all to true"
+    )
+}
+
+fn ed(old: &str, new: &str) -> Value {
+    json!({"old_text": old, "new_text": new})
+}
+
+fn ed_all(old: &str, new: &str) -> Value {
+    json!({"old_text": old, "new_text": new, "replace_all": true})
+}
+
+fn matcher_cases() -> Vec<Case> {
+    vec![
+        // TestEditFiles (the matcher rows of the table).
+        Case {
+            name: "TrailingWhitespace",
+            content: b"foo   \nbar\t\t\nbaz",
+            edits: json!([ed("foo\nbar\nbaz", "replaced")]),
+            want: Ok(b"replaced   "),
+        },
+        Case {
+            name: "TabsVsSpaces",
+            content: b"\tif true {\n\t\tfoo()\n\t}",
+            edits: json!([ed(
+                "    if true {\n        foo()\n    }",
+                "\tif true {\n\t\tbar()\n\t}"
+            )]),
+            want: Ok(b"\tif true {\n\t\tbar()\n\t}"),
+        },
+        Case {
+            name: "DifferentIndentDepth",
+            content: b"\t\t\tdeep()\n\t\t\tnested()",
+            edits: json!([ed("\tdeep()\n\tnested()", "\t\t\tdeep()\n\t\t\tchanged()")]),
+            want: Ok(b"\t\t\tdeep()\n\t\t\tchanged()"),
+        },
+        Case {
+            name: "ExactMatchPreferred",
+            content: b"hello world",
+            edits: json!([ed("hello world", "goodbye world")]),
+            want: Ok(b"goodbye world"),
+        },
+        Case {
+            name: "NoMatchErrors",
+            content: b"original content",
+            edits: json!([ed("this does not exist in the file", "whatever")]),
+            want: Err(NOT_FOUND.into()),
+        },
+        Case {
+            name: "AmbiguousExactMatch",
+            content: b"foo bar foo baz foo",
+            edits: json!([ed("foo", "qux")]),
+            want: Err(ambiguous(3)),
+        },
+        Case {
+            name: "ReplaceAllExact",
+            content: b"foo bar foo baz foo",
+            edits: json!([ed_all("foo", "qux")]),
+            want: Ok(b"qux bar qux baz qux"),
+        },
+        Case {
+            name: "ReplaceAllFuzzyTrailing",
+            content: b"hello   \nworld\nhello   \nagain",
+            edits: json!([ed_all("hello\n", "bye\n")]),
+            want: Ok(b"bye   \nworld\nbye   \nagain"),
+        },
+        Case {
+            name: "ReplaceAllFuzzyIndent",
+            content: b"\t\talpha\n\t\tbeta\n\t\talpha\n\t\tgamma",
+            edits: json!([ed_all("    alpha\n", "\t\tREPLACED\n")]),
+            want: Ok(b"\t\tREPLACED\n\t\tbeta\n\t\tREPLACED\n\t\tgamma"),
+        },
+        Case {
+            name: "MixedWhitespaceMultiline",
+            content: b"func main() {\n\tresult := compute()\n\tfmt.Println(result)\n}",
+            edits: json!([ed(
+                "  result := compute()\n  fmt.Println(result)\n",
+                "\tresult := compute()\n\tlog.Println(result)\n"
+            )]),
+            want: Ok(b"func main() {\n\tresult := compute()\n\tlog.Println(result)\n}"),
+        },
+        Case {
+            name: "EditEditAmbiguous",
+            content: b"foo bar",
+            edits: json!([ed("foo", "bar"), ed("bar", "qux")]),
+            want: Err(ambiguous(2)),
+        },
+        // Indentation translation of inserted lines into the file's unit.
+        Case {
+            name: "Expansion_ExtraLinesTrackLastPair",
+            content: b"foo\n\tline\nbar\n",
+            edits: json!([ed("    line\n", "    line\n    extra\n")]),
+            want: Ok(b"foo\n\tline\n\textra\nbar\n"),
+        },
+        Case {
+            name: "Red_WrapInBlock_TabFile_4spLLM",
+            content: b"func main() {\n\tfmt.Println(\"hello\")\n\tfmt.Println(\"world\")\n}\n",
+            edits: json!([ed(
+                "    fmt.Println(\"hello\")\n    fmt.Println(\"world\")",
+                "    fmt.Println(\"hello\")\n    if verbose {\n        fmt.Println(\"world\")\n    }"
+            )]),
+            want: Ok(
+                b"func main() {\n\tfmt.Println(\"hello\")\n\tif verbose {\n\t\tfmt.Println(\"world\")\n\t}\n}\n",
+            ),
+        },
+        // Line endings: CRLF kept, caller intent honoured or refused.
+        Case {
+            name: "CRLF_Content_LFSearch_Delete",
+            content: b"foo\r\nline\r\nbar\r\n",
+            edits: json!([ed("line\n", "")]),
+            want: Ok(b"foo\r\nbar\r\n"),
+        },
+        Case {
+            name: "FuzzyIndent_CRLF_TwoSpaceSearch_FileTabWins",
+            content: b"foo\r\n\tline\r\nbar\r\n",
+            edits: json!([ed("  line\n", "  LINE\n")]),
+            want: Ok(b"foo\r\n\tLINE\r\nbar\r\n"),
+        },
+        Case {
+            name: "CRLFFile_LFSearchReplace_Expansion",
+            content: b"line1\r\nline2\r\nline3\r\n",
+            edits: json!([ed("line1\nline2\n", "line1\nINSERTED\nline2\n")]),
+            want: Ok(b"line1\r\nINSERTED\r\nline2\r\nline3\r\n"),
+        },
+        Case {
+            name: "ReplaceAll_CRLF_LFSearch_FileEndingWins",
+            content: b"line one\r\nother\r\nline one\r\n",
+            edits: json!([ed_all("line one\n", "LINE\n")]),
+            want: Ok(b"LINE\r\nother\r\nLINE\r\n"),
+        },
+        Case {
+            name: "CallerIntent_SearchMatchesFile_ReplaceEndingsHonored",
+            content: b"x\r\ny\r\nz\r\n",
+            edits: json!([ed("x\r\ny\r\n", "X\nY\n")]),
+            want: Ok(b"X\nY\nz\r\n"),
+        },
+        Case {
+            name: "CallerIntent_SearchDoesNotMatchFileEnding_Rejects",
+            content: b"x\r\ny\r\nz\r\n",
+            edits: json!([ed("x\ny\n", "X\r\nY\r\n")]),
+            want: Err("old_text not found in file. Verify that old_text matches the file \
+                       content exactly, including whitespace, indentation, and line endings"
+                .into()),
+        },
+        // Rejects.
+        Case {
+            name: "EmptySearch_ReplaceAll_Rejects",
+            content: b"abc",
+            edits: json!([ed_all("", "x")]),
+            want: Err("old_text must not be empty; include the text you want to match".into()),
+        },
+        Case {
+            name: "ContentMismatch_Rejects",
+            content: b"Hello world\n",
+            edits: json!([ed("hello world\n", "x\n")]),
+            want: Err(NOT_FOUND.into()),
+        },
+        Case {
+            name: "AmbiguousFuzzyWindows",
+            content: b"\tfoo\n\tbar\n  foo\n",
+            edits: json!([ed("    foo\n", "x\n")]),
+            want: Err(ambiguous(2)),
+        },
+        // Not-found hints.
+        Case {
+            name: "Inversion_HintIncludesSwapAndLine",
+            content: b"package main\n\nfunc adder(a int, b int) int { return a + b }\n\n// trailing comment\n",
+            edits: json!([ed(
+                "func adder(a, b int) int {\n\treturn a + b\n}\n",
+                "func adder(a int, b int) int { return a + b }\n"
+            )]),
+            want: Err(format!(
+                "{NOT_FOUND}. Did you swap \"old_text\" and \"new_text\"? Your new_text string \
+                 appears at line 3"
+            )),
+        },
+        Case {
+            name: "Miscount_ASCIIEquals_HintWorks",
+            content: b"title\nsection =======\nbody\n",
+            edits: json!([ed("section =====\n", "section *****\n")]),
+            want: Err(format!(
+                "{NOT_FOUND}. Your old_text has 5 \"=\" (U+003D); the file has 7 at line 2"
+            )),
+        },
+        Case {
+            name: "Miscount_BoxDrawingDashes_HintNamesCodepoint",
+            content: "<header>\n{/* SECTION ───── */}\n<body/>\n".as_bytes(),
+            edits: json!([ed("{/* SECTION ─── */}\n", "{/* REPLACED */}\n")]),
+            want: Err(format!(
+                "{NOT_FOUND}. Your old_text has 3 \"─\" (U+2500); the file has 5 at line 2"
+            )),
+        },
+        // Not UTF-8: bytes in, bytes out; untouched bytes are kept, exact and fuzzy passes.
+        Case {
+            name: "NonUtf8_Exact",
+            content: b"caf\xe9\nline two\n\xff\xfe end\n",
+            edits: json!([ed("line two", "LINE 2")]),
+            want: Ok(b"caf\xe9\nLINE 2\n\xff\xfe end\n"),
+        },
+        Case {
+            name: "NonUtf8_Fuzzy",
+            content: b"caf\xe9\n\tline two  \n\xff\xfe end\n",
+            edits: json!([ed("    line two\n", "    LINE 2\n    more\n")]),
+            want: Ok(b"caf\xe9\n\tLINE 2  \n\tmore\n\xff\xfe end\n"),
+        },
+        Case {
+            name: "NonUtf8_ReplaceAll",
+            content: b"\x80 x \x80 x\r\n\x80",
+            edits: json!([ed_all("x", "y")]),
+            want: Ok(b"\x80 y \x80 y\r\n\x80"),
+        },
+        Case {
+            name: "NonUtf8_NotFound",
+            content: b"\xff\xff\n",
+            edits: json!([ed("nothere", "x")]),
+            want: Err(NOT_FOUND.into()),
+        },
+    ]
+}
+
+#[tokio::test]
+async fn edit_files_matcher_cases_exact_bodies() {
+    let d = Agentd::start();
+    let (_t, root) = tmpdir();
+    for (i, case) in matcher_cases().into_iter().enumerate() {
+        let f = root.join(format!("case{i}"));
+        std::fs::write(&f, case.content).unwrap();
+        let body = json!({"files": [{"path": s(&f), "edits": case.edits}]});
+        let (st, v) = edit(&d, &body).await;
+        match case.want {
+            Ok(want) => {
+                assert_eq!(
+                    (st, &v),
+                    (200, &json!({"sha256": {s(&f): sha256(want)}})),
+                    "{}",
+                    case.name
+                );
+                assert_eq!(
+                    String::from_utf8_lossy(&std::fs::read(&f).unwrap()),
+                    String::from_utf8_lossy(want),
+                    "{}",
+                    case.name
+                );
+            }
+            Err(msg) => {
+                assert_eq!(
+                    (st, &v),
+                    (
+                        400,
+                        &json!({"message": format!("edit {}: {msg}", f.display())})
+                    ),
+                    "{}",
+                    case.name
+                );
+                assert_eq!(std::fs::read(&f).unwrap(), case.content, "{}", case.name);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn edit_files_include_diff_exact_output() {
+    let d = Agentd::start();
+    let (_t, root) = tmpdir();
+    let (a, b, c, n, x) = (
+        root.join("a"),
+        root.join("b"),
+        root.join("c.txt"),
+        root.join("n"),
+        root.join("x"),
+    );
+    std::fs::write(&a, "hello world\n").unwrap();
+    std::fs::write(&b, "one\ntwo\nthree\n").unwrap();
+    std::fs::write(&c, "a\r\nb\r\nc").unwrap();
+    std::fs::write(&n, b"caf\xe9\nold\n").unwrap();
+    std::fs::write(&x, "same\n").unwrap();
+    let link = root.join("link");
+    std::os::unix::fs::symlink(&c, &link).unwrap();
+    let body = json!({"include_diff": true, "files": [
+        {"path": s(&a), "edits": [ed("hello", "HELLO")]},
+        {"path": s(&b), "edits": [ed("one", "ONE"), ed("three", "THREE")]},
+        {"path": s(&link), "edits": [ed("c", "C\nD")]},
+        {"path": s(&n), "edits": [ed("old", "new")]},
+        {"path": s(&x), "edits": [ed("same", "same")]}]});
+    let (st, v) = edit(&d, &body).await;
+    let (la, lb, ll, ln, lx) = (s(&a), s(&b), s(&link), s(&n), s(&x));
+    assert_eq!(
+        (st, &v),
+        (
+            200,
+            &json!({
+                "files": [
+                    {"path": la, "diff": format!("--- {la}\n+++ {la}\n@@ -1 +1 @@\n-hello world\n+HELLO world\n")},
+                    {"path": lb, "diff": format!("--- {lb}\n+++ {lb}\n@@ -1,3 +1,3 @@\n-one\n+ONE\n two\n-three\n+THREE\n")},
+                    {"path": ll, "diff": format!("--- {ll}\n+++ {ll}\n@@ -1,3 +1,4 @@\n a\r\n b\r\n-c\n\\ No newline at end of file\n+C\r\n+D\n\\ No newline at end of file\n")},
+                    {"path": ln, "diff": format!("--- {ln}\n+++ {ln}\n@@ -1,2 +1,2 @@\n caf\u{fffd}\n-old\n+new\n")},
+                    {"path": lx, "diff": ""},
+                ],
+                "sha256": {
+                    la: sha256(b"HELLO world\n"),
+                    lb: sha256(b"ONE\ntwo\nTHREE\n"),
+                    ll: sha256(b"a\r\nb\r\nC\r\nD"),
+                    ln: sha256(b"caf\xe9\nnew\n"),
+                    lx: sha256(b"same\n"),
+                },
+            })
+        )
+    );
+    assert_eq!(std::fs::read(&c).unwrap(), b"a\r\nb\r\nC\r\nD");
+    assert_eq!(std::fs::read(&n).unwrap(), b"caf\xe9\nnew\n");
+}
+
+/// The daemon's user + system CPU time in clock ticks (`/proc/<pid>/stat` fields 14 and 15).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split(' ').collect();
+    // `after` starts at field 3 (state): utime is field 14, stime 15.
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[tokio::test]
+async fn edit_files_that_times_out_writes_nothing_and_stops_matching() {
+    let d = Agentd::start_with(Options {
+        args: ["--fs-timeout-ms", "1000"].map(String::from).to_vec(),
+        ..Default::default()
+    });
+    let (_t, root) = tmpdir();
+    let f = root.join("big");
+    // 20 000 tab-indented lines; every edit is found only by the indentation pass, so each one
+    // scans the whole file: far more than a second of matching.
+    let content: String = (0..20_000).map(|i| format!("\tvalue {i:05}\n")).collect();
+    std::fs::write(&f, &content).unwrap();
+    let edits: Vec<Value> = (0..20_000)
+        .map(|i| {
+            ed(
+                &format!("    value {i:05}\n"),
+                &format!("    VALUE {i:05}\n"),
+            )
+        })
+        .collect();
+    let started = Instant::now();
+    let (st, v) = edit(&d, &json!({"files": [{"path": s(&f), "edits": edits}]})).await;
+    assert_eq!(
+        (st, &v),
+        (
+            504,
+            &json!({"message": "File-system call timed out.",
+                    "detail": "a file-system call did not finish within 1000 ms (hung mount?)"})
+        )
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // The abandoned matching stops at its next edit: the daemon goes idle.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = cpu_ticks(d.pid());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let spent = cpu_ticks(d.pid()) - before;
+    assert!(
+        spent < 20,
+        "{spent} ticks of CPU in the second after the 504"
+    );
+    // Nothing was written, no temp file is left, and the file's lock is free.
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), content);
+    let names: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["big".to_owned()]);
+    let (st, v) = edit(&d, &one(&f, "\tvalue 00007\n", "\tseven\n")).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        std::fs::read_to_string(&f).unwrap(),
+        content.replace("\tvalue 00007\n", "\tseven\n")
+    );
 }
