@@ -10,9 +10,20 @@
 # pip, and the network the first time). Builds the debug binary unless AGENTD_BIN names
 # one. The daemon runs with a token, a temp state dir, a temp workdir holding an
 # AGENTS.md, a skill, a git repository and an .mcp.json (the in-repo fake MCP server), and
-# HOME in the temp dir: generated requests start real `sh -c` commands (random strings),
-# so nothing of the developer's is in reach by default paths. The WebSocket operation
-# (`x-websocket`) is excluded: tests/it/openapi.rs covers it.
+# HOME in the temp dir.
+#
+# Safety. schemathesis generates the requests, so:
+# - `POST /api/v0/processes/start` runs `sh -c <command>` where the command is a random
+#   string (and `workdir`/`env` are random too). When this script runs as root (CI does),
+#   the daemon is started as `nobody` (setpriv, no new privileges, no supplementary groups),
+#   so a random command can only touch what `nobody` may: the temp dir and world-writable
+#   places, never the checkout or the system. `--max-processes 4` bounds how many run.
+# - `POST /api/v0/write-file` and `POST /api/v0/edit-files` are excluded: they write to
+#   client-chosen absolute paths, and random absolute paths (as root, or even as `nobody`
+#   in /tmp) would litter or damage the machine. tests/it/openapi.rs and tests/it/files.rs
+#   cover them on temp files. The read-only file operations (read-file, read-file-lines,
+#   resolve-path, list-directory) stay in: they only read, bounded, with `--fs-timeout-ms`.
+# - The WebSocket operation (`x-websocket`) is excluded: tests/it/openapi.rs covers it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,25 +64,43 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-mkdir -p "$tmp/home" "$tmp/work/.agents/skills/demo" "$tmp/work/repo"
+mkdir -p "$tmp/bin" "$tmp/home" "$tmp/work/.agents/skills/demo" "$tmp/work/repo"
+# Copies, so that `nobody` can run them whatever the checkout's permissions.
+cp "$AGENTD_BIN" "$tmp/bin/agentd"
+if [ -x "$fake_mcp" ]; then cp "$fake_mcp" "$tmp/bin/fake-mcp-server"; fi
 printf 'Be brief.\n' >"$tmp/work/AGENTS.md"
 printf -- '---\nname: demo\ndescription: A demo skill\n---\nBody.\n' \
   >"$tmp/work/.agents/skills/demo/SKILL.md"
 git -C "$tmp/work/repo" init --quiet
-if [ -x "$fake_mcp" ]; then
-  printf '{"mcpServers":{"fake":{"command":"%s"}}}\n' "$(realpath "$fake_mcp")" >"$tmp/work/.mcp.json"
+if [ -x "$tmp/bin/fake-mcp-server" ]; then
+  printf '{"mcpServers":{"fake":{"command":"%s"}}}\n' "$tmp/bin/fake-mcp-server" >"$tmp/work/.mcp.json"
 fi
 token=schemathesis-token
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# As root, the daemon (and every random command it starts) runs as nobody.
+drop=()
+if [ "$(id -u)" = 0 ]; then
+  if ! command -v setpriv >/dev/null; then
+    echo "schemathesis: running as root needs setpriv (util-linux) to start agentd as nobody" >&2
+    exit 1
+  fi
+  nobody_gid=$(id -g nobody)
+  chown -R nobody:"$nobody_gid" "$tmp"
+  drop=(setpriv --reuid=nobody --regid="$nobody_gid" --clear-groups --no-new-privs)
+fi
 env -i PATH="$PATH" HOME="$tmp/home" AGENTD_AUTH_TOKEN="$token" \
-  "$AGENTD_BIN" serve --listen "127.0.0.1:$port" --state-dir "$tmp/state" \
+  "${drop[@]}" "$tmp/bin/agentd" serve --listen "127.0.0.1:$port" --state-dir "$tmp/state" \
   --socket "$tmp/agentd.sock" --workdir "$tmp/work" --log-format json --log-level warn \
-  --max-processes 64 --mcp-call-timeout-ms 2000 2>"$tmp/agentd.log" &
+  --max-processes 4 --mcp-call-timeout-ms 2000 2>"$tmp/agentd.log" &
 pid=$!
 for _ in $(seq 1 200); do
   curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
   sleep 0.05
 done
+if [ ${#drop[@]} -gt 0 ] && [ "$(ps -o uid= -p "$pid" | tr -d ' ')" != "$(id -u nobody)" ]; then
+  echo "schemathesis: agentd is not running as nobody; refusing to send it random commands" >&2
+  exit 1
+fi
 
 # The document is served behind the token, which schemathesis does not send when it loads
 # the schema: fetch it first.
@@ -83,6 +112,7 @@ status=0
   -H "Authorization: Bearer $token" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
   --exclude-path /api/v0/git/watch \
+  --exclude-path /api/v0/write-file --exclude-path /api/v0/edit-files \
   --max-examples "$max_examples" --seed "$seed" --workers 1 \
   --generation-database none --no-color \
   "${extra[@]}" || status=$?

@@ -53,7 +53,8 @@ impl FileError {
     }
 
     /// A Go `*PathError` (`<op> <path>: <strerror>`), classed by errno: ENOENT is not found,
-    /// EACCES/EPERM denied, anything else internal.
+    /// EACCES/EPERM denied, a path that cannot name a file (ENAMETOOLONG, a NUL byte) invalid,
+    /// anything else internal.
     pub fn io(op: &str, path: &str, e: &std::io::Error) -> Self {
         Self::new(kind_of(e), format!("{op} {path}: {}", go_strerror(e)))
     }
@@ -70,9 +71,14 @@ pub fn kind_of(e: &std::io::Error) -> Kind {
     match e.raw_os_error() {
         Some(libc::ENOENT) => Kind::NotFound,
         Some(libc::EACCES | libc::EPERM) => Kind::Denied,
+        // The caller's path is too long for the kernel: a malformed request.
+        Some(libc::ENAMETOOLONG) => Kind::Invalid,
         _ => match e.kind() {
             std::io::ErrorKind::NotFound => Kind::NotFound,
             std::io::ErrorKind::PermissionDenied => Kind::Denied,
+            // No errno: Rust refused the caller's path itself (a NUL byte) before any
+            // syscall. A malformed request, not a server fault.
+            std::io::ErrorKind::InvalidInput if e.raw_os_error().is_none() => Kind::Invalid,
             _ => Kind::Internal,
         },
     }
@@ -148,6 +154,15 @@ mod tests {
         assert_eq!(go_strerror(&e), "input/output error");
         let e = std::io::Error::from_raw_os_error(libc::EACCES);
         assert_eq!(kind_of(&e), Kind::Denied);
+        let e = std::fs::File::open(format!("/{}", "a".repeat(300))).unwrap_err();
+        assert_eq!(kind_of(&e), Kind::Invalid);
+        assert_eq!(go_strerror(&e), "file name too long");
+        let e = std::fs::File::open("/a\0b").unwrap_err();
+        assert_eq!(kind_of(&e), Kind::Invalid);
+        assert_eq!(
+            FileError::io("open", "/a\0b", &e).message,
+            "open /a\0b: file name contained an unexpected NUL byte"
+        );
         assert_eq!(go_quote("a\"b\\c\nd é"), "\"a\\\"b\\\\c\\nd é\"");
         assert_eq!(go_quote("\u{1}"), "\"\\x01\"");
     }

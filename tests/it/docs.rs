@@ -2,7 +2,8 @@
 //! operations; `configuration.md` lists exactly the flags of every subcommand (clap's
 //! definition in `agentd/src/cli.rs`) with their env vars and defaults, hidden flags in
 //! their own section; `troubleshooting.md` names every error message agentd answers over
-//! HTTP and every warning or error it logs.
+//! HTTP (the file API's library `agentfiles` included, but for the matcher's wording) and
+//! every warning or error it logs.
 //!
 //! `AGENTD_DOCS_PRINT=1 cargo test -p agentd-tests --test it docs::` prints the expected
 //! configuration tables.
@@ -196,10 +197,16 @@ fn error_strings() -> BTreeSet<String> {
         "agentmcp",
         "gitwatch",
         "agentcontextconfig",
+        "agentfiles",
     ] {
         for e in std::fs::read_dir(repo().join(krate).join("src")).unwrap() {
             let p = e.unwrap().path();
-            if p.extension().is_some_and(|x| x == "rs") {
+            // The edit matcher's sentences (`edit <path>: <why>`) are its own wording, which
+            // troubleshooting.md documents by their stable parts only.
+            let matcher = p
+                .file_stem()
+                .is_some_and(|s| s.to_string_lossy().starts_with("match"));
+            if p.extension().is_some_and(|x| x == "rs") && !matcher {
                 files.push(p);
             }
         }
@@ -213,13 +220,30 @@ fn error_strings() -> BTreeSet<String> {
             "internal(\"",
             "StatusCode::TOO_MANY_REQUESTS, \"",
             "StatusCode::GATEWAY_TIMEOUT,\n",
+            "StatusCode::GATEWAY_TIMEOUT, \"",
+            "StatusCode::REQUEST_TIMEOUT, \"",
+            // agentfiles: `FileError::invalid("...")`, `FileError::new(Kind::X, "...")`.
+            "FileError::invalid(\"",
+            "Kind::Internal,",
+            "Kind::Invalid,",
+            "Kind::Denied,",
+            "Kind::NotFound,",
+            "Kind::Mismatch,",
+            "Kind::TooLarge,",
             "StatusCode::FORBIDDEN, \"",
             "StatusCode::UNAUTHORIZED, \"",
             "StatusCode::METHOD_NOT_ALLOWED, \"",
         ] {
             for (i, _) in text.match_indices(pat) {
                 let rest = &text[i + pat.len()..];
-                let rest = rest.trim_start().trim_start_matches('"');
+                let rest = rest.trim_start();
+                // Only a string literal right after the pattern (not `Kind::X, format!(..)`).
+                let Some(rest) = rest
+                    .strip_prefix('"')
+                    .or(pat.ends_with('"').then_some(rest))
+                else {
+                    continue;
+                };
                 let lit = rest.split('"').next().unwrap();
                 if !lit.is_empty() && !lit.contains('{') && !lit.ends_with('\\') {
                     out.insert(lit.to_owned());

@@ -2,7 +2,8 @@
 //! the router is documented and every documented operation is routed (same methods); every
 //! answer of a route-by-route walk (successes and the main errors) matches the documented
 //! schema of its route and status; the git watch's WebSocket messages match theirs; and the
-//! validator does reject a wrong body.
+//! validator does reject a wrong body. The file API is walked on temp files under the
+//! daemon's workdir.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -47,6 +48,15 @@ impl<'a> Walk<'a> {
     /// parameters filled in, plus a query), checks that the status is documented for the
     /// operation, that the content type is the documented one and that the body matches the
     /// documented schema. Returns status and body (JSON, or a string for text).
+    /// A client for one request.
+    fn client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap()
+    }
+
     async fn call(
         &self,
         method: &str,
@@ -56,12 +66,7 @@ impl<'a> Walk<'a> {
         headers: &[(&str, &str)],
         auth: Auth,
     ) -> (u16, Value) {
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(0)
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap();
-        let mut req = client.request(method.parse().unwrap(), self.d.url(path));
+        let mut req = Self::client().request(method.parse().unwrap(), self.d.url(path));
         if let Auth::Token = auth {
             req = req.bearer_auth(TOKEN);
         }
@@ -73,6 +78,16 @@ impl<'a> Walk<'a> {
                 .header("Content-Type", "application/json")
                 .body(b.to_owned());
         }
+        self.send(method, template, req).await
+    }
+
+    /// Sends a built request and checks its answer as [`Walk::call`] does.
+    async fn send(
+        &self,
+        method: &str,
+        template: &str,
+        req: reqwest::RequestBuilder,
+    ) -> (u16, Value) {
         let res = req.send().await.unwrap();
         let status = res.status().as_u16();
         let ctype = res
@@ -104,6 +119,15 @@ impl<'a> Walk<'a> {
                     .iter()
                     .find(|(m, _)| ctype.starts_with(m.as_str()))
                     .unwrap_or_else(|| panic!("{what}: content type {ctype:?} not documented"));
+                // A media type without a schema is raw bytes (read-file): kept as text.
+                if media_obj.get("schema").is_none() {
+                    self.seen.lock().unwrap().insert((
+                        method.to_owned(),
+                        template.to_owned(),
+                        status,
+                    ));
+                    return Value::String(text.to_owned());
+                }
                 let value = if media == "application/json" {
                     serde_json::from_str(text)
                         .unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {text}"))
@@ -147,8 +171,9 @@ fn write(p: &Path, content: &str) {
 }
 
 /// A daemon with a token, a fake MCP server, instruction files, a good and a bad skill and
-/// a git repository in its workdir.
+/// a git repository in its workdir, and `HOME` an empty directory in it.
 fn daemon(work: &Path, extra: &[&str]) -> Agentd {
+    std::fs::create_dir_all(work.join("home")).unwrap();
     write(&work.join("AGENTS.md"), "Be brief.\n");
     write(
         &work.join(".agents/skills/good-skill/SKILL.md"),
@@ -173,6 +198,7 @@ fn daemon(work: &Path, extra: &[&str]) -> Agentd {
         token: Some(TOKEN.into()),
         args,
         env: vec![
+            ("HOME".into(), work.join("home").display().to_string()),
             ("AGENTD_MCP_BACKOFF_MIN_MS".into(), "100".into()),
             ("AGENTD_MCP_BACKOFF_MAX_MS".into(), "1000".into()),
         ],
@@ -889,6 +915,9 @@ async fn every_answer_matches_the_document() {
         json!({"type": "error", "message": "unknown message type"})
     );
 
+    // Files.
+    walk_files(&w, work.path()).await;
+
     // Coverage: every operation answered its success; every documented status was seen,
     // except those no test can cause on demand (listed).
     let seen = w.seen.lock().unwrap().clone();
@@ -899,6 +928,16 @@ async fn every_answer_matches_the_document() {
         ("POST", "/api/v0/git/watch/paths", 504),
         ("GET", "/api/v0/git/watch", 405),
         ("GET", "/api/v0/git/watch", 426),
+        // A hung mount, a directory removed mid-write, a body that stalls for 60 s.
+        ("GET", "/api/v0/read-file", 504),
+        ("GET", "/api/v0/read-file-lines", 504),
+        ("POST", "/api/v0/write-file", 404),
+        ("POST", "/api/v0/write-file", 408),
+        ("POST", "/api/v0/write-file", 504),
+        ("POST", "/api/v0/edit-files", 504),
+        ("GET", "/api/v0/resolve-path", 504),
+        ("POST", "/api/v0/list-directory", 504),
+        ("GET", "/api/v0/resolve-path", 404),
     ];
     let common = [401, 403, 413, 500];
     let mut missing = Vec::new();
@@ -941,4 +980,487 @@ async fn next_text(ws: &mut WsStream) -> Value {
             return serde_json::from_str(&t).unwrap();
         }
     }
+}
+
+/// `GET /api/v0/read-file?<query>` through the walk: status, content type and body.
+async fn read_file(w: &Walk<'_>, query: &str) -> (u16, String, Value) {
+    let res = Walk::client()
+        .get(w.d.url(&format!("/api/v0/read-file?{query}")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let ctype = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let text = res.text().await.unwrap();
+    let v = w.check("GET", "/api/v0/read-file", status, &ctype, &text);
+    (status, ctype, v)
+}
+
+/// A query value, form-encoded as Go's `url.Values.Encode` does.
+fn q(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            b => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// The file API, route by route, on temp files under the daemon's workdir.
+async fn walk_files(w: &Walk<'_>, work: &Path) {
+    let dir = work.join("files");
+    std::fs::create_dir_all(&dir).unwrap();
+    let dir = std::fs::canonicalize(&dir).unwrap();
+    let p = |name: &str| dir.join(name).display().to_string();
+    let ds = dir.display().to_string();
+    let txt = p("a file.txt");
+    write(Path::new(&txt), "hello\nworld\n");
+    std::fs::write(p("pixel.png"), b"\x89PNG\r\n").unwrap();
+
+    // read-file.
+    let (s, ct, v) = read_file(w, &format!("path={}&offset=1&limit=4", q(&txt))).await;
+    assert_eq!(
+        (s, ct.as_str(), v),
+        (200, "application/octet-stream", json!("ello"))
+    );
+    let (s, ct, v) = read_file(w, &format!("path={}&offset=100", q(&txt))).await;
+    assert_eq!(
+        (s, ct.as_str(), v),
+        (200, "application/octet-stream", json!(""))
+    );
+    let (s, ct, _) = read_file(w, &format!("path={}", q(&p("pixel.png")))).await;
+    assert_eq!((s, ct.as_str()), (200, "image/png"));
+    let (s, _, v) = read_file(w, "path=rel%2Fx").await;
+    assert_eq!(
+        (s, v),
+        (
+            400,
+            json!({"message": "file path must be absolute: \"rel/x\""})
+        )
+    );
+    let (s, _, v) = read_file(w, &format!("path={}", q(&ds))).await;
+    assert_eq!(
+        (s, v),
+        (400, json!({"message": format!("open {ds}: not a file")}))
+    );
+    let (s, _, v) = read_file(w, "offset=-1&bogus=1").await;
+    assert_eq!(
+        (s, v),
+        (
+            400,
+            json!({"message": "Query parameters have invalid values.", "validations": [
+                {"field": "path", "detail": "Query param \"path\" is required and cannot be empty"},
+                {"field": "offset", "detail": "Query param \"offset\" must be a valid 64-bit positive integer: value is negative"},
+                {"field": "bogus", "detail": "Query param \"bogus\" is not a valid query param"},
+            ]})
+        )
+    );
+    let (s, _, v) = read_file(w, "path=/a%00b").await;
+    assert_eq!(
+        (s, v),
+        (
+            400,
+            json!({"message": "open /a\u{0}b: file name contained an unexpected NUL byte"})
+        )
+    );
+    let long = format!("/{}", "a".repeat(300));
+    let (s, _, v) = read_file(w, &format!("path={long}")).await;
+    assert_eq!(
+        (s, v),
+        (
+            400,
+            json!({"message": format!("open {long}: file name too long")})
+        )
+    );
+    let missing = p("missing.txt");
+    let (s, _, v) = read_file(w, &format!("path={}", q(&missing))).await;
+    assert_eq!(
+        (s, v),
+        (
+            404,
+            json!({"message": format!("open {missing}: no such file or directory")})
+        )
+    );
+
+    // read-file-lines.
+    let lines = "/api/v0/read-file-lines";
+    let (s, v) = w
+        .get(lines, &format!("{lines}?path={}&offset=2", q(&txt)))
+        .await;
+    assert_eq!(
+        (s, v),
+        (
+            200,
+            json!({"success": true, "file_size": 12, "total_lines": 3, "lines_read": 2, "content": "2\tworld\n3\t"})
+        )
+    );
+    let (s, v) = w.get(lines, &format!("{lines}?path={}", q(&missing))).await;
+    assert_eq!(
+        (s, v),
+        (
+            200,
+            json!({"success": false, "error": format!("file does not exist: {missing}")})
+        )
+    );
+    let (s, v) = w
+        .get(lines, &format!("{lines}?path={}&limit=x", q(&txt)))
+        .await;
+    assert_eq!(
+        (s, &v["validations"][0]["detail"]),
+        (
+            400,
+            &json!(
+                "Query param \"limit\" must be a valid 64-bit positive integer: strconv.ParseInt: parsing \"x\": invalid syntax"
+            )
+        )
+    );
+
+    // write-file.
+    let wf = "/api/v0/write-file";
+    let post_raw = async |query: &str, body: &'static str, chat: bool| {
+        let mut req = Walk::client()
+            .post(w.d.url(&format!("{wf}?{query}")))
+            .bearer_auth(TOKEN)
+            .body(body);
+        if chat {
+            req = req.header("Coder-Chat-Id", CHAT);
+        }
+        w.send("POST", wf, req).await
+    };
+    let new = p("new/deeper/b.txt");
+    let (s, v) = post_raw(&format!("path={}", q(&new)), "hello\n", true).await;
+    assert_eq!(
+        (s, v),
+        (
+            200,
+            json!({"message": format!("Successfully wrote to \"{new}\""),
+                   "sha256": "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"})
+        )
+    );
+    assert_eq!(std::fs::read_to_string(&new).unwrap(), "hello\n");
+    let (s, v) = w
+        .get(
+            "/api/v0/git/watch/paths",
+            &format!("/api/v0/git/watch/paths?chat_id={CHAT}"),
+        )
+        .await;
+    assert!(
+        s == 200 && v["paths"].as_array().unwrap().contains(&json!(new)),
+        "{v}"
+    );
+    let (s, v) = post_raw(
+        &format!(
+            "path={}&expected_sha256=5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03",
+            q(&new)
+        ),
+        "hello\nworld\n",
+        false,
+    )
+    .await;
+    assert_eq!(
+        (s, &v["sha256"]),
+        (
+            200,
+            &json!("4a1e67f2fe1d1cc7b31d0ca2ec441da4778203a036a77da10344c85e24ff0f92")
+        )
+    );
+    let (s, v) = post_raw(
+        &format!("path={}&expected_sha256={}", q(&new), "0".repeat(64)),
+        "x",
+        false,
+    )
+    .await;
+    assert_eq!(
+        (s, v),
+        (
+            412,
+            json!({"message": format!(
+                "file {new} changed: its SHA-256 is 4a1e67f2fe1d1cc7b31d0ca2ec441da4778203a036a77da10344c85e24ff0f92, expected {}",
+                "0".repeat(64)
+            )})
+        )
+    );
+    let linked = p("linked.txt");
+    std::fs::write(&linked, "old").unwrap();
+    std::fs::hard_link(&linked, p("other-name.txt")).unwrap();
+    let (s, v) = post_raw(&format!("path={}", q(&linked)), "new", false).await;
+    assert_eq!(
+        (s, v["warnings"].clone()),
+        (
+            200,
+            json!([format!(
+                "{linked} had 2 hard links; it was replaced by a new file, the other 1 names keep the old content"
+            )])
+        )
+    );
+    for (query, message) in [
+        (
+            "path=rel".to_owned(),
+            "file path must be absolute: \"rel\"".to_owned(),
+        ),
+        (
+            format!("path={}", q(&ds)),
+            format!("open {ds}: is a directory"),
+        ),
+        (
+            format!("path={}", q(&format!("{txt}/x"))),
+            format!("mkdir {txt}: not a directory"),
+        ),
+    ] {
+        let (s, v) = post_raw(&query, "x", false).await;
+        assert_eq!((s, v), (400, json!({"message": message})), "{query}");
+    }
+    let (s, v) = post_raw("", "x", false).await;
+    assert_eq!(
+        (s, &v["message"]),
+        (400, &json!("Query parameters have invalid values."))
+    );
+    // A body announced over 128 MiB is refused before anything is written.
+    let head = format!(
+        "POST {wf}?path={} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\nx",
+        q(&p("huge.bin")),
+        200 << 20
+    );
+    let raw = raw_tcp(&w.d.addr, head.as_bytes()).await;
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    assert_eq!(status, 413, "{raw}");
+    let v = w.check("POST", wf, status, "application/json", body);
+    assert_eq!(
+        v,
+        json!({"message": "Request body too large.", "detail": "the limit is 134217728 bytes"})
+    );
+    assert!(!Path::new(&p("huge.bin")).exists());
+
+    // edit-files.
+    let ef = "/api/v0/edit-files";
+    let edit = |path: &str, old: &str, new: &str| json!({"path": path, "edits": [{"old_text": old, "new_text": new}]});
+    let (s, v) = w
+        .post(ef, ef, &json!({"files": [edit(&txt, "hello", "hi")]}))
+        .await;
+    assert_eq!(
+        (s, v),
+        (
+            200,
+            json!({"sha256": {txt.clone(): "9ca5605847400f264055cb2afd82efba81005b5e420f654f06c9554f267cd43d"}})
+        )
+    );
+    let (s, v) = w
+        .post(
+            ef,
+            ef,
+            &json!({"files": [{"path": txt, "edits": [{"search": "world", "replace": "there"}]}], "include_diff": true}),
+        )
+        .await;
+    assert_eq!(
+        (
+            s,
+            &v["files"][0]["path"],
+            v["files"][0]["diff"]
+                .as_str()
+                .map(|d| d.starts_with(&format!("--- {txt}\n+++ {txt}\n")))
+        ),
+        (200, &json!(txt), Some(true)),
+        "{v}"
+    );
+    assert_eq!(std::fs::read_to_string(&txt).unwrap(), "hi\nthere\n");
+    let (s, v) = w.post(ef, ef, &json!({})).await;
+    assert_eq!(
+        (s, v),
+        (400, json!({"message": "must specify at least one file"}))
+    );
+    let (s, v) = w
+        .call("POST", ef, ef, Some("{\"files\":"), &[], Auth::Token)
+        .await;
+    assert_eq!(
+        (s, &v["message"]),
+        (400, &json!("Request body must be valid JSON."))
+    );
+    // A matcher miss: the wording after `edit <path>: ` is the matcher's.
+    let (s, v) = w
+        .post(ef, ef, &json!({"files": [edit(&txt, "absent text", "x")]}))
+        .await;
+    let m = v["message"].as_str().unwrap();
+    assert!(
+        s == 400 && m.starts_with(&format!("edit {txt}: ")) && m.contains("not found in file"),
+        "{s} {v}"
+    );
+    let (s, v) = w
+        .post(ef, ef, &json!({"files": [edit(&missing, "a", "b")]}))
+        .await;
+    assert_eq!(
+        (s, v),
+        (
+            404,
+            json!({"message": format!("open {missing}: no such file or directory")})
+        )
+    );
+    let (s, v) = w
+        .post(
+            ef,
+            ef,
+            &json!({"files": [{"path": txt, "edits": [{"old_text": "hi", "new_text": "yo"}], "expected_sha256": "ab"}]}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["message"].as_str().unwrap().ends_with(", expected ab")),
+        (412, true),
+        "{v}"
+    );
+    let big = p("big.txt");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len((64 << 20) + 1)
+        .unwrap();
+    let (s, v) = w
+        .post(ef, ef, &json!({"files": [edit(&big, "a", "b")]}))
+        .await;
+    assert_eq!(
+        (s, v),
+        (
+            413,
+            json!({"message": format!("edit {big}: file is 67108865 bytes; edit-files handles files up to 67108864 bytes")})
+        )
+    );
+
+    // resolve-path.
+    let rp = "/api/v0/resolve-path";
+    std::os::unix::fs::symlink(&txt, p("link")).unwrap();
+    let (s, v) = w
+        .get(
+            rp,
+            &format!("{rp}?path={}", q(&format!("{}/more", p("link")))),
+        )
+        .await;
+    assert_eq!(
+        (s, v),
+        (200, json!({"resolved_path": format!("{txt}/more")}))
+    );
+    let (s, v) = w.get(rp, &format!("{rp}?path=rel")).await;
+    assert_eq!(
+        (s, v),
+        (
+            400,
+            json!({"message": "file path must be absolute: \"rel\""})
+        )
+    );
+    let (s, v) = w.get(rp, &format!("{rp}?path=/a%00b")).await;
+    assert_eq!(
+        (s, v),
+        (
+            400,
+            json!({"message": "lstat /a\u{0}b: file name contained an unexpected NUL byte"})
+        )
+    );
+    let (s, v) = w.get(rp, &format!("{rp}?path=/a&path=/b")).await;
+    assert_eq!(
+        (s, v),
+        (
+            400,
+            json!({"message": "Query parameters have invalid values.", "validations": [
+                {"field": "path", "detail": "Query param \"path\" provided more than once, found 2 times"}]})
+        )
+    );
+    std::os::unix::fs::symlink("loop2", p("loop1")).unwrap();
+    std::os::unix::fs::symlink("loop1", p("loop2")).unwrap();
+    let (s, v) = w.get(rp, &format!("{rp}?path={}", q(&p("loop1")))).await;
+    assert_eq!(
+        (s, v),
+        (
+            500,
+            json!({"message": format!("too many levels of symlinks resolving \"{}\"", p("loop1"))})
+        )
+    );
+
+    // list-directory.
+    let ls = "/api/v0/list-directory";
+    let sub = dir.join("new");
+    let (s, v) = w
+        .post(
+            ls,
+            &format!("{ls}?path={}", q(&sub.display().to_string())),
+            &json!({}),
+        )
+        .await;
+    let comps: Vec<String> = sub
+        .components()
+        .skip(1)
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        (s, v),
+        (
+            200,
+            json!({"absolute_path": comps, "absolute_path_string": sub.display().to_string(),
+                   "contents": [{"name": "deeper", "absolute_path_string": sub.join("deeper").display().to_string(), "is_dir": true}]})
+        )
+    );
+    let (s, v) = w
+        .post(ls, ls, &json!({"path": comps, "relativity": "root"}))
+        .await;
+    assert_eq!((s, &v["contents"][0]["name"]), (200, &json!("deeper")));
+    let (s, v) = w.post(ls, ls, &json!({"relativity": "home"})).await;
+    assert_eq!(
+        (s, &v["absolute_path_string"]),
+        (200, &json!(work.join("home").display().to_string()))
+    );
+    for (path, body, message) in [
+        (
+            format!("{ls}?path=rel"),
+            json!({}),
+            json!("path must be absolute: \"rel\""),
+        ),
+        (
+            ls.to_owned(),
+            json!({"relativity": "cwd"}),
+            json!("unsupported relativity type \"cwd\""),
+        ),
+        (
+            format!("{ls}?path={}", q(&txt)),
+            json!({}),
+            json!(format!("path \"{txt}\" is not a directory")),
+        ),
+        (
+            format!("{ls}?x=1"),
+            json!({}),
+            json!("Query parameters have invalid values."),
+        ),
+        (
+            format!("{ls}?path=/a%00b"),
+            json!({}),
+            json!(
+                "failed to open directory \"/a\\x00b\": open /a\u{0}b: file name contained an unexpected NUL byte"
+            ),
+        ),
+        (
+            ls.to_owned(),
+            json!([]),
+            json!("Request body must be valid JSON."),
+        ),
+    ] {
+        let (s, v) = w.post(ls, &path, &body).await;
+        assert_eq!((s, &v["message"]), (400, &message), "{path} {body}");
+    }
+    let (s, v) = w
+        .post(ls, &format!("{ls}?path={}", q(&missing)), &json!({}))
+        .await;
+    assert_eq!(
+        (s, v),
+        (
+            404,
+            json!({"message": format!("failed to open directory \"{missing}\": open {missing}: no such file or directory")})
+        )
+    );
 }
