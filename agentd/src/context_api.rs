@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use agentcontextconfig::discover::Skipped;
+use agentcontextconfig::discover::{SkipReason, Skipped};
 use agentcontextconfig::{ContextPart, ContextStore, Scope, StoreError};
 use axum::Router;
 use std::collections::HashMap;
@@ -45,7 +45,7 @@ pub struct ContextState {
     /// Parts added with `agentd ctx add`.
     pub store: Arc<ContextStore>,
     /// Skipped skills already logged (each is logged once, not on every request).
-    logged_skips: Mutex<HashSet<(String, String)>>,
+    logged_skips: Mutex<HashSet<(String, SkipReason)>>,
 }
 
 impl ContextState {
@@ -326,7 +326,7 @@ async fn get_context_config(
             .into_iter()
             .map(|s| SkippedDto {
                 path: s.path,
-                reason: s.reason,
+                reason: s.reason.to_string(),
             })
             .collect(),
     })

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use agentproc::{
-    GroupSignal, Priority, Process, SignalError, StartError, StartRequest, Supervisor,
+    GroupSignal, Priority, Process, SignalError, SpawnStep, StartError, StartRequest, Supervisor,
 };
 
 use crate::chat::ChatIdentity;
@@ -342,24 +342,61 @@ async fn start(
             started: true,
         })
         .into_response(),
-        Err(StartError::Closed) => json_response(
+        Err(e) => start_failure(&e, &state.config.workdir),
+    }
+}
+
+/// Coder's words for a start failure (Go's `os`/`exec` wording where chatd matches on it).
+fn start_error_words(e: &StartError) -> String {
+    match e {
+        StartError::Closed => "manager is closed".into(),
+        StartError::TooMany { limit } => format!("{limit} processes are already running"),
+        StartError::Workdir { path, source } => {
+            let reason = match source.kind() {
+                std::io::ErrorKind::NotFound => "no such file or directory".into(),
+                std::io::ErrorKind::NotADirectory => "not a directory".into(),
+                std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+                _ => source.to_string(),
+            };
+            format!("chdir {}: {reason}", path.display())
+        }
+        StartError::DuplicateId(id) => format!("process id {id} is already in use"),
+        StartError::Spawn {
+            step: SpawnStep::Exec,
+            source,
+        } if source.kind() == std::io::ErrorKind::NotFound => {
+            "exec: \"sh\": executable file not found in $PATH".into()
+        }
+        StartError::Spawn {
+            step: SpawnStep::Cgroup,
+            source,
+        } => format!("creating the process's cgroup: {source}"),
+        StartError::Spawn { source, .. } => source.to_string(),
+    }
+}
+
+/// The answer to a failed start; `workdir` is the directory relative paths join.
+fn start_failure(e: &StartError, workdir: &std::path::Path) -> Response {
+    let words = start_error_words(e);
+    match e {
+        StartError::Closed => json_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             &StartFailure {
                 message: "Failed to start process.",
-                detail: "manager is closed".into(),
+                detail: words,
                 spawn_error: None,
             },
         ),
-        Err(StartError::TooMany { limit }) => {
+        StartError::TooMany { .. } => {
             ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Too many running processes.")
                 .detail(format!(
-                    "{limit} processes are already running (the limit is set with \
-                     --max-processes); wait for some to exit or signal them"
+                    "{words} (the limit is set with --max-processes); wait for some to exit \
+                     or signal them"
                 ))
                 .into_response()
         }
-        Err(ref e @ StartError::Workdir { ref path, kind, .. }) => {
-            let what = match kind {
+        StartError::Workdir { path, source } => {
+            let what = match source.kind() {
                 std::io::ErrorKind::NotFound => "does not exist",
                 std::io::ErrorKind::NotADirectory => "is not a directory",
                 std::io::ErrorKind::PermissionDenied => "is not accessible",
@@ -370,17 +407,17 @@ async fn start(
                 quote(&path.display().to_string())
             ))
             .detail(format!(
-                "{e} (relative paths are resolved against {})",
-                state.config.workdir.display()
+                "{words} (relative paths are resolved against {})",
+                workdir.display()
             ))
             .into_response()
         }
-        Err(e @ (StartError::Spawn(_) | StartError::DuplicateId(_))) => json_response(
+        StartError::Spawn { .. } | StartError::DuplicateId(_) => json_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             &StartFailure {
                 message: "Failed to start process.",
-                detail: format!("start process: {e}"),
-                spawn_error: Some(e.to_string()),
+                detail: format!("start process: {words}"),
+                spawn_error: Some(words),
             },
         ),
     }

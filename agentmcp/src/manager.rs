@@ -338,9 +338,7 @@ impl Manager {
         };
         let Some(srv) = self.server(&server) else {
             if lock(&self.inner.invalid).contains_key(&server) {
-                return Err(CallError::Failed(format!(
-                    "MCP server {server:?} is not usable: its config entry is invalid"
-                )));
+                return Err(CallError::InvalidConfig { server });
             }
             return Err(CallError::UnknownServer(server));
         };
@@ -349,23 +347,20 @@ impl Manager {
             (d.peer.clone(), d.state, d.last_error.clone())
         };
         let Some(peer) = peer else {
-            let mut msg = format!(
-                "MCP server {server:?} is not connected (state {})",
-                state.as_str()
-            );
-            if let Some(e) = last {
-                msg.push_str(": ");
-                msg.push_str(&e);
-            }
-            return Err(CallError::Failed(msg));
+            return Err(CallError::NotConnected {
+                server,
+                state,
+                last_error: last,
+            });
         };
         let timeout = self.inner.opts.call_timeout;
         let params = CallToolRequestParams::new(tool.clone()).with_arguments(arguments);
         match tokio::time::timeout(timeout, peer.call_tool(params)).await {
-            Err(_) => Err(CallError::Failed(format!(
-                "tool {tool:?} on MCP server {server:?} timed out after {}s",
-                timeout.as_secs_f64()
-            ))),
+            Err(_) => Err(CallError::Timeout {
+                server,
+                tool,
+                after: timeout,
+            }),
             Ok(Err(e)) => {
                 let transport = matches!(
                     e,
@@ -374,9 +369,13 @@ impl Manager {
                 if transport {
                     srv.suspect.notify_one();
                 }
-                Err(CallError::Failed(srv.redact(&format!(
-                    "calling tool {tool:?} on MCP server {server:?}: {e}"
-                ))))
+                Err(CallError::Call {
+                    detail: srv.redact(&format!(
+                        "calling tool {tool:?} on MCP server {server:?}: {e}"
+                    )),
+                    server,
+                    tool,
+                })
             }
             Ok(Ok(res)) => {
                 let v = serde_json::to_value(&res).unwrap_or(Value::Null);

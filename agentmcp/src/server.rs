@@ -358,9 +358,29 @@ async fn drain_stderr(err: impl AsyncRead + Unpin, name: String, secrets: Secret
     }
 }
 
+/// Why [`run_until_down`] returned.
 enum Down {
+    /// The server's token was cancelled (stop or hand-over).
     Cancelled,
-    Lost(String),
+    /// The connection went away; the server restarts.
+    Lost(Lost),
+}
+
+/// How a live connection was lost (its words become the server's last error).
+#[derive(Debug, thiserror::Error)]
+enum Lost {
+    /// The stdio process exited (its status or the wait's error, in words).
+    #[error("server process exited ({0})")]
+    Exited(String),
+    /// The transport reports itself closed.
+    #[error("connection closed")]
+    Closed,
+    /// The liveness ping failed.
+    #[error("connection lost: {0}")]
+    PingFailed(String),
+    /// The liveness ping did not answer.
+    #[error("connection lost: ping timed out")]
+    PingTimedOut,
 }
 
 /// Waits until the connection goes away, re-listing tools on `list_changed`.
@@ -379,7 +399,7 @@ async fn run_until_down(srv: &Arc<Server>, conn: &mut Conn, opts: &ManagerOption
         };
         tokio::select! {
             _ = srv.cancel.cancelled() => return Down::Cancelled,
-            st = child_exit => return Down::Lost(format!("server process exited ({st})")),
+            st = child_exit => return Down::Lost(Lost::Exited(st)),
             _ = srv.relist.notified() => {
                 // The re-list and the ping below run outside the select: each stays
                 // cancellable, or a stop would wait out their timeouts.
@@ -401,7 +421,7 @@ async fn run_until_down(srv: &Arc<Server>, conn: &mut Conn, opts: &ManagerOption
             }
             _ = srv.suspect.notified() => {
                 if peer.is_transport_closed() {
-                    return Down::Lost("connection closed".into());
+                    return Down::Lost(Lost::Closed);
                 }
                 // Ping with a cheap request; a dead HTTP server fails it.
                 let pinged = srv
@@ -413,13 +433,13 @@ async fn run_until_down(srv: &Arc<Server>, conn: &mut Conn, opts: &ManagerOption
                 };
                 match pinged {
                     Ok(Ok(_)) => {}
-                    Ok(Err(e)) => return Down::Lost(format!("connection lost: {e}")),
-                    Err(_) => return Down::Lost("connection lost: ping timed out".into()),
+                    Ok(Err(e)) => return Down::Lost(Lost::PingFailed(e.to_string())),
+                    Err(_) => return Down::Lost(Lost::PingTimedOut),
                 }
             }
             _ = tokio::time::sleep(Duration::from_millis(500)) => {
                 if peer.is_transport_closed() {
-                    return Down::Lost("connection closed".into());
+                    return Down::Lost(Lost::Closed);
                 }
             }
         }
@@ -490,12 +510,12 @@ pub(crate) async fn supervise(srv: Arc<Server>, opts: ManagerOptions, tasks: Tas
                 was_ready = true;
                 let mut down = run_until_down(&srv, &mut conn, &opts).await;
                 // A stdio transport that closed usually means the process died: say how.
-                if let (Down::Lost(msg), Some(child)) = (&mut down, conn.child.as_mut())
-                    && !msg.starts_with("server process exited")
+                if let (Down::Lost(lost), Some(child)) = (&mut down, conn.child.as_mut())
+                    && !matches!(lost, Lost::Exited(_))
                     && let Ok(Ok(st)) =
                         tokio::time::timeout(Duration::from_millis(300), child.wait()).await
                 {
-                    *msg = format!("server process exited ({st})");
+                    *lost = Lost::Exited(st.to_string());
                 }
                 srv.lock().peer = None;
                 match down {
@@ -503,8 +523,8 @@ pub(crate) async fn supervise(srv: Arc<Server>, opts: ManagerOptions, tasks: Tas
                         conn.stop(&name).await;
                         break;
                     }
-                    Down::Lost(msg) => {
-                        srv.set_error(ServerState::Restarting, &msg);
+                    Down::Lost(lost) => {
+                        srv.set_error(ServerState::Restarting, &lost.to_string());
                         conn.stop(&name).await;
                         srv.set_pid(None);
                     }

@@ -153,11 +153,12 @@ impl StartRequest {
     }
 }
 
-/// Why a start failed.
+/// Why a start failed. The words chatd sees are chosen by the caller (`agentd`), from the
+/// variant and its source.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The supervisor is shutting down.
-    #[error("manager is closed")]
+    #[error("the supervisor is shutting down")]
     Closed,
     /// Too many processes are running.
     #[error("{limit} processes are already running")]
@@ -165,22 +166,49 @@ pub enum StartError {
         /// The limit.
         limit: usize,
     },
-    /// The working directory does not exist.
-    #[error("chdir {}: {reason}", path.display())]
+    /// The working directory cannot be used (missing, not a directory, not accessible).
+    #[error("working directory {}", path.display())]
     Workdir {
         /// The resolved directory.
         path: PathBuf,
-        /// What is wrong with it (`NotFound`, `NotADirectory`, `PermissionDenied`, ...).
-        kind: io::ErrorKind,
-        /// The same, in words.
-        reason: String,
+        /// What is wrong with it; its kind is `NotFound`, `NotADirectory`,
+        /// `PermissionDenied`, ...
+        #[source]
+        source: io::Error,
     },
     /// The id is taken.
     #[error("process id {0} is already in use")]
     DuplicateId(String),
     /// `sh` could not be started.
-    #[error("{0}")]
-    Spawn(String),
+    #[error("starting sh ({step})")]
+    Spawn {
+        /// Which step failed.
+        step: SpawnStep,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The step of a start that failed ([`StartError::Spawn`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpawnStep {
+    /// `execve` of `sh` (not found, not executable, arguments too long).
+    Exec,
+    /// Creating the process's cgroup leaf.
+    Cgroup,
+    /// Anything else: the output pipe, `/dev/null`, `clone`, the process group, descriptors.
+    Other,
+}
+
+impl std::fmt::Display for SpawnStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Exec => "exec",
+            Self::Cgroup => "creating its cgroup",
+            Self::Other => "setting up the child",
+        })
+    }
 }
 
 /// Why a signal was not delivered.
@@ -581,8 +609,11 @@ impl Supervisor {
                 };
                 match std::fs::metadata(&path) {
                     Ok(m) if m.is_dir() => Ok(path),
-                    Ok(_) => Err(workdir_error(path, &io::ErrorKind::NotADirectory.into())),
-                    Err(e) => Err(workdir_error(path, &e)),
+                    Ok(_) => Err(StartError::Workdir {
+                        path,
+                        source: io::ErrorKind::NotADirectory.into(),
+                    }),
+                    Err(source) => Err(StartError::Workdir { path, source }),
                 }
             }
             None if cfg.default_workdir.is_dir() => Ok(cfg.default_workdir.clone()),
@@ -640,9 +671,22 @@ impl Supervisor {
             launched = self.launch(&req, &workdir);
         }
         let (spawned, reader, leaf) = launched.map_err(|e| match e {
-            SpawnError::Chdir(e) => workdir_error(workdir.clone(), &e),
-            SpawnError::Exec(e) => StartError::Spawn(spawn_reason(&e)),
-            SpawnError::Other(e) => StartError::Spawn(e.to_string()),
+            SpawnError::Chdir(source) => StartError::Workdir {
+                path: workdir.clone(),
+                source,
+            },
+            SpawnError::Exec(source) => StartError::Spawn {
+                step: SpawnStep::Exec,
+                source,
+            },
+            SpawnError::Cgroup(source) => StartError::Spawn {
+                step: SpawnStep::Cgroup,
+                source,
+            },
+            SpawnError::Other(source) => StartError::Spawn {
+                step: SpawnStep::Other,
+                source,
+            },
         })?;
         let child = spawned.child;
         let pid = child.id();
@@ -653,7 +697,10 @@ impl Supervisor {
                 let _ = inner
                     .contain
                     .signal_tree(leaf.as_deref(), pid, &req.id, GroupSignal::Kill);
-                return Err(StartError::Spawn(e.to_string()));
+                return Err(StartError::Spawn {
+                    step: SpawnStep::Other,
+                    source: e,
+                });
             }
         };
         let seq = inner.seq.fetch_add(1, Ordering::SeqCst);
@@ -719,12 +766,7 @@ impl Supervisor {
         if let Some(chat) = &req.chat_id {
             env.push((OsStr::new("CODER_CHAT_ID"), OsStr::new(chat)));
         }
-        let leaf = inner.contain.leaf().map_err(|e| {
-            SpawnError::Other(io::Error::new(
-                e.kind(),
-                format!("creating the process's cgroup: {e}"),
-            ))
-        })?;
+        let leaf = inner.contain.leaf().map_err(SpawnError::Cgroup)?;
         let spec = spawn::Spec {
             launcher: &inner.launcher,
             args: &[OsStr::new("sh"), OsStr::new("-c"), OsStr::new(&req.command)],
@@ -1119,30 +1161,6 @@ fn drain(rx: &pipe::Receiver, proc: &Process) -> io::Result<Drained> {
     })
 }
 
-/// A working directory that cannot be used, with why in words.
-fn workdir_error(path: PathBuf, e: &io::Error) -> StartError {
-    let reason = match e.kind() {
-        io::ErrorKind::NotFound => "no such file or directory".into(),
-        io::ErrorKind::NotADirectory => "not a directory".into(),
-        io::ErrorKind::PermissionDenied => "permission denied".into(),
-        _ => e.to_string(),
-    };
-    StartError::Workdir {
-        path,
-        kind: e.kind(),
-        reason,
-    }
-}
-
-/// Words a spawn failure as Go's `exec` does where chatd matches on it.
-fn spawn_reason(e: &io::Error) -> String {
-    if e.kind() == io::ErrorKind::NotFound {
-        "exec: \"sh\": executable file not found in $PATH".into()
-    } else {
-        e.to_string()
-    }
-}
-
 fn truncate_for_log(s: &str) -> &str {
     let mut end = s.len().min(256);
     while !s.is_char_boundary(end) {
@@ -1270,10 +1288,12 @@ mod tests {
         let e = s
             .resolve_workdir(Some(Path::new("/nonexistent-agentd")))
             .unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "chdir /nonexistent-agentd: no such file or directory"
-        );
+        assert!(matches!(
+            e,
+            StartError::Workdir { ref path, ref source }
+                if path == Path::new("/nonexistent-agentd")
+                    && source.kind() == io::ErrorKind::NotFound
+        ));
     }
 
     #[tokio::test]

@@ -622,7 +622,7 @@ impl Subscription {
         let found = match self.pending.as_mut() {
             Some((task, deadline)) => match tokio::time::timeout_at(*deadline, task).await {
                 Ok(Ok(f)) => Ok(f),
-                Ok(Err(e)) => Err(crate::FsError::Task(e.to_string())),
+                Ok(Err(e)) => Err(crate::FsError::Task(e)),
                 Err(_) => Err(crate::FsError::Timeout(self.hub.cfg.fs_timeout)),
             },
             None => return,
