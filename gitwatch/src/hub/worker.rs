@@ -170,3 +170,189 @@ pub(super) async fn run(host: &impl Host, cfg: &Config, counters: &Counters, rep
         repo.wake_subs();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+
+    use tokio::sync::watch;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::discover::RepoLocation;
+    use crate::scan::Snapshot;
+
+    /// A scan that takes the next of `durations` (0 when none is left); the first scan finds
+    /// a change, the rest find none.
+    struct Fake {
+        t0: Instant,
+        starts: Mutex<Vec<u128>>,
+        durations: Mutex<VecDeque<Duration>>,
+        calls: AtomicU64,
+    }
+
+    impl Fake {
+        fn new(durations: &[u64]) -> Arc<Self> {
+            Arc::new(Self {
+                t0: Instant::now(),
+                starts: Mutex::default(),
+                durations: Mutex::new(durations.iter().map(|s| Duration::from_secs(*s)).collect()),
+                calls: AtomicU64::new(0),
+            })
+        }
+
+        /// When each scan started, in ms since the test began.
+        fn starts(&self) -> Vec<u128> {
+            self.starts.lock().unwrap().clone()
+        }
+
+        async fn at(&self, ms: u64) {
+            tokio::time::sleep_until(self.t0 + Duration::from_millis(ms)).await;
+        }
+    }
+
+    impl Host for Fake {
+        async fn is_gone(&self, _repo: &Arc<Repo>) -> Result<bool, FsError> {
+            Ok(false)
+        }
+
+        async fn scan(&self, _root: &Path, _prev: Option<u64>) -> Result<Outcome, ScanError> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            self.starts
+                .lock()
+                .unwrap()
+                .push(self.t0.elapsed().as_millis());
+            let d = self
+                .durations
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or_default();
+            tokio::time::sleep(d).await;
+            Ok(if n == 0 {
+                Outcome::Changed(
+                    Snapshot {
+                        branch: "main".into(),
+                        ..Snapshot::default()
+                    },
+                    1,
+                )
+            } else {
+                Outcome::Unchanged
+            })
+        }
+
+        fn removed(&self, _repo: &Arc<Repo>) {}
+    }
+
+    fn repo() -> Arc<Repo> {
+        Arc::new(Repo {
+            loc: RepoLocation {
+                root: "/r".into(),
+                git_dir: "/r/.git".into(),
+                common_dir: "/r/.git".into(),
+            },
+            trig: watch::channel(0).0,
+            fs_trig: watch::channel(0).0,
+            state: watch::channel(super::super::RepoState::default()).0,
+            subs: Mutex::default(),
+            cancel: CancellationToken::new(),
+            degraded: AtomicBool::new(false),
+            watched: Mutex::default(),
+            last_note: AtomicU64::new(0),
+            fs_busy: Arc::default(),
+        })
+    }
+
+    /// Runs a worker on `repo` with the default timing (cooldown 1 s, poll 5 s → 60 s).
+    fn spawn(fake: &Arc<Fake>, repo: &Arc<Repo>) -> Arc<Counters> {
+        let counters = Arc::new(Counters::default());
+        let (fake, repo, c) = (fake.clone(), repo.clone(), counters.clone());
+        tokio::spawn(async move { run(&*fake, &Config::default(), &c, repo).await });
+        counters
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn triggers_within_the_cooldown_fold_into_one_scan() {
+        let (fake, repo) = (Fake::new(&[]), repo());
+        spawn(&fake, &repo);
+        for ms in [100, 200, 300] {
+            fake.at(ms).await;
+            repo.trigger();
+        }
+        fake.at(3000).await;
+        // The first scan at once, then one scan a cooldown after it for all three triggers.
+        assert_eq!(fake.starts(), vec![0, 1000]);
+        assert_eq!(repo.state.borrow().seq, 2);
+        repo.cancel.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_newer_trigger_cancels_a_long_scan_once() {
+        let (fake, repo) = (Fake::new(&[10, 10]), repo());
+        let counters = spawn(&fake, &repo);
+        fake.at(500).await;
+        repo.trigger();
+        // Cancelled a cooldown after it started, restarted at once; the trigger during the
+        // restarted scan does not cancel it again: it gets the trailing scan.
+        fake.at(1500).await;
+        repo.trigger();
+        fake.at(12_000).await;
+        assert_eq!(fake.starts(), vec![0, 1000, 11_000]);
+        assert_eq!(counters.cancelled.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.scans.load(Ordering::Relaxed), 3);
+        repo.cancel.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_short_scan_is_not_cancelled() {
+        let (fake, repo) = (Fake::new(&[0, 0]), repo());
+        let counters = spawn(&fake, &repo);
+        fake.at(200).await;
+        repo.trigger();
+        fake.at(5000).await;
+        assert_eq!(fake.starts(), vec![0, 1000]);
+        assert_eq!(counters.cancelled.load(Ordering::Relaxed), 0);
+        repo.cancel.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_poll_backs_off_from_5_to_60_seconds_while_nothing_changes() {
+        let (fake, repo) = (Fake::new(&[]), repo());
+        spawn(&fake, &repo);
+        fake.at(200_000).await;
+        assert_eq!(
+            fake.starts(),
+            vec![0, 5000, 15_000, 35_000, 75_000, 135_000, 195_000]
+        );
+        repo.cancel.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_degraded_repo_polls_at_the_minimum() {
+        let (fake, repo) = (Fake::new(&[]), repo());
+        repo.degraded.store(true, Ordering::Relaxed);
+        spawn(&fake, &repo);
+        fake.at(21_000).await;
+        assert_eq!(fake.starts(), vec![0, 5000, 10_000, 15_000, 20_000]);
+        repo.cancel.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_file_system_event_settles_unless_a_notification_comes() {
+        let (fake, repo) = (Fake::new(&[]), repo());
+        spawn(&fake, &repo);
+        fake.at(2000).await;
+        repo.fs_trigger();
+        fake.at(3500).await;
+        repo.fs_trigger();
+        fake.at(3540).await;
+        repo.trigger();
+        fake.at(4000).await;
+        // 2000 + FS_SETTLE; the notification at 3540 ends the second wait.
+        assert_eq!(fake.starts(), vec![0, 2100, 3540]);
+        repo.cancel.cancel();
+    }
+}
