@@ -9,6 +9,8 @@
 pub mod config;
 mod convert;
 pub mod expand;
+#[cfg(test)]
+mod fake;
 mod http;
 mod manager;
 pub mod names;

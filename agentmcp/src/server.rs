@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use agentproc::group::{GroupSignal, new_group, signal_group};
+use futures::future::BoxFuture;
 use rmcp::model::{ClientCapabilities, ClientConfig, Implementation};
 use rmcp::service::{NotificationContext, RoleClient, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
@@ -163,7 +164,7 @@ impl Server {
 }
 
 /// A live connection.
-struct Conn {
+pub(crate) struct Conn {
     service: RunningService<RoleClient, Handler>,
     child: Option<tokio::process::Child>,
     /// The stdio server's process group, remembered at spawn: once the leader is reaped
@@ -204,6 +205,20 @@ async fn stop_child(mut child: tokio::process::Child, pgid: Option<u32>, name: &
     // Always KILL the group: grandchildren may outlive the leader.
     let _ = signal_group(pgid, GroupSignal::Kill);
     let _ = tokio::time::timeout(Duration::from_secs(1), child.wait()).await;
+}
+
+/// How a server is connected (spawn or dial, then `initialize`); on error the message is
+/// not yet redacted. [`transport_connector`] in production; the supervisor's tests connect
+/// in memory.
+pub(crate) type Connector = Arc<
+    dyn Fn(Arc<Server>, ManagerOptions, TaskTracker) -> BoxFuture<'static, Result<Conn, String>>
+        + Send
+        + Sync,
+>;
+
+/// The real transports: stdio, streamable HTTP, legacy SSE.
+pub(crate) fn transport_connector() -> Connector {
+    Arc::new(|srv, opts, tasks| Box::pin(async move { connect(&srv, &opts, &tasks).await }))
 }
 
 /// Connects according to the transport. On error the message is not yet redacted.
@@ -304,6 +319,31 @@ async fn connect(
             }
         }
     }
+}
+
+/// Connects to an in-memory [`crate::fake`] server that lives until `stop` is cancelled.
+#[cfg(test)]
+pub(crate) async fn connect_in_memory(
+    srv: &Arc<Server>,
+    opts: &ManagerOptions,
+    tasks: &TaskTracker,
+    stop: CancellationToken,
+) -> Result<Conn, String> {
+    let (client, server) = tokio::io::duplex(1 << 16);
+    tasks.spawn(crate::fake::serve(server, stop));
+    let handler = Handler {
+        relist: srv.relist.clone(),
+        version: opts.client_version.clone(),
+    };
+    let service = handler
+        .serve(tokio::io::split(client))
+        .await
+        .map_err(|e| format!("initialize failed: {e}"))?;
+    Ok(Conn {
+        service,
+        child: None,
+        pgid: None,
+    })
 }
 
 /// Lists every tool (follows pagination).
@@ -447,7 +487,12 @@ async fn run_until_down(srv: &Arc<Server>, conn: &mut Conn, opts: &ManagerOption
 }
 
 /// The supervisor: runs until the server's token is cancelled.
-pub(crate) async fn supervise(srv: Arc<Server>, opts: ManagerOptions, tasks: TaskTracker) {
+pub(crate) async fn supervise(
+    srv: Arc<Server>,
+    opts: ManagerOptions,
+    tasks: TaskTracker,
+    connector: Connector,
+) {
     let name = srv.spec.name.clone();
     let mut attempt: u32 = 0;
     let mut was_ready = false;
@@ -470,7 +515,7 @@ pub(crate) async fn supervise(srv: Arc<Server>, opts: ManagerOptions, tasks: Tas
         let res = tokio::select! {
             _ = srv.cancel.cancelled() => break,
             r = tokio::time::timeout(opts.connect_timeout, async {
-                let mut conn = connect(&srv, &opts, &tasks).await?;
+                let mut conn = connector(srv.clone(), opts.clone(), tasks.clone()).await?;
                 match list_tools(conn.service.peer()).await {
                     Ok(tools) => Ok((conn, tools)),
                     Err(e) => {
@@ -563,4 +608,98 @@ pub(crate) async fn supervise(srv: Arc<Server>, opts: ManagerOptions, tasks: Tas
         let _ = signal_group(pid, GroupSignal::Kill);
     }
     srv.publish();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::fake::Script;
+
+    fn spec(command: &str) -> ServerSpec {
+        ServerSpec {
+            name: "s".into(),
+            transport: Transport::Stdio,
+            command: command.into(),
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            url: String::new(),
+            headers: BTreeMap::new(),
+            config_file: PathBuf::from("/x/.mcp.json"),
+        }
+    }
+
+    fn opts() -> ManagerOptions {
+        let mut o = ManagerOptions::new(Vec::new(), PathBuf::from("/"));
+        o.backoff_min = Duration::from_millis(250);
+        o.backoff_max = Duration::from_secs(2);
+        o.watch = false;
+        o
+    }
+
+    /// Runs a supervisor for `spec(command)` on the script's connector.
+    fn start(script: &Arc<Script>, command: &str) -> (Arc<Server>, TaskTracker) {
+        let srv = Arc::new(Server::new(
+            spec(command),
+            Secrets::default(),
+            CancellationToken::new(),
+            Arc::default(),
+            Arc::default(),
+        ));
+        let tasks = TaskTracker::new();
+        tasks.spawn(supervise(
+            srv.clone(),
+            opts(),
+            tasks.clone(),
+            script.connector(),
+        ));
+        (srv, tasks)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_connects_back_off_exponentially_up_to_the_cap() {
+        let script = Script::new(&[("a", usize::MAX)]);
+        let (srv, _tasks) = start(&script, "a");
+        script.at(6000).await;
+        let times: Vec<u128> = script.attempts().into_iter().map(|(_, t)| t).collect();
+        // 250 ms doubling: +250, +500, +1000, then the 2 s cap.
+        assert_eq!(times, vec![0, 250, 750, 1750, 3750, 5750]);
+        {
+            let d = srv.lock();
+            assert_eq!(d.state, ServerState::Failed);
+            assert_eq!(d.last_error.as_deref(), Some("nope"));
+            assert_eq!(d.restarts, 5);
+        }
+        srv.cancel.cancel();
+        let mut rx = srv.state_tx.subscribe();
+        rx.wait_for(|s| *s == ServerState::Stopped).await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_connection_reconnects_after_the_first_backoff_step() {
+        let script = Script::new(&[]);
+        let (srv, _tasks) = start(&script, "a");
+        let mut rx = srv.state_tx.subscribe();
+        rx.wait_for(|s| *s == ServerState::Ready).await.unwrap();
+        assert_eq!(srv.lock().tools.len(), 1);
+        script.at(1200).await;
+        script.server(0).cancel();
+        rx.wait_for(|s| *s == ServerState::Restarting)
+            .await
+            .unwrap();
+        let lost_at = script.now();
+        // Noticed on the next 500 ms liveness tick.
+        assert!(lost_at > 1200 && lost_at <= 1700, "lost at {lost_at}");
+        assert_eq!(srv.lock().last_error.as_deref(), Some("connection closed"));
+        rx.wait_for(|s| *s == ServerState::Ready).await.unwrap();
+        let times: Vec<u128> = script.attempts().into_iter().map(|(_, t)| t).collect();
+        // A server that was ready starts its backoff again at the minimum.
+        assert_eq!(times, vec![0, lost_at + 250]);
+        assert_eq!(srv.lock().restarts, 1);
+        assert_eq!(srv.lock().last_error, None);
+        srv.cancel.cancel();
+        rx.wait_for(|s| *s == ServerState::Stopped).await.unwrap();
+    }
 }
