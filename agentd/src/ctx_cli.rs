@@ -366,7 +366,7 @@ async fn add(
         return Ok(ExitCode::SUCCESS);
     }
     let socket = socket_of(common)?;
-    // Coder's chat-context request (§6), which the daemon's store route takes as it is.
+    // Coder's chat-context request, which the daemon's store route takes as it is.
     let body = serde_json::to_vec(&AddRequest {
         chat_id: Some(chat.unwrap_or_default().to_string()),
         parts: found

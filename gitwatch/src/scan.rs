@@ -3,7 +3,7 @@
 //! unified diff from the `git` CLI (tracked changes restricted to the paths status named,
 //! untracked files as new-file patches through a throwaway index, in one batch).
 //!
-//! Why this split (measured, see `tests/benches/gitwatch.rs` and the reference §2.1): on
+//! Why this split (measured, see `tests/benches/gitwatch.rs`): on
 //! 2 cores `git status` walks 100k files ~1.7× faster than libgit2, and only the CLI gives
 //! byte-identical `git diff` text; opening the repo with `git2` for HEAD/branch/origin costs
 //! well under a millisecond against ~2 ms per forked `git`.
