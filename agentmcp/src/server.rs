@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use agentproc::group::{GroupSignal, new_group, signal_group};
+use agentproc::group::{GroupSignal, new_group, signal_group, stop_group};
 use futures::future::BoxFuture;
 use rmcp::model::{ClientCapabilities, ClientConfig, Implementation};
 use rmcp::service::{NotificationContext, RoleClient, RunningService};
@@ -195,15 +195,23 @@ async fn stop_child(mut child: tokio::process::Child, pgid: Option<u32>, name: &
         let _ = tokio::time::timeout(Duration::from_secs(1), child.wait()).await;
         return;
     };
-    let _ = signal_group(pgid, GroupSignal::Term);
-    if tokio::time::timeout(STOP_GRACE, child.wait())
-        .await
-        .is_err()
-    {
-        tracing::debug!(server = %name, pgid, "MCP server ignored SIGTERM; killing its group");
-    }
-    // Always KILL the group: grandchildren may outlive the leader.
-    let _ = signal_group(pgid, GroupSignal::Kill);
+    stop_group(
+        || {
+            let _ = signal_group(pgid, GroupSignal::Term);
+        },
+        async {
+            let _ = child.wait().await;
+        },
+        STOP_GRACE,
+        |timed_out| {
+            if timed_out {
+                tracing::debug!(server = %name, pgid, "MCP server ignored SIGTERM; killing its group");
+            }
+            // Always KILL the group: grandchildren may outlive the leader.
+            let _ = signal_group(pgid, GroupSignal::Kill);
+        },
+    )
+    .await;
     let _ = tokio::time::timeout(Duration::from_secs(1), child.wait()).await;
 }
 

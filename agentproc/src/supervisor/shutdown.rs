@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{Supervisor, lock};
-use crate::group::GroupSignal;
+use crate::group::{self, GroupSignal};
 
 /// Subreaper mode: how long a SIGCHLD waits for more before the adopted-orphan scan.
 const ORPHAN_SCAN_COALESCE: Duration = Duration::from_millis(20);
@@ -133,25 +133,31 @@ impl Supervisor {
         if !groups.is_empty() {
             tracing::info!(groups = groups.len(), "terminating process groups");
         }
-        inner.contain.signal_all(&groups, GroupSignal::Term);
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if inner.registry.none_active()
-                && !inner.contain.anything_alive(&inner.registry.all_groups())
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        inner.phase.advance(Phase::Killing);
-        let left = inner.registry.all_groups();
-        if inner.contain.anything_alive(&left) {
-            let n = inner.contain.signal_all(&left, GroupSignal::Kill);
-            tracing::warn!(
-                trees = n,
-                "killing process trees that outlived the grace period"
-            );
-        }
+        group::stop_group(
+            || {
+                inner.contain.signal_all(&groups, GroupSignal::Term);
+            },
+            async {
+                while !inner.registry.none_active()
+                    || inner.contain.anything_alive(&inner.registry.all_groups())
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+            grace,
+            |_| {
+                inner.phase.advance(Phase::Killing);
+                let left = inner.registry.all_groups();
+                if inner.contain.anything_alive(&left) {
+                    let n = inner.contain.signal_all(&left, GroupSignal::Kill);
+                    tracing::warn!(
+                        trees = n,
+                        "killing process trees that outlived the grace period"
+                    );
+                }
+            },
+        )
+        .await;
         inner.tasks.close();
         let done = tokio::time::timeout(Duration::from_secs(2), async {
             loop {
