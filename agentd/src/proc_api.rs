@@ -493,16 +493,13 @@ async fn output(
     chat: Option<Extension<ChatIdentity>>,
     PathParam(id): PathParam,
     ApiQuery(params): ApiQuery<HashMap<String, String>>,
-) -> Response {
-    let q = match parse_query(&params) {
-        Ok(q) => q,
-        Err(e) => return e.into_response(),
-    };
+) -> Result<Json<OutputResponse>, ApiError> {
+    let q = parse_query(&params)?;
     let Some(proc) = state.procs.get(&id) else {
-        return not_found(&id).into_response();
+        return Err(not_found(&id));
     };
     if hidden_from(&proc, effective_chat(&chat)) {
-        return not_found(&id).into_response();
+        return Err(not_found(&id));
     }
     if q.wait {
         let max = state.config.processes.max_wait;
@@ -549,7 +546,7 @@ async fn output(
     } else {
         proc.group_members()
     };
-    Json(OutputResponse {
+    Ok(Json(OutputResponse {
         output,
         truncated,
         running: exit.is_none(),
@@ -560,8 +557,7 @@ async fn output(
         descendant_pids: descendants,
         next_offset,
         gap_bytes: gap,
-    })
-    .into_response()
+    }))
 }
 
 async fn signal(
@@ -569,36 +565,30 @@ async fn signal(
     chat: Option<Extension<ChatIdentity>>,
     PathParam(id): PathParam,
     req: Request,
-) -> Response {
+) -> Result<Json<Message>, ApiError> {
     // Coder checks chat isolation before it reads the body.
     let proc = state.procs.get(&id);
     if let Some(p) = &proc
         && hidden_from(p, effective_chat(&chat))
     {
-        return not_found(&id).into_response();
+        return Err(not_found(&id));
     }
-    let body: SignalBody = match ApiJson::<Value>::from_request(req, &()).await {
-        Ok(ApiJson(v)) => match decode(v, &["signal"]) {
-            Ok(b) => b,
-            Err(e) => return e.into_response(),
-        },
-        Err(e) => return e.into_response(),
-    };
+    let ApiJson(v) = ApiJson::<Value>::from_request(req, &()).await?;
+    let body: SignalBody = decode(v, &["signal"])?;
     let name = body.signal.unwrap_or_default();
     let sig = match name.as_str() {
-        "" => return ApiError::bad_request("Signal is required.").into_response(),
+        "" => return Err(ApiError::bad_request("Signal is required.")),
         "kill" => GroupSignal::Kill,
         "terminate" => GroupSignal::Term,
         other => {
-            return ApiError::bad_request(format!(
+            return Err(ApiError::bad_request(format!(
                 "Unsupported signal {}. Use \"kill\" or \"terminate\".",
                 quote(other)
-            ))
-            .into_response();
+            )));
         }
     };
     let Some(proc) = proc else {
-        return not_found(&id).into_response();
+        return Err(not_found(&id));
     };
     // Freezing a cgroup or scanning /proc may block: not on an async worker.
     let (procs, p) = (state.procs.clone(), proc.clone());
@@ -612,24 +602,21 @@ async fn signal(
         ))),
     };
     match res {
-        Ok(()) => Json(Message {
+        Ok(()) => Ok(Json(Message {
             message: format!("Signal {} sent to process {}.", quote(&name), quote(&id)),
-        })
-        .into_response(),
-        Err(SignalError::NotRunning) => ApiError::new(
+        })),
+        Err(SignalError::NotRunning) => Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("Process {} is not running.", quote(&id)),
-        )
-        .into_response(),
+        )),
         Err(SignalError::Os(e)) => {
             let verb = if sig == GroupSignal::Kill {
                 "kill"
             } else {
                 "terminate"
             };
-            ApiError::internal("Failed to signal process.")
-                .detail(format!("{verb} process: {e}"))
-                .into_response()
+            Err(ApiError::internal("Failed to signal process.")
+                .detail(format!("{verb} process: {e}")))
         }
     }
 }
