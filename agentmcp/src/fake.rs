@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::server::{Connector, connect_in_memory};
+use crate::server::{ConnectError, Connector, connect_in_memory};
 
 /// Answers `initialize`, `tools/list` (one tool, `echo`) and `tools/call` (`hi`) until `stop`
 /// is cancelled or the client goes; then drops its end (the client sees the transport close).
@@ -115,7 +115,7 @@ impl Script {
                     && *n > 0
                 {
                     *n -= 1;
-                    return Err("nope".into());
+                    return Err(ConnectError::Scripted("nope".into()));
                 }
                 let stop = CancellationToken::new();
                 script.servers.lock().unwrap().push(stop.clone());

@@ -215,11 +215,61 @@ async fn stop_child(mut child: tokio::process::Child, pgid: Option<u32>, name: &
     let _ = tokio::time::timeout(Duration::from_secs(1), child.wait()).await;
 }
 
+/// Why a connection attempt failed; its words (redacted) become the server's last error.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectError {
+    /// The stdio command could not be started.
+    #[error("cannot start {command:?}: {source}")]
+    Spawn {
+        /// The command.
+        command: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The child came without its stdio pipes.
+    #[error("stdio pipes missing")]
+    PipesMissing,
+    /// The stdio process exited during the handshake.
+    #[error("server exited during initialize ({status}): {error}")]
+    ExitedDuringInitialize {
+        /// How it exited.
+        status: std::process::ExitStatus,
+        /// The handshake's error.
+        error: String,
+    },
+    /// The `initialize` handshake failed.
+    #[error("initialize failed: {0}")]
+    Initialize(String),
+    /// A configured header is not a valid HTTP header.
+    #[error("header {name:?}: {error}")]
+    Header {
+        /// The header's name.
+        name: String,
+        /// What is wrong with it.
+        error: String,
+    },
+    /// The legacy SSE stream could not be opened.
+    #[error("{0}")]
+    Sse(String),
+    /// The first `tools/list` failed.
+    #[error("tools/list failed: {0}")]
+    ListTools(String),
+    /// A scripted failure of the tests' connector.
+    #[cfg(test)]
+    #[error("{0}")]
+    Scripted(String),
+}
+
 /// How a server is connected (spawn or dial, then `initialize`); on error the message is
 /// not yet redacted. [`transport_connector`] in production; the supervisor's tests connect
 /// in memory.
 pub(crate) type Connector = Arc<
-    dyn Fn(Arc<Server>, ManagerOptions, TaskTracker) -> BoxFuture<'static, Result<Conn, String>>
+    dyn Fn(
+            Arc<Server>,
+            ManagerOptions,
+            TaskTracker,
+        ) -> BoxFuture<'static, Result<Conn, ConnectError>>
         + Send
         + Sync,
 >;
@@ -234,7 +284,7 @@ async fn connect(
     srv: &Arc<Server>,
     opts: &ManagerOptions,
     tasks: &TaskTracker,
-) -> Result<Conn, String> {
+) -> Result<Conn, ConnectError> {
     let handler = Handler {
         relist: srv.relist.clone(),
         version: opts.client_version.clone(),
@@ -253,9 +303,10 @@ async fn connect(
                 .stderr(Stdio::piped())
                 .kill_on_drop(true);
             new_group(&mut cmd);
-            let mut child = cmd
-                .spawn()
-                .map_err(|e| format!("cannot start {:?}: {e}", spec.command))?;
+            let mut child = cmd.spawn().map_err(|source| ConnectError::Spawn {
+                command: spec.command.clone(),
+                source,
+            })?;
             let pgid = child.id();
             srv.set_pid(pgid);
             if let Some(err) = child.stderr.take() {
@@ -267,7 +318,7 @@ async fn connect(
             }
             let (Some(stdout), Some(stdin)) = (child.stdout.take(), child.stdin.take()) else {
                 stop_child(child, pgid, &spec.name).await;
-                return Err("stdio pipes missing".into());
+                return Err(ConnectError::PipesMissing);
             };
             match handler.serve((stdout, stdin)).await {
                 Ok(service) => Ok(Conn {
@@ -282,8 +333,11 @@ async fn connect(
                     stop_child(child, pgid, &spec.name).await;
                     srv.set_pid(None);
                     match status {
-                        Ok(Ok(st)) => Err(format!("server exited during initialize ({st}): {e}")),
-                        _ => Err(format!("initialize failed: {e}")),
+                        Ok(Ok(status)) => Err(ConnectError::ExitedDuringInitialize {
+                            status,
+                            error: e.to_string(),
+                        }),
+                        _ => Err(ConnectError::Initialize(e.to_string())),
                     }
                 }
             }
@@ -291,10 +345,12 @@ async fn connect(
         Transport::Http => {
             let mut headers = HashMap::new();
             for (k, v) in &spec.headers {
-                let name = http::HeaderName::from_bytes(k.as_bytes())
-                    .map_err(|e| format!("header {k:?}: {e}"))?;
-                let value =
-                    http::HeaderValue::from_str(v).map_err(|e| format!("header {k:?}: {e}"))?;
+                let bad = |e: &dyn std::fmt::Display| ConnectError::Header {
+                    name: k.clone(),
+                    error: e.to_string(),
+                };
+                let name = http::HeaderName::from_bytes(k.as_bytes()).map_err(|e| bad(&e))?;
+                let value = http::HeaderValue::from_str(v).map_err(|e| bad(&e))?;
                 headers.insert(name, value);
             }
             let cfg = StreamableHttpClientTransportConfig::with_uri(spec.url.clone())
@@ -303,7 +359,7 @@ async fn connect(
             let service = handler
                 .serve(transport)
                 .await
-                .map_err(|e| format!("initialize failed: {e}"))?;
+                .map_err(|e| ConnectError::Initialize(e.to_string()))?;
             Ok(Conn {
                 service,
                 child: None,
@@ -311,7 +367,9 @@ async fn connect(
             })
         }
         Transport::Sse => {
-            let (sink, stream, stop) = crate::sse::connect(&spec.url, &spec.headers, tasks).await?;
+            let (sink, stream, stop) = crate::sse::connect(&spec.url, &spec.headers, tasks)
+                .await
+                .map_err(ConnectError::Sse)?;
             let res = handler.serve((sink, stream)).await;
             match res {
                 // The adapter's tasks stop when the service drops its sink.
@@ -322,7 +380,7 @@ async fn connect(
                 }),
                 Err(e) => {
                     stop.cancel();
-                    Err(format!("initialize failed: {e}"))
+                    Err(ConnectError::Initialize(e.to_string()))
                 }
             }
         }
@@ -336,7 +394,7 @@ pub(crate) async fn connect_in_memory(
     opts: &ManagerOptions,
     tasks: &TaskTracker,
     stop: CancellationToken,
-) -> Result<Conn, String> {
+) -> Result<Conn, ConnectError> {
     let (client, server) = tokio::io::duplex(1 << 16);
     tasks.spawn(crate::fake::serve(server, stop));
     let handler = Handler {
@@ -346,7 +404,7 @@ pub(crate) async fn connect_in_memory(
     let service = handler
         .serve(tokio::io::split(client))
         .await
-        .map_err(|e| format!("initialize failed: {e}"))?;
+        .map_err(|e| ConnectError::Initialize(e.to_string()))?;
     Ok(Conn {
         service,
         child: None,
@@ -527,11 +585,10 @@ pub(crate) async fn supervise(
                 match list_tools(conn.service.peer()).await {
                     Ok(tools) => Ok((conn, tools)),
                     Err(e) => {
-                        let msg = format!("tools/list failed: {e}");
                         let pgid = conn.pgid;
                         conn.child.take().map(|c| tasks.spawn(async move { stop_child(c, pgid, "").await }));
                         conn.service.cancellation_token().cancel();
-                        Err(msg)
+                        Err(ConnectError::ListTools(e))
                     }
                 }
             }) => r,
@@ -583,7 +640,7 @@ pub(crate) async fn supervise(
                     }
                 }
             }
-            Ok(Err(e)) => srv.set_error(fail_state, &e),
+            Ok(Err(e)) => srv.set_error(fail_state, &e.to_string()),
             Err(_) => srv.set_error(
                 fail_state,
                 &format!(
