@@ -99,7 +99,7 @@ impl Script {
         self.servers.lock().unwrap()[i].clone()
     }
 
-    /// The connector following this script (failures say `nope`).
+    /// The connector following this script (failures: `initialize failed: nope`).
     pub(crate) fn connector(self: &Arc<Self>) -> Connector {
         let script = self.clone();
         Arc::new(move |srv, opts, tasks| {
@@ -115,7 +115,7 @@ impl Script {
                     && *n > 0
                 {
                     *n -= 1;
-                    return Err(ConnectError::Scripted("nope".into()));
+                    return Err(ConnectError::Initialize("nope".into()));
                 }
                 let stop = CancellationToken::new();
                 script.servers.lock().unwrap().push(stop.clone());

@@ -9,8 +9,6 @@
 pub mod config;
 mod convert;
 pub mod expand;
-#[cfg(test)]
-mod fake;
 mod http;
 mod manager;
 pub mod names;
@@ -262,3 +260,6 @@ pub enum CallError {
         detail: String,
     },
 }
+
+#[cfg(test)]
+mod fake;

@@ -520,7 +520,7 @@ mod tests {
         assert_eq!(
             s.warning.as_deref(),
             Some(
-                "the changed config has not connected yet (nope); the previous connection is kept"
+                "the changed config has not connected yet (initialize failed: nope); the previous connection is kept"
             )
         );
         assert_eq!(call(&m).await.unwrap(), "hi");

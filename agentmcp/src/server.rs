@@ -255,10 +255,6 @@ pub(crate) enum ConnectError {
     /// The first `tools/list` failed.
     #[error("tools/list failed: {0}")]
     ListTools(String),
-    /// A scripted failure of the tests' connector.
-    #[cfg(test)]
-    #[error("{0}")]
-    Scripted(String),
 }
 
 /// How a server is connected (spawn or dial, then `initialize`); on error the message is
@@ -385,31 +381,6 @@ async fn connect(
             }
         }
     }
-}
-
-/// Connects to an in-memory [`crate::fake`] server that lives until `stop` is cancelled.
-#[cfg(test)]
-pub(crate) async fn connect_in_memory(
-    srv: &Arc<Server>,
-    opts: &ManagerOptions,
-    tasks: &TaskTracker,
-    stop: CancellationToken,
-) -> Result<Conn, ConnectError> {
-    let (client, server) = tokio::io::duplex(1 << 16);
-    tasks.spawn(crate::fake::serve(server, stop));
-    let handler = Handler {
-        relist: srv.relist.clone(),
-        version: opts.client_version.clone(),
-    };
-    let service = handler
-        .serve(tokio::io::split(client))
-        .await
-        .map_err(|e| ConnectError::Initialize(e.to_string()))?;
-    Ok(Conn {
-        service,
-        child: None,
-        pgid: None,
-    })
 }
 
 /// Lists every tool (follows pagination).
@@ -675,6 +646,31 @@ pub(crate) async fn supervise(
     srv.publish();
 }
 
+/// Connects to an in-memory [`crate::fake`] server that lives until `stop` is cancelled.
+#[cfg(test)]
+pub(crate) async fn connect_in_memory(
+    srv: &Arc<Server>,
+    opts: &ManagerOptions,
+    tasks: &TaskTracker,
+    stop: CancellationToken,
+) -> Result<Conn, ConnectError> {
+    let (client, server) = tokio::io::duplex(1 << 16);
+    tasks.spawn(crate::fake::serve(server, stop));
+    let handler = Handler {
+        relist: srv.relist.clone(),
+        version: opts.client_version.clone(),
+    };
+    let service = handler
+        .serve(tokio::io::split(client))
+        .await
+        .map_err(|e| ConnectError::Initialize(e.to_string()))?;
+    Ok(Conn {
+        service,
+        child: None,
+        pgid: None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -734,7 +730,7 @@ mod tests {
         {
             let d = srv.lock();
             assert_eq!(d.state, ServerState::Failed);
-            assert_eq!(d.last_error.as_deref(), Some("nope"));
+            assert_eq!(d.last_error.as_deref(), Some("initialize failed: nope"));
             assert_eq!(d.restarts, 5);
         }
         srv.cancel.cancel();
