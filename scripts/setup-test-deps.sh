@@ -25,3 +25,10 @@ fi
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
 fi
+
+# schemathesis (scripts/schemathesis.sh): python3 with venv and pip, then the pinned venv.
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  echo "setup-test-deps: python3 with the venv and ensurepip modules is needed (apt-get install python3-venv)" >&2
+  exit 1
+fi
+./scripts/schemathesis.sh --install-only

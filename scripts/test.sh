@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# Property-based run of schemathesis against the served OpenAPI document (~20 s).
+./scripts/schemathesis.sh
 # The portable release binary is built once so it cannot rot, and proven static.
 ./scripts/release.sh target/dist
 ./scripts/static-smoke.sh target/dist/agentd-*-x86_64-linux

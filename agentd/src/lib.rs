@@ -15,12 +15,14 @@ pub mod ctx_cli;
 pub mod doctor;
 pub mod error;
 pub mod events;
+pub mod files_api;
 pub mod git_api;
 pub mod logging;
 pub mod mcp_api;
 pub mod metrics;
 pub mod middleware;
 pub mod netguard;
+pub mod openapi;
 pub mod proc_api;
 pub mod server;
 

@@ -158,8 +158,12 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Answers 413 up front when `Content-Length` announces a body over the limit. Chunked
-/// bodies are bounded by the extractor limit instead.
+/// bodies are bounded by the extractor limit instead. `POST /api/v0/write-file` streams its
+/// body and applies its own, larger limit (`files_api::WRITE_LIMIT`).
 pub async fn body_limit(req: Request, next: Next) -> Response {
+    if req.uri().path() == "/api/v0/write-file" {
+        return next.run(req).await;
+    }
     let len = req
         .headers()
         .get(header::CONTENT_LENGTH)

@@ -59,6 +59,8 @@ pub struct Shared {
     pub mcp: agentmcp::Manager,
     /// The process supervisor (`proc_api`).
     pub procs: agentproc::Supervisor,
+    /// The file API: per-file writer locks and the temp-file journal (`files_api`).
+    pub files: Arc<crate::files_api::FilesState>,
 }
 
 impl AppState {
@@ -81,6 +83,7 @@ impl AppState {
         let mcp = agentmcp::Manager::start(crate::mcp_api::options(&config));
         crate::mcp_api::register_metrics(&metrics, mcp.clone());
         let procs = crate::proc_api::supervisor(&config, &metrics);
+        let files = Arc::new(crate::files_api::FilesState::open(&config.state_dir));
         Self(Arc::new(Shared {
             config: Arc::new(config),
             metrics,
@@ -90,6 +93,7 @@ impl AppState {
             git,
             mcp,
             procs,
+            files,
         }))
     }
 
@@ -119,7 +123,9 @@ pub fn routes(state: AppState, tcp: bool) -> Router {
         .merge(crate::context_api::router())
         .merge(crate::git_api::routes())
         .merge(crate::mcp_api::routes())
-        .merge(crate::proc_api::routes());
+        .merge(crate::openapi::routes())
+        .merge(crate::proc_api::routes())
+        .merge(crate::files_api::routes());
     with_middleware(router, state, tcp)
 }
 

@@ -3,6 +3,15 @@
 //!
 //! It must not know HTTP (`agentd::files_api` maps its types and errors to Coder's wire
 //! shapes), must not read the environment, and must never leave a file half-written: every
-//! write goes through a temp file in the same directory and a rename.
+//! write goes through a temp file in the same directory, an fsync and a rename.
 
+pub mod edit;
+pub mod error;
+pub mod list;
 pub mod matcher;
+pub mod matchshim;
+pub mod path;
+pub mod read;
+pub mod write;
+
+pub use error::{FileError, Kind};

@@ -22,6 +22,7 @@ use serde_json::Value;
 pub mod context;
 pub mod gitwatch;
 pub mod mcp;
+pub mod openapi;
 
 /// A binary of this package, next to the running test executable's `deps/` folder (cargo
 /// builds the package's binaries before its tests and benches).

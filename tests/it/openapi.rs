@@ -1,0 +1,944 @@
+//! The OpenAPI document (`agentd/openapi.json`) against the real binary: every route of
+//! the router is documented and every documented operation is routed (same methods); every
+//! answer of a route-by-route walk (successes and the main errors) matches the documented
+//! schema of its route and status; the git watch's WebSocket messages match theirs; and the
+//! validator does reject a wrong body.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use agentd_tests::openapi::Spec;
+use agentd_tests::{Agentd, Options, raw_tcp};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const TOKEN: &str = "openapi-walk-token";
+const CHAT: &str = "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d";
+const PARENT: &str = "7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d";
+
+/// How a request is sent.
+#[derive(Clone, Copy)]
+enum Auth {
+    Token,
+    None,
+}
+
+/// The walk: the document, a client, and every (operation, status) answered so far.
+struct Walk<'a> {
+    spec: Spec,
+    d: &'a Agentd,
+    seen: Mutex<BTreeSet<(String, String, u16)>>,
+}
+
+impl<'a> Walk<'a> {
+    fn new(d: &'a Agentd) -> Self {
+        Self {
+            spec: Spec::embedded(),
+            d,
+            seen: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// Sends a request for the operation `method template` at `path` (the template with its
+    /// parameters filled in, plus a query), checks that the status is documented for the
+    /// operation, that the content type is the documented one and that the body matches the
+    /// documented schema. Returns status and body (JSON, or a string for text).
+    async fn call(
+        &self,
+        method: &str,
+        template: &str,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+        auth: Auth,
+    ) -> (u16, Value) {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let mut req = client.request(method.parse().unwrap(), self.d.url(path));
+        if let Auth::Token = auth {
+            req = req.bearer_auth(TOKEN);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req
+                .header("Content-Type", "application/json")
+                .body(b.to_owned());
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let ctype = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let text = res.text().await.unwrap();
+        let value = self.check(method, template, status, &ctype, &text);
+        (status, value)
+    }
+
+    /// Validates one answer against the document and records it.
+    fn check(&self, method: &str, template: &str, status: u16, ctype: &str, text: &str) -> Value {
+        let what = format!("{method} {template} → {status}");
+        let response = self
+            .spec
+            .response(method, template, status)
+            .unwrap_or_else(|| panic!("{what} is not documented; body: {text}"));
+        let content = response["content"].as_object();
+        let value = match content {
+            None => {
+                assert!(text.is_empty(), "{what}: undocumented body {text}");
+                Value::Null
+            }
+            Some(c) => {
+                let (media, media_obj) = c
+                    .iter()
+                    .find(|(m, _)| ctype.starts_with(m.as_str()))
+                    .unwrap_or_else(|| panic!("{what}: content type {ctype:?} not documented"));
+                let value = if media == "application/json" {
+                    serde_json::from_str(text)
+                        .unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {text}"))
+                } else {
+                    Value::String(text.to_owned())
+                };
+                if let Err(errors) = self.spec.validate(&media_obj["schema"], &value) {
+                    panic!("{what}: the body does not match the document:\n{errors:#?}\n{value:#}");
+                }
+                value
+            }
+        };
+        self.seen
+            .lock()
+            .unwrap()
+            .insert((method.to_owned(), template.to_owned(), status));
+        value
+    }
+
+    async fn get(&self, template: &str, path: &str) -> (u16, Value) {
+        self.call("GET", template, path, None, &[], Auth::Token)
+            .await
+    }
+
+    async fn post(&self, template: &str, path: &str, body: &Value) -> (u16, Value) {
+        self.call(
+            "POST",
+            template,
+            path,
+            Some(&body.to_string()),
+            &[],
+            Auth::Token,
+        )
+        .await
+    }
+}
+
+fn write(p: &Path, content: &str) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, content).unwrap();
+}
+
+/// A daemon with a token, a fake MCP server, instruction files, a good and a bad skill and
+/// a git repository in its workdir.
+fn daemon(work: &Path, extra: &[&str]) -> Agentd {
+    write(&work.join("AGENTS.md"), "Be brief.\n");
+    write(
+        &work.join(".agents/skills/good-skill/SKILL.md"),
+        "---\nname: good-skill\ndescription: A good skill\n---\nBody.\n",
+    );
+    write(
+        &work.join(".agents/skills/bad-skill/SKILL.md"),
+        "---\nname: another-name\ndescription: x\n---\n",
+    );
+    std::fs::write(
+        work.join(".mcp.json"),
+        serde_json::to_vec(
+            &json!({"mcpServers": {"fake": agentd_tests::mcp::fake(&[]), "broken": {"command": "/nonexistent/mcp"}}}),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut args: Vec<String> = vec!["--mcp-call-timeout-ms".into(), "500".into()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Agentd::start_with(Options {
+        workdir: Some(work.to_path_buf()),
+        token: Some(TOKEN.into()),
+        args,
+        env: vec![
+            ("AGENTD_MCP_BACKOFF_MIN_MS".into(), "100".into()),
+            ("AGENTD_MCP_BACKOFF_MAX_MS".into(), "1000".into()),
+        ],
+        ..Options::default()
+    })
+}
+
+/// The `.route(PATH, METHODS)` calls in agentd's sources: path → methods. A path given as a
+/// constant is resolved from the `const NAME: &str = "..."` items of the same sources.
+fn source_routes() -> BTreeMap<String, BTreeSet<String>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../agentd/src");
+    let mut sources = String::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "rs") {
+            let text = std::fs::read_to_string(&p).unwrap();
+            // `#[cfg(test)]` modules (at the end of a file) build their own routers.
+            let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+            sources.push_str(text);
+            sources.push('\n');
+        }
+    }
+    let mut consts = BTreeMap::new();
+    for line in sources.lines() {
+        let l = line.trim();
+        if let Some(rest) = l
+            .strip_prefix("pub const ")
+            .or_else(|| l.strip_prefix("const "))
+            && let Some((name, value)) = rest.split_once(": &str = \"")
+        {
+            consts.insert(name.to_owned(), value.trim_end_matches("\";").to_owned());
+        }
+    }
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut rest = sources.as_str();
+    while let Some(i) = rest.find(".route(") {
+        rest = &rest[i + ".route(".len()..];
+        // The call's text up to its closing parenthesis.
+        let mut depth = 1;
+        let end = rest
+            .char_indices()
+            .find_map(|(j, c)| {
+                match c {
+                    '(' => depth += 1,
+                    ')' => depth -= 1,
+                    _ => {}
+                }
+                (depth == 0).then_some(j)
+            })
+            .expect("balanced .route(...)");
+        let call = &rest[..end];
+        let (first, methods) = call.split_once(',').expect(".route(path, methods)");
+        let first = first.trim();
+        let path = match first.strip_prefix('"') {
+            Some(lit) => lit.trim_end_matches('"').to_owned(),
+            None => consts
+                .get(first)
+                .unwrap_or_else(|| panic!("route path constant {first} not found"))
+                .clone(),
+        };
+        let entry = out.entry(path).or_default();
+        for m in ["get", "post", "put", "delete", "patch"] {
+            let pat = format!("{m}(");
+            let found = methods.match_indices(&pat).any(|(k, _)| {
+                k == 0
+                    || !methods.as_bytes()[k - 1].is_ascii_alphanumeric()
+                        && methods.as_bytes()[k - 1] != b'_'
+            });
+            if found {
+                entry.insert(m.to_ascii_uppercase());
+            }
+        }
+        rest = &rest[end..];
+    }
+    out
+}
+
+/// (a) Every route the router serves is documented, with the same methods, and every
+/// documented operation is served: read from the sources, and probed on the real binary
+/// (a method the router does not serve on a known path is Coder's 405, an unknown path 404).
+#[tokio::test]
+async fn document_and_router_have_the_same_operations() {
+    let spec = Spec::embedded();
+    let documented: BTreeMap<String, BTreeSet<String>> =
+        spec.operations()
+            .into_iter()
+            .fold(BTreeMap::new(), |mut m, (method, path)| {
+                m.entry(path).or_default().insert(method);
+                m
+            });
+    let routed = source_routes();
+    assert_eq!(
+        routed, documented,
+        "routes in agentd/src vs agentd/openapi.json"
+    );
+
+    let work = tempfile::tempdir().unwrap();
+    let d = daemon(work.path(), &[]);
+    let client = reqwest::Client::new();
+    for (path, methods) in &documented {
+        let concrete = path.replace("{id}", "no-such-process");
+        let mut served = BTreeSet::new();
+        for m in ["GET", "POST", "PUT", "DELETE", "PATCH"] {
+            let res = client
+                .request(m.parse().unwrap(), d.url(&concrete))
+                .bearer_auth(TOKEN)
+                .header("Content-Type", "application/json")
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            let body: Value = res.json().await.unwrap_or(Value::Null);
+            assert!(
+                !(status == 404 && body["message"] == "Route not found."),
+                "{m} {path}: the router does not know the path"
+            );
+            if !(status == 405 && body["message"] == "Method not allowed.") {
+                served.insert(m.to_owned());
+            }
+        }
+        assert_eq!(&served, methods, "methods served on {path}");
+    }
+}
+
+/// Every operation carries the responses every route can give (403 from the Origin/Host
+/// guard, 413 from the body limit, 500 from a panic; 401 unless it needs no token), every
+/// `$ref` resolves, and each operation has a unique id.
+#[test]
+fn every_operation_documents_the_common_errors() {
+    let spec = Spec::embedded();
+    let mut ids = BTreeSet::new();
+    for (method, path) in spec.operations() {
+        let op = spec.operation(&method, &path);
+        assert!(
+            ids.insert(op["operationId"].as_str().unwrap().to_owned()),
+            "duplicate operationId on {method} {path}"
+        );
+        let public = op.get("security") == Some(&json!([]));
+        assert_eq!(public, path == "/healthz", "{method} {path}: security");
+        let mut want = vec![403, 413, 500];
+        if !public {
+            want.push(401);
+        }
+        for status in want {
+            let r = spec
+                .response(&method, &path, status)
+                .unwrap_or_else(|| panic!("{method} {path} does not document {status}"));
+            let schema = &r["content"]["application/json"]["schema"];
+            // The error shape (or a superset of it, for a start failure).
+            assert!(
+                spec.validate(schema, &json!({"message": "x", "detail": "y"}))
+                    .is_ok(),
+                "{method} {path} {status}: not the error shape"
+            );
+        }
+        for r in op["responses"].as_object().unwrap().values() {
+            let r = spec.deref(r);
+            assert!(r["description"].is_string(), "{method} {path}: description");
+        }
+        for p in op
+            .get("parameters")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            assert!(spec.deref(p)["name"].is_string());
+        }
+    }
+    // Every $ref in the document resolves.
+    fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::Object(o) => {
+                if let Some(Value::String(r)) = o.get("$ref") {
+                    out.push(r);
+                }
+                o.values().for_each(|x| refs(x, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&spec.doc, &mut all);
+    for r in all {
+        assert!(
+            spec.doc.pointer(r.trim_start_matches('#')).is_some(),
+            "dangling {r}"
+        );
+    }
+}
+
+/// The validator can fail: wrong types, missing and extra properties, enum misses, a bad
+/// `$ref`'d item, oneOf with no match, null where not allowed.
+#[test]
+fn the_validator_rejects_wrong_bodies() {
+    let spec = Spec::embedded();
+    let health = spec.component("Health");
+    assert!(
+        spec.validate(
+            health,
+            &json!({"status": "ok", "version": "1", "containment": "cgroup"})
+        )
+        .is_ok()
+    );
+    let bad = [
+        json!({"status": "ok", "version": "1"}),
+        json!({"status": "ok", "version": 1, "containment": "cgroup"}),
+        json!({"status": "down", "version": "1", "containment": "cgroup"}),
+        json!({"status": "ok", "version": "1", "containment": "cgroup", "extra": 1}),
+        json!(null),
+        json!([]),
+    ];
+    for b in bad {
+        assert!(spec.validate(health, &b).is_err(), "accepted {b}");
+    }
+    let list = spec.component("ListProcessesResponse");
+    assert!(spec.validate(list, &json!({"processes": []})).is_ok());
+    let e = spec
+        .validate(list, &json!({"processes": [{"id": "x"}]}))
+        .unwrap_err();
+    assert!(
+        e.iter()
+            .any(|m| m == "/processes/0: missing required property \"command\""),
+        "{e:?}"
+    );
+    let server = spec.component("McpServer");
+    let ok = json!({"name": "a", "transport": null, "state": "failed", "tools": 0, "last_error": "x",
+                    "warning": null, "restarts": 0, "config_file": "/x", "pid": null});
+    assert!(spec.validate(server, &ok).is_ok());
+    let mut bad = ok.clone();
+    bad["tools"] = json!(-1);
+    assert!(spec.validate(server, &bad).is_err());
+    let mut bad = ok.clone();
+    bad["name"] = json!(null);
+    assert!(spec.validate(server, &bad).is_err());
+    let msg = spec.component("GitWatchServerMessage");
+    assert!(
+        spec.validate(
+            msg,
+            &json!({"type": "error", "message": "unknown message type"})
+        )
+        .is_ok()
+    );
+    assert!(
+        spec.validate(msg, &json!({"type": "changes", "message": "x"}))
+            .is_err()
+    );
+    assert!(
+        spec.validate(
+            msg,
+            &json!({"type": "changes", "scanned_at": "yesterday", "repositories": []})
+        )
+        .is_err()
+    );
+    let store = spec.component("ContextStoreAddResponse");
+    assert!(
+        spec.validate(
+            store,
+            &json!({"chat_id": "not-a-uuid", "count": 1, "replaced": 0, "total": 1})
+        )
+        .is_err()
+    );
+}
+
+/// (b) Every route, its success and its main errors, validated against the document.
+#[tokio::test]
+async fn every_answer_matches_the_document() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    agentd_tests::gitwatch::init_repo(&repo);
+    let d = daemon(work.path(), &["--max-processes", "1"]);
+    let w = Walk::new(&d);
+
+    // Core.
+    let (s, v) = w.get("/", "/").await;
+    assert_eq!((s, v), (200, json!({"message": "Hello from the agent!"})));
+    let (s, _) = w.call("GET", "/", "/", None, &[], Auth::None).await;
+    assert_eq!(s, 401);
+    let (s, v) = w
+        .call(
+            "GET",
+            "/",
+            "/",
+            None,
+            &[("Authorization", "Bearer wrong")],
+            Auth::None,
+        )
+        .await;
+    assert_eq!((s, v["message"].as_str()), (401, Some("Unauthorized.")));
+    let (s, v) = w
+        .call("GET", "/healthz", "/healthz", None, &[], Auth::None)
+        .await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("ok")));
+    let (s, _) = w
+        .call(
+            "GET",
+            "/healthz",
+            "/healthz",
+            None,
+            &[("Origin", "https://evil.example")],
+            Auth::None,
+        )
+        .await;
+    assert_eq!(s, 403);
+    let (s, _) = w
+        .call(
+            "GET",
+            "/api/v0/mcp/servers",
+            "/api/v0/mcp/servers",
+            None,
+            &[("Host", "rebind.example")],
+            Auth::None,
+        )
+        .await;
+    assert_eq!(s, 403);
+    let (s, v) = w.get("/metrics", "/metrics").await;
+    assert_eq!(s, 200);
+    assert!(v.as_str().unwrap().contains("agentd_processes_running"));
+    let (s, v) = w.get("/api/v0/openapi.json", "/api/v0/openapi.json").await;
+    assert_eq!(s, 200);
+    assert_eq!(v, w.spec.doc, "the served document is the checked-in one");
+    let (s, _) = w
+        .call(
+            "GET",
+            "/api/v0/openapi.json",
+            "/api/v0/openapi.json",
+            None,
+            &[],
+            Auth::None,
+        )
+        .await;
+    assert_eq!(s, 401);
+    // A body announced over 4 MiB is refused before it is read.
+    let head = format!(
+        "POST /api/v0/processes/start HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{{",
+        5 * 1024 * 1024
+    );
+    let raw = raw_tcp(&d.addr, head.as_bytes()).await;
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let ctype = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type: ")
+                .map(str::to_owned)
+        })
+        .unwrap();
+    assert_eq!(status, 413);
+    w.check("POST", "/api/v0/processes/start", status, &ctype, body);
+
+    // Processes.
+    let start = "/api/v0/processes/start";
+    let chat = [("Coder-Chat-Id", CHAT)];
+    let (s, v) = w
+        .call(
+            "POST",
+            start,
+            start,
+            Some(r#"{"command":"printf hi; exit 3"}"#),
+            &chat,
+            Auth::Token,
+        )
+        .await;
+    assert_eq!(s, 200);
+    let done = v["id"].as_str().unwrap().to_owned();
+    let output = "/api/v0/processes/{id}/output";
+    let (s, v) = w
+        .call(
+            "GET",
+            output,
+            &format!("/api/v0/processes/{done}/output?wait=true"),
+            None,
+            &chat,
+            Auth::Token,
+        )
+        .await;
+    assert_eq!(
+        (s, &v["output"], &v["exit_code"], &v["running"]),
+        (200, &json!("hi"), &json!(3), &json!(false))
+    );
+    let (s, v) = w
+        .get(output, &format!("/api/v0/processes/{done}/output?since=1"))
+        .await;
+    assert_eq!(
+        (s, &v["output"], &v["next_offset"]),
+        (200, &json!("i"), &json!(2))
+    );
+    let (s, v) = w
+        .get(output, &format!("/api/v0/processes/{done}/output?since=-1"))
+        .await;
+    assert_eq!(
+        (s, v["message"].as_str()),
+        (400, Some("Invalid \"since\" query parameter."))
+    );
+    let (s, _) = w.get(output, "/api/v0/processes/nope/output").await;
+    assert_eq!(s, 404);
+    for (body, message) in [
+        ("{}", "Command is required."),
+        ("[1]", "Request body must be valid JSON."),
+        ("{\"command\":", "Request body must be valid JSON."),
+        (
+            r#"{"command":"true","workdir":"/nonexistent/dir"}"#,
+            "Working directory \"/nonexistent/dir\" does not exist.",
+        ),
+    ] {
+        let (s, v) = w
+            .call("POST", start, start, Some(body), &[], Auth::Token)
+            .await;
+        assert_eq!((s, v["message"].as_str()), (400, Some(message)), "{body}");
+    }
+    let (s, v) = w.post(start, start, &json!({"command": "sleep 30"})).await;
+    assert_eq!(s, 200);
+    let sleeper = v["id"].as_str().unwrap().to_owned();
+    let (s, v) = w.post(start, start, &json!({"command": "true"})).await;
+    assert_eq!(
+        (s, v["message"].as_str()),
+        (429, Some("Too many running processes."))
+    );
+    let (s, v) = w
+        .get("/api/v0/processes/list", "/api/v0/processes/list")
+        .await;
+    assert_eq!((s, v["processes"].as_array().unwrap().len()), (200, 2));
+    let (s, v) = w
+        .call(
+            "GET",
+            "/api/v0/processes/list",
+            "/api/v0/processes/list",
+            None,
+            &chat,
+            Auth::Token,
+        )
+        .await;
+    assert_eq!(
+        (s, v["processes"][0]["id"].as_str()),
+        (200, Some(done.as_str()))
+    );
+    let signal = "/api/v0/processes/{id}/signal";
+    let sig_path = format!("/api/v0/processes/{sleeper}/signal");
+    for (body, status) in [
+        (json!({}), 400),
+        (json!({"signal": "hup"}), 400),
+        (json!({"signal": "kill"}), 200),
+    ] {
+        let (s, _) = w.post(signal, &sig_path, &body).await;
+        assert_eq!(s, status, "{body}");
+    }
+    let (s, v) = w
+        .get(
+            output,
+            &format!("/api/v0/processes/{sleeper}/output?wait=true"),
+        )
+        .await;
+    assert_eq!((s, &v["exit_signal"]), (200, &json!("SIGKILL")));
+    let (s, v) = w
+        .post(signal, &sig_path, &json!({"signal": "terminate"}))
+        .await;
+    assert_eq!(
+        (s, v["message"].as_str().unwrap()),
+        (
+            409,
+            format!("Process \"{sleeper}\" is not running.").as_str()
+        )
+    );
+    let (s, _) = w
+        .post(
+            signal,
+            "/api/v0/processes/nope/signal",
+            &json!({"signal": "kill"}),
+        )
+        .await;
+    assert_eq!(s, 404);
+    // Another chat's process is not found.
+    let (s, _) = w
+        .call(
+            "GET",
+            output,
+            &format!("/api/v0/processes/{done}/output"),
+            None,
+            &[("Coder-Chat-Id", PARENT)],
+            Auth::Token,
+        )
+        .await;
+    assert_eq!(s, 404);
+
+    // Context.
+    let cc = "/api/v0/context-config";
+    let (s, v) = w.get(cc, cc).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["skipped"].as_array().unwrap().len(), 1, "{v}");
+    let (s, v) = w.get(cc, &format!("{cc}?format=paths")).await;
+    assert_eq!((s, &v["instructions_file"]), (200, &json!("AGENTS.md")));
+    let (s, v) = w.get(cc, &format!("{cc}?format=yaml")).await;
+    assert_eq!((s, v["message"].as_str()), (400, Some("Invalid format.")));
+    let store = "/api/v0/context-store";
+    let part = json!({"type": "context-file", "context_file_path": "/extra/AGENTS.md", "context_file_content": "More."});
+    let (s, v) = w
+        .call(
+            "POST",
+            store,
+            store,
+            Some(&json!({"parts": [part]}).to_string()),
+            &chat,
+            Auth::Token,
+        )
+        .await;
+    assert_eq!(
+        (s, v),
+        (
+            200,
+            json!({"chat_id": CHAT, "count": 1, "replaced": 0, "total": 1})
+        )
+    );
+    let (s, v) = w
+        .post(
+            store,
+            store,
+            &json!({"chat_id": "", "parts": [{"type": "skill", "skill_name": "ws-skill", "skill_dir": "/s"}]}),
+        )
+        .await;
+    assert_eq!(
+        (s, &v["chat_id"]),
+        (200, &json!(uuid::Uuid::nil().to_string()))
+    );
+    for body in [
+        json!({"parts": []}),
+        json!({"chat_id": "nope", "parts": [part]}),
+        json!({"parts": "x"}),
+    ] {
+        let (s, _) = w.post(store, store, &body).await;
+        assert_eq!(s, 400, "{body}");
+    }
+    let (s, v) = w
+        .call(
+            "GET",
+            cc,
+            cc,
+            None,
+            &[
+                ("Coder-Chat-Id", CHAT),
+                ("Coder-Ancestor-Chat-Ids", &format!("[\"{PARENT}\"]")),
+            ],
+            Auth::Token,
+        )
+        .await;
+    let sources: Vec<&str> = v["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["context_source"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        (s, sources),
+        (200, vec!["discovered", "discovered", "workspace", "chat"])
+    );
+    let (s, v) = w.get(store, store).await;
+    assert_eq!((s, v["scopes"].as_array().unwrap().len()), (200, 2));
+    let (s, v) = w.get(store, &format!("{store}?chat_id={CHAT}")).await;
+    assert_eq!(
+        (s, v["scopes"][0]["parts"].as_array().unwrap().len()),
+        (200, 1)
+    );
+    let (s, _) = w.get(store, &format!("{store}?chat_id=nope")).await;
+    assert_eq!(s, 400);
+    let (s, v) = w
+        .call(
+            "DELETE",
+            store,
+            &format!("{store}?chat_id={CHAT}"),
+            None,
+            &[],
+            Auth::Token,
+        )
+        .await;
+    assert_eq!((s, v), (200, json!({"chat_id": CHAT, "cleared": 1})));
+    let (s, _) = w
+        .call(
+            "DELETE",
+            store,
+            &format!("{store}?chat_id=nope"),
+            None,
+            &[],
+            Auth::Token,
+        )
+        .await;
+    assert_eq!(s, 400);
+
+    // MCP.
+    agentd_tests::eventually(Duration::from_secs(20), async || {
+        let (_, v) = d.get_json("/api/v0/mcp/servers").await;
+        let states: Vec<&str> = v["servers"]
+            .as_array()?
+            .iter()
+            .filter_map(|s| s["state"].as_str())
+            .collect();
+        (states.contains(&"ready") && !states.contains(&"connecting")).then_some(())
+    })
+    .await;
+    let (s, v) = w.get("/api/v0/mcp/servers", "/api/v0/mcp/servers").await;
+    assert_eq!((s, v["servers"].as_array().unwrap().len()), (200, 2));
+    let tools = "/api/v0/mcp/tools";
+    let (s, v) = w.get(tools, tools).await;
+    assert_eq!(s, 200);
+    assert!(v["tools"].as_array().unwrap().len() >= 5);
+    let (s, _) = w.get(tools, &format!("{tools}?refresh=true")).await;
+    assert_eq!(s, 200);
+    let (s, _) = w.get(tools, &format!("{tools}?refresh=a&refresh=b")).await;
+    assert_eq!(s, 400);
+    let call = "/api/v0/mcp/call-tool";
+    for (tool, status) in [
+        ("fake__echo", 200),
+        ("fake__rich", 200),
+        ("fake__fail", 200),
+        ("no-separator", 400),
+        ("ghost__echo", 404),
+        ("fake__hang", 502),
+        ("broken__x", 502),
+    ] {
+        let (s, v) = w
+            .post(
+                call,
+                call,
+                &json!({"tool_name": tool, "arguments": {"message": "m"}}),
+            )
+            .await;
+        assert_eq!(s, status, "{tool}: {v}");
+    }
+    let (s, _) = w.post(call, call, &json!({"tool_name": 1})).await;
+    assert_eq!(s, 400);
+
+    // Git.
+    let paths = "/api/v0/git/watch/paths";
+    let (s, v) = w
+        .post(
+            paths,
+            paths,
+            &json!({"chat_id": CHAT, "ancestor_chat_ids": [PARENT], "paths": [repo.join("a.txt"), "/"]}),
+        )
+        .await;
+    let root = std::fs::canonicalize(&repo).unwrap();
+    assert_eq!(
+        (s, v),
+        (
+            200,
+            json!({"accepted": 2, "repo_roots": [root.display().to_string()]})
+        )
+    );
+    let too_many: Vec<String> = (0..1025).map(|i| format!("/p/{i}")).collect();
+    for body in [
+        json!({"paths": ["/x"]}),
+        json!({"chat_id": "nope", "paths": []}),
+        json!({"chat_id": CHAT, "paths": too_many}),
+        json!({"chat_id": CHAT, "paths": ["x".repeat(4097)]}),
+    ] {
+        let (s, _) = w.post(paths, paths, &body).await;
+        assert_eq!(s, 400);
+    }
+    let (s, v) = w.get(paths, &format!("{paths}?chat_id={PARENT}")).await;
+    assert_eq!((s, v["paths"].as_array().unwrap().len()), (200, 2));
+    let (s, _) = w.get(paths, paths).await;
+    assert_eq!(s, 400);
+    let (s, _) = w.get(paths, &format!("{paths}?chat_id=x")).await;
+    assert_eq!(s, 400);
+    let watch = "/api/v0/git/watch";
+    let (s, v) = w.get(watch, &format!("{watch}?chat_id={CHAT}")).await;
+    assert_eq!(
+        (s, v["message"].as_str()),
+        (400, Some("Failed to accept websocket."))
+    );
+    // The upgrade and its messages.
+    let url = format!("ws://{}{watch}?chat_id={CHAT}", d.addr);
+    let mut req = url.as_str().into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    let (mut ws, res) = tokio_tungstenite::connect_async(req).await.unwrap();
+    assert_eq!(res.status(), 101);
+    assert!(w.spec.response("GET", watch, 101).is_some());
+    w.seen
+        .lock()
+        .unwrap()
+        .insert(("GET".into(), watch.into(), 101));
+    let server_schema = w.spec.component("GitWatchServerMessage");
+    let client_schema = w.spec.component("GitWatchClientMessage");
+    let first = next_text(&mut ws).await;
+    w.spec.validate(server_schema, &first).unwrap();
+    assert_eq!(
+        first["repositories"][0]["repo_root"],
+        root.display().to_string()
+    );
+    w.spec
+        .validate(client_schema, &json!({"type": "refresh"}))
+        .unwrap();
+    // Anything else is not a client message: the server answers it with an error.
+    assert!(
+        w.spec
+            .validate(client_schema, &json!({"type": "bogus"}))
+            .is_err()
+    );
+    ws.send(Message::Text(json!({"type": "bogus"}).to_string().into()))
+        .await
+        .unwrap();
+    let err = loop {
+        let v = next_text(&mut ws).await;
+        w.spec.validate(server_schema, &v).unwrap();
+        if v["type"] == "error" {
+            break v;
+        }
+    };
+    assert_eq!(
+        err,
+        json!({"type": "error", "message": "unknown message type"})
+    );
+
+    // Coverage: every operation answered its success; every documented status was seen,
+    // except those no test can cause on demand (listed).
+    let seen = w.seen.lock().unwrap().clone();
+    let unreachable: &[(&str, &str, u16)] = &[
+        ("POST", "/api/v0/processes/start", 500),
+        ("POST", "/api/v0/processes/start", 504),
+        ("GET", "/api/v0/context-config", 504),
+        ("POST", "/api/v0/git/watch/paths", 504),
+        ("GET", "/api/v0/git/watch", 405),
+        ("GET", "/api/v0/git/watch", 426),
+    ];
+    let common = [401, 403, 413, 500];
+    let mut missing = Vec::new();
+    for (method, path) in w.spec.operations() {
+        let op = w.spec.operation(&method, &path);
+        for code in op["responses"].as_object().unwrap().keys() {
+            let code: u16 = code.parse().unwrap();
+            let hit = seen.contains(&(method.clone(), path.clone(), code));
+            let excused = common.contains(&code)
+                || unreachable.contains(&(method.as_str(), path.as_str(), code));
+            if !hit && !excused {
+                missing.push(format!("{method} {path} {code}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "documented but never exercised: {missing:#?}"
+    );
+    for code in [401, 403, 413] {
+        assert!(
+            seen.iter().any(|(_, _, c)| *c == code),
+            "no route answered {code}"
+        );
+    }
+}
+
+type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next text frame as JSON.
+async fn next_text(ws: &mut WsStream) -> Value {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Message::Text(t) = m {
+            return serde_json::from_str(&t).unwrap();
+        }
+    }
+}
