@@ -185,6 +185,18 @@ fn configuration_md_matches_the_clap_definition() {
     );
 }
 
+/// Every `.rs` file under `dir`, module directories included.
+fn rs_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            rs_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
 /// String literals of the error messages agentd answers (`ApiError` constructors) and the
 /// messages of its `warn!`/`error!` log lines.
 fn error_strings() -> BTreeSet<String> {
@@ -197,12 +209,7 @@ fn error_strings() -> BTreeSet<String> {
         "gitwatch",
         "agentcontextconfig",
     ] {
-        for e in std::fs::read_dir(repo().join(krate).join("src")).unwrap() {
-            let p = e.unwrap().path();
-            if p.extension().is_some_and(|x| x == "rs") {
-                files.push(p);
-            }
-        }
+        rs_files(&repo().join(krate).join("src"), &mut files);
     }
     for p in files {
         let text = std::fs::read_to_string(&p).unwrap();
