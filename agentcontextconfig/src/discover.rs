@@ -63,8 +63,80 @@ impl ContextPart {
 pub struct Skipped {
     /// The directory or file concerned.
     pub path: String,
-    /// Why it was skipped, for a person.
-    pub reason: String,
+    /// Why it was skipped (its `Display` is for a person).
+    pub reason: SkipReason,
+}
+
+/// Why a skill or an instruction file was skipped. I/O errors are kept as their text (the
+/// report is compared and deduplicated).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum SkipReason {
+    /// The instruction file is a FIFO, device, socket...
+    #[error("not a regular file")]
+    NotRegularFile,
+    /// The instruction file cannot be read.
+    #[error("cannot read: {0}")]
+    Unreadable(String),
+    /// A symlinked skill dir leads out of its skills directory (or to the directory itself).
+    #[error("symlink points outside the skills directory (to {})", .0.display())]
+    SymlinkOutside(PathBuf),
+    /// A symlinked skill dir cannot be resolved (dangling, a loop).
+    #[error("cannot resolve symlink: {0}")]
+    SymlinkUnresolved(String),
+    /// The skill's meta file is not a regular file.
+    #[error("{0} is not a regular file")]
+    MetaNotRegular(String),
+    /// The skill dir has no meta file.
+    #[error("no {0}")]
+    NoMeta(String),
+    /// The skill's meta file cannot be read.
+    #[error("cannot read {meta_file}: {error}")]
+    MetaUnreadable {
+        /// The meta file's name (`SKILL.md`).
+        meta_file: String,
+        /// The OS error, in words.
+        error: String,
+    },
+    /// The meta file's front matter does not parse.
+    #[error("invalid front matter in {meta_file}: {error}{}", oversize(.meta_file, .size))]
+    FrontMatter {
+        /// The meta file's name.
+        meta_file: String,
+        /// The parser's complaint.
+        #[source]
+        error: crate::frontmatter::FrontMatterError,
+        /// The file's size when it is over [`MAX_SKILL_META_BYTES`] (only a prefix was read).
+        size: Option<u64>,
+    },
+    /// The front matter's name is not the directory's.
+    #[error("front matter name {name:?} does not match the directory name {dir_name:?}")]
+    NameMismatch {
+        /// The front matter's name.
+        name: String,
+        /// The directory's name.
+        dir_name: String,
+    },
+    /// The name is not kebab-case.
+    #[error("invalid skill name {0:?}: must match ^[a-z0-9]+(-[a-z0-9]+)*$")]
+    InvalidName(String),
+    /// An earlier skills dir has a skill of the same name.
+    #[error("duplicate skill name {name:?}: {first} comes first")]
+    Duplicate {
+        /// The name.
+        name: String,
+        /// The skill dir that won.
+        first: String,
+    },
+}
+
+/// ` (SKILL.md is N bytes; only the first M are read)` for an oversized meta file.
+fn oversize(meta_file: &str, size: &Option<u64>) -> String {
+    match size {
+        Some(n) => {
+            format!(" ({meta_file} is {n} bytes; only the first {MAX_SKILL_META_BYTES} are read)")
+        }
+        None => String::new(),
+    }
 }
 
 /// The result of a discovery: parts in Coder's order, and what was skipped.
@@ -127,14 +199,14 @@ fn read_capped(path: &Path, limit: u64) -> std::io::Result<(String, bool)> {
 fn read_instruction_file(
     path: &Path,
     meta: std::io::Result<fs::Metadata>,
-) -> Result<Option<ContextPart>, String> {
+) -> Result<Option<ContextPart>, SkipReason> {
     match meta {
         Ok(m) if m.is_file() => {}
-        Ok(_) => return Err("not a regular file".into()),
-        Err(e) => return Err(format!("cannot read: {e}")),
+        Ok(_) => return Err(SkipReason::NotRegularFile),
+        Err(e) => return Err(SkipReason::Unreadable(e.to_string())),
     }
-    let (raw, more) =
-        read_capped(path, INSTRUCTION_READ_LIMIT).map_err(|e| format!("cannot read: {e}"))?;
+    let (raw, more) = read_capped(path, INSTRUCTION_READ_LIMIT)
+        .map_err(|e| SkipReason::Unreadable(e.to_string()))?;
     let (content, cut) = sanitize_and_cap(&raw);
     if content.is_empty() {
         return Ok(None);
@@ -229,7 +301,7 @@ pub fn discover_skills(skills_dirs: &[PathBuf], meta_file: &str, out: &mut Disco
             let Ok(ft) = e.file_type() else { continue };
             let dir_name = e.file_name().to_string_lossy().into_owned();
             let skill_dir = sdir.join(e.file_name());
-            let skip = |out: &mut Discovery, reason: String| {
+            let skip = |out: &mut Discovery, reason: SkipReason| {
                 out.skipped.push(Skipped {
                     path: lossy(&skill_dir),
                     reason,
@@ -245,18 +317,12 @@ pub fn discover_skills(skills_dirs: &[PathBuf], meta_file: &str, out: &mut Disco
                             continue;
                         }
                         if !target.starts_with(&root) || target == root {
-                            skip(
-                                out,
-                                format!(
-                                    "symlink points outside the skills directory (to {})",
-                                    target.display()
-                                ),
-                            );
+                            skip(out, SkipReason::SymlinkOutside(target));
                             continue;
                         }
                     }
                     (Err(err), _) => {
-                        skip(out, format!("cannot resolve symlink: {err}"));
+                        skip(out, SkipReason::SymlinkUnresolved(err.to_string()));
                         continue;
                     }
                     (Ok(_), None) => continue,
@@ -268,40 +334,47 @@ pub fn discover_skills(skills_dirs: &[PathBuf], meta_file: &str, out: &mut Disco
             let meta = match fs::metadata(&meta_path) {
                 Ok(m) if m.is_file() => m,
                 Ok(_) => {
-                    skip(out, format!("{meta_file} is not a regular file"));
+                    skip(out, SkipReason::MetaNotRegular(meta_file.to_owned()));
                     continue;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    skip(out, format!("no {meta_file}"));
+                    skip(out, SkipReason::NoMeta(meta_file.to_owned()));
                     continue;
                 }
                 Err(e) => {
-                    skip(out, format!("cannot read {meta_file}: {e}"));
+                    skip(
+                        out,
+                        SkipReason::MetaUnreadable {
+                            meta_file: meta_file.to_owned(),
+                            error: e.to_string(),
+                        },
+                    );
                     continue;
                 }
             };
             let (text, _) = match read_capped(&meta_path, MAX_SKILL_META_BYTES) {
                 Ok(t) => t,
                 Err(e) => {
-                    skip(out, format!("cannot read {meta_file}: {e}"));
+                    skip(
+                        out,
+                        SkipReason::MetaUnreadable {
+                            meta_file: meta_file.to_owned(),
+                            error: e.to_string(),
+                        },
+                    );
                     continue;
                 }
             };
             let fm = match frontmatter::parse(&text) {
                 Ok(fm) => fm,
-                Err(err) => {
-                    let oversize = if meta.len() > MAX_SKILL_META_BYTES {
-                        format!(
-                            " ({meta_file} is {} bytes; only the first {} are read)",
-                            meta.len(),
-                            MAX_SKILL_META_BYTES
-                        )
-                    } else {
-                        String::new()
-                    };
+                Err(error) => {
                     skip(
                         out,
-                        format!("invalid front matter in {meta_file}: {err}{oversize}"),
+                        SkipReason::FrontMatter {
+                            meta_file: meta_file.to_owned(),
+                            error,
+                            size: (meta.len() > MAX_SKILL_META_BYTES).then_some(meta.len()),
+                        },
                     );
                     continue;
                 }
@@ -309,27 +382,24 @@ pub fn discover_skills(skills_dirs: &[PathBuf], meta_file: &str, out: &mut Disco
             if fm.name != dir_name {
                 skip(
                     out,
-                    format!(
-                        "front matter name {:?} does not match the directory name {dir_name:?}",
-                        fm.name
-                    ),
+                    SkipReason::NameMismatch {
+                        name: fm.name,
+                        dir_name,
+                    },
                 );
                 continue;
             }
             if !is_valid_skill_name(&fm.name) {
-                skip(
-                    out,
-                    format!(
-                        "invalid skill name {:?}: must match ^[a-z0-9]+(-[a-z0-9]+)*$",
-                        fm.name
-                    ),
-                );
+                skip(out, SkipReason::InvalidName(fm.name));
                 continue;
             }
             if let Some(first) = names.get(&fm.name) {
                 skip(
                     out,
-                    format!("duplicate skill name {:?}: {first} comes first", fm.name),
+                    SkipReason::Duplicate {
+                        name: fm.name,
+                        first: first.clone(),
+                    },
                 );
                 continue;
             }
@@ -580,7 +650,7 @@ mod tests {
         let got: Vec<(String, String)> = d
             .skipped
             .iter()
-            .map(|s| (s.path.clone(), s.reason.clone()))
+            .map(|s| (s.path.clone(), s.reason.to_string()))
             .collect();
         assert_eq!(
             got,
@@ -635,12 +705,11 @@ mod tests {
                 lossy(&s.join("store"))
             ]
         );
-        assert!(
-            d.skipped[0]
-                .reason
-                .starts_with("symlink points outside the skills directory")
-        );
-        assert!(d.skipped[1].reason.starts_with("cannot resolve symlink:"));
+        assert!(matches!(d.skipped[0].reason, SkipReason::SymlinkOutside(_)));
+        assert!(matches!(
+            d.skipped[1].reason,
+            SkipReason::SymlinkUnresolved(_)
+        ));
     }
 
     #[test]

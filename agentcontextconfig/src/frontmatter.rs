@@ -25,7 +25,7 @@ pub struct FrontMatter {
 }
 
 /// Why front matter could not be read. Messages are Coder's where Coder has one.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum FrontMatterError {
     /// The first line is not `---`.
     #[error("missing opening frontmatter delimiter")]

@@ -11,6 +11,6 @@ pub mod resolve;
 pub mod sanitize;
 pub mod store;
 
-pub use discover::{ContextPart, Discovery, Skipped, context_parts_from_dir, discover};
+pub use discover::{ContextPart, Discovery, SkipReason, Skipped, context_parts_from_dir, discover};
 pub use resolve::{RawConfig, ResolvedConfig, resolve_path, resolve_paths};
 pub use store::{ContextStore, Scope, StoreError};

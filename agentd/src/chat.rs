@@ -138,7 +138,7 @@ mod tests {
 
     #[test]
     fn extract_context_table() {
-        // Coder's TestExtractContext cases (reference §10.4).
+        // Coder's TestExtractContext cases.
         assert_eq!(extract(&headers(None, None)), Err(NotChat::Absent));
         assert_eq!(
             extract(&headers(Some(A), None)),

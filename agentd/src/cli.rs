@@ -1,4 +1,4 @@
-//! Command-line contract (see DESIGN.md): `serve`, `ctx`, `version`, plus `doctor`,
+//! Command-line contract: `serve`, `ctx`, `version`, plus `doctor`,
 //! `completions` and `man`.
 //!
 //! Every flag also reads an environment variable. This module only parses; it must not

@@ -109,11 +109,7 @@ impl Default for NetSettings {
 /// Checks an `--allow-origin` value: `scheme://host[:port]`, nothing after.
 fn parse_origin(raw: &str) -> Result<String, ConfigError> {
     let o = crate::netguard::normalize_origin(raw);
-    let bad = || {
-        ConfigError(format!(
-            "invalid --allow-origin {raw:?}: expected scheme://host[:port], e.g. https://chat.example.com"
-        ))
-    };
+    let bad = || ConfigError::Origin(raw.to_owned());
     let (scheme, rest) = o.split_once("://").ok_or_else(bad)?;
     if scheme.is_empty()
         || !scheme
@@ -187,19 +183,83 @@ impl Default for ProcessSettings {
 
 fn env_int(name: &str) -> Result<Option<i32>, ConfigError> {
     match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v.trim().parse().map(Some).map_err(|_| {
-            ConfigError(format!(
-                "{name}={v:?} is not an integer (unset it or give a number)"
-            ))
-        }),
+        Ok(v) if !v.trim().is_empty() => {
+            v.trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| ConfigError::NotAnInteger {
+                    name: name.to_owned(),
+                    value: v,
+                })
+        }
         _ => Ok(None),
     }
 }
 
-/// A startup error with a message meant for a person.
+/// A startup error; its words are meant for a person.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
+pub enum ConfigError {
+    /// The current directory cannot be read.
+    #[error("cannot read the current directory: {0}")]
+    Cwd(#[source] std::io::Error),
+    /// An `--allow-origin` value is not `scheme://host[:port]`.
+    #[error(
+        "invalid --allow-origin {0:?}: expected scheme://host[:port], e.g. https://chat.example.com"
+    )]
+    Origin(String),
+    /// An integer environment variable holds something else.
+    #[error("{name}={value:?} is not an integer (unset it or give a number)")]
+    NotAnInteger {
+        /// The variable.
+        name: String,
+        /// Its value.
+        value: String,
+    },
+    /// Neither `XDG_STATE_HOME` nor `HOME` is set.
+    #[error(
+        "cannot pick a state directory: neither XDG_STATE_HOME nor HOME is set \
+         (pass --state-dir or set AGENTD_STATE_DIR)"
+    )]
+    NoStateDir,
+    /// The token file cannot be read.
+    #[error("cannot read auth token file {}: {source}", path.display())]
+    TokenFile {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The token file holds nothing but white space.
+    #[error("auth token file {} is empty", .0.display())]
+    EmptyToken(PathBuf),
+    /// A `--listen` value is neither an address nor a resolvable `host:port`.
+    #[error("invalid listen address {raw:?}: {source} (expected HOST:PORT, e.g. 127.0.0.1:4114)")]
+    Listen {
+        /// The value.
+        raw: String,
+        /// The resolver's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A `--listen` host name resolves to no address.
+    #[error("listen address {0:?} resolves to nothing")]
+    ListenResolvesToNothing(String),
+    /// A non-loopback listener without a token (and without `--insecure-no-auth`).
+    #[error(
+        "refusing to listen on non-loopback address {addr} without an auth token: \
+         set AGENTD_AUTH_TOKEN or --auth-token-file, or pass --insecure-no-auth \
+         if the network itself is trusted (to make a token file: umask 077; \
+         head -c 32 /dev/urandom | base64 > {tok}; then pass --auth-token-file {tok})",
+        tok = token.display()
+    )]
+    NoToken {
+        /// The address.
+        addr: SocketAddr,
+        /// Where a token file would go.
+        token: PathBuf,
+    },
+}
 
 impl ServeConfig {
     /// The directory used when a request names none: the workdir once it is a directory,
@@ -228,8 +288,7 @@ impl ServeConfig {
 
     /// Resolves flags plus environment into a config. Does not create anything on disk.
     pub fn from_args(args: &ServeArgs, stderr_is_terminal: bool) -> Result<Self, ConfigError> {
-        let cwd = std::env::current_dir()
-            .map_err(|e| ConfigError(format!("cannot read the current directory: {e}")))?;
+        let cwd = std::env::current_dir().map_err(ConfigError::Cwd)?;
         let home = std::env::var_os("HOME").map(PathBuf::from);
 
         let workdir = match &args.workdir {
@@ -258,13 +317,7 @@ impl ServeConfig {
             let addr = parse_listen(raw)?;
             if !addr.ip().is_loopback() && auth_token.is_none() && !args.insecure_no_auth {
                 let token = state_dir.join("token");
-                return Err(ConfigError(format!(
-                    "refusing to listen on non-loopback address {addr} without an auth token: \
-                     set AGENTD_AUTH_TOKEN or --auth-token-file, or pass --insecure-no-auth \
-                     if the network itself is trusted (to make a token file: umask 077; \
-                     head -c 32 /dev/urandom | base64 > {tok}; then pass --auth-token-file {tok})",
-                    tok = token.display()
-                )));
+                return Err(ConfigError::NoToken { addr, token });
             }
             listen.push(addr);
         }
@@ -390,11 +443,7 @@ pub fn default_state_dir(home: Option<&Path>) -> Result<PathBuf, ConfigError> {
     }
     match home {
         Some(h) => Ok(h.join(".local/state/agentd")),
-        None => Err(ConfigError(
-            "cannot pick a state directory: neither XDG_STATE_HOME nor HOME is set \
-             (pass --state-dir or set AGENTD_STATE_DIR)"
-                .into(),
-        )),
+        None => Err(ConfigError::NoStateDir),
     }
 }
 
@@ -420,18 +469,13 @@ fn read_token(file: Option<&Path>) -> Result<Option<String>, ConfigError> {
         return Ok(Some(t.trim().to_owned()));
     }
     let Some(file) = file else { return Ok(None) };
-    let raw = std::fs::read_to_string(file).map_err(|e| {
-        ConfigError(format!(
-            "cannot read auth token file {}: {e}",
-            file.display()
-        ))
+    let raw = std::fs::read_to_string(file).map_err(|source| ConfigError::TokenFile {
+        path: file.to_path_buf(),
+        source,
     })?;
     let token = raw.trim();
     if token.is_empty() {
-        return Err(ConfigError(format!(
-            "auth token file {} is empty",
-            file.display()
-        )));
+        return Err(ConfigError::EmptyToken(file.to_path_buf()));
     }
     Ok(Some(token.to_owned()))
 }
@@ -451,14 +495,15 @@ fn parse_listen(raw: &str) -> Result<SocketAddr, ConfigError> {
     }
     // Accept `localhost:PORT` and other host names by resolving them once.
     use std::net::ToSocketAddrs;
-    let mut addrs = raw.to_socket_addrs().map_err(|e| {
-        ConfigError(format!(
-            "invalid listen address {raw:?}: {e} (expected HOST:PORT, e.g. 127.0.0.1:4114)"
-        ))
-    })?;
+    let mut addrs = raw
+        .to_socket_addrs()
+        .map_err(|source| ConfigError::Listen {
+            raw: raw.to_owned(),
+            source,
+        })?;
     addrs
         .next()
-        .ok_or_else(|| ConfigError(format!("listen address {raw:?} resolves to nothing")))
+        .ok_or_else(|| ConfigError::ListenResolvesToNothing(raw.to_owned()))
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use agentcontextconfig::discover::Skipped;
+use agentcontextconfig::discover::{SkipReason, Skipped};
 use agentcontextconfig::{ContextPart, ContextStore, Scope, StoreError};
 use axum::Router;
 use std::collections::HashMap;
@@ -45,7 +45,7 @@ pub struct ContextState {
     /// Parts added with `agentd ctx add`.
     pub store: Arc<ContextStore>,
     /// Skipped skills already logged (each is logged once, not on every request).
-    logged_skips: Mutex<HashSet<(String, String)>>,
+    logged_skips: Mutex<HashSet<(String, SkipReason)>>,
 }
 
 impl ContextState {
@@ -326,7 +326,7 @@ async fn get_context_config(
             .into_iter()
             .map(|s| SkippedDto {
                 path: s.path,
-                reason: s.reason,
+                reason: s.reason.to_string(),
             })
             .collect(),
     })
@@ -413,7 +413,7 @@ async fn add_to_store(
     State(state): State<AppState>,
     chat: Option<Extension<ChatIdentity>>,
     ApiJson(req): ApiJson<AddRequest>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<AddResponse>, ApiError> {
     let scope = scope_of(req.chat_id.as_deref(), chat.as_deref())?;
     let parts: Vec<ContextPart> = req
         .parts
@@ -430,15 +430,14 @@ async fn add_to_store(
         count: out.count,
         replaced: out.replaced,
         total: out.total,
-    })
-    .into_response())
+    }))
 }
 
 async fn clear_store(
     State(state): State<AppState>,
     chat: Option<Extension<ChatIdentity>>,
     ApiQuery(query): ApiQuery<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<ClearResponse>, ApiError> {
     let scope = scope_of(query.get("chat_id").map(String::as_str), chat.as_deref())?;
     let store = state.context.store.clone();
     let cleared = blocking(move || store.clear(scope))
@@ -448,14 +447,13 @@ async fn clear_store(
     Ok(Json(ClearResponse {
         chat_id: scope.chat_id().to_string(),
         cleared,
-    })
-    .into_response())
+    }))
 }
 
 async fn list_store(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<ListResponse>, ApiError> {
     let dto = |scope: Scope, parts: Vec<ContextPart>| ScopeDto {
         chat_id: scope.chat_id().to_string(),
         parts: parts
@@ -471,5 +469,5 @@ async fn list_store(
         }
         None => store.all().into_iter().map(|(s, p)| dto(s, p)).collect(),
     };
-    Ok(Json(ListResponse { scopes }).into_response())
+    Ok(Json(ListResponse { scopes }))
 }

@@ -26,15 +26,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Timeout of one whole request/answer exchange.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A failure worded for a person; the exit code is 1.
-#[derive(Debug)]
-struct Fail(String);
-
-impl<E: std::fmt::Display> From<E> for Fail {
-    fn from(e: E) -> Self {
-        Fail(e.to_string())
-    }
-}
+/// A failure worded for a person (its top-level message is printed); the exit code is 1.
+type Fail = anyhow::Error;
 
 /// Runs a `ctx` subcommand.
 pub fn run(cmd: CtxCommand) -> ExitCode {
@@ -43,7 +36,7 @@ pub fn run(cmd: CtxCommand) -> ExitCode {
     };
     match rt.block_on(dispatch(cmd)) {
         Ok(code) => code,
-        Err(Fail(msg)) => {
+        Err(msg) => {
             eprintln!("agentd: {msg}");
             ExitCode::FAILURE
         }
@@ -65,7 +58,7 @@ fn chat_of(common: &CtxCommon) -> Result<Option<Uuid>, Fail> {
         Some(raw) => crate::chat::parse_uuid(raw)
             .map(|id| (!id.is_nil()).then_some(id))
             .ok_or_else(|| {
-                Fail(format!(
+                anyhow::Error::msg(format!(
                     "invalid chat ID {raw:?}: it must be a UUID (from --chat or CODER_CHAT_ID)"
                 ))
             }),
@@ -88,7 +81,7 @@ fn socket_of(common: &CtxCommon) -> Result<PathBuf, Fail> {
         None => {
             crate::config::default_state_dir(std::env::var_os("HOME").map(PathBuf::from).as_deref())
                 .map_err(|e| {
-                    Fail(format!(
+                    anyhow::Error::msg(format!(
                         "cannot find the daemon's socket: {e}; pass --socket"
                     ))
                 })?
@@ -107,7 +100,7 @@ struct Answer {
 impl Answer {
     fn json<T: DeserializeOwned>(&self) -> Result<T, Fail> {
         serde_json::from_slice(&self.body).map_err(|e| {
-            Fail(format!(
+            anyhow::Error::msg(format!(
                 "unexpected answer (status {}): {e}: {}",
                 self.status,
                 String::from_utf8_lossy(&self.body).trim()
@@ -186,7 +179,7 @@ async fn daemon(
     body: Option<Vec<u8>>,
 ) -> Result<Answer, Fail> {
     let talking = |e: &dyn std::error::Error| {
-        Fail(format!(
+        anyhow::Error::msg(format!(
             "talking to agentd on {}: {}",
             socket.display(),
             with_causes(e)
@@ -207,7 +200,7 @@ async fn daemon(
             None if e.is_timeout() => "connect timed out".into(),
             None => with_causes(&e),
         };
-        return Err(Fail(format!(
+        return Err(anyhow::Error::msg(format!(
             "agentd is not running: cannot connect to {} ({why}).\n\
              Start it with `agentd serve` (add `--socket {}` if it is not the default), \
              or point --socket / AGENTD_SOCKET at the running daemon's socket.",
@@ -216,7 +209,7 @@ async fn daemon(
         )));
     }
     if e.is_timeout() {
-        return Err(Fail(format!(
+        return Err(anyhow::Error::msg(format!(
             "no answer from agentd on {} within {EXCHANGE_TIMEOUT:?}",
             socket.display()
         )));
@@ -236,8 +229,8 @@ fn upstream_of(force: bool) -> Result<Option<Upstream>, Fail> {
     let (url, token) = match (get("CODER_AGENT_URL"), get("CODER_AGENT_TOKEN")) {
         (Some(u), Some(t)) => (u, t),
         _ if force => {
-            return Err(Fail(
-                "--upstream needs CODER_AGENT_URL and CODER_AGENT_TOKEN to be set".into(),
+            return Err(anyhow::anyhow!(
+                "--upstream needs CODER_AGENT_URL and CODER_AGENT_TOKEN to be set"
             ));
         }
         _ => return Ok(None),
@@ -247,12 +240,12 @@ fn upstream_of(force: bool) -> Result<Option<Upstream>, Fail> {
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
         .ok_or_else(|| {
-            Fail(format!(
+            anyhow::Error::msg(format!(
                 "upstream {url}: CODER_AGENT_URL must start with http:// or https://"
             ))
         })?;
     if rest.split('/').next().unwrap_or_default().is_empty() {
-        return Err(Fail(format!("upstream {url}: no host")));
+        return Err(anyhow::Error::msg(format!("upstream {url}: no host")));
     }
     Ok(Some(Upstream {
         base: url.trim_end_matches('/').to_owned(),
@@ -267,7 +260,8 @@ async fn upstream_request(
     body: Vec<u8>,
 ) -> Result<Answer, Fail> {
     let url = format!("{}{UPSTREAM_PATH}", up.base);
-    let fail = |e: reqwest::Error| Fail(format!("upstream {url}: {}", with_causes(&e)));
+    let fail =
+        |e: reqwest::Error| anyhow::Error::msg(format!("upstream {url}: {}", with_causes(&e)));
     let client = client(None).map_err(fail)?;
     let headers = [("Coder-Session-Token", up.token.as_str())];
     send(&client, method, &url, &headers, Some(body))
@@ -303,7 +297,7 @@ fn report_local<T: DeserializeOwned>(
             eprintln!("agentd: {}", a.error_text());
             Ok(false)
         }
-        Err(Fail(e)) => {
+        Err(e) => {
             eprintln!("agentd: {e}");
             Ok(false)
         }
@@ -318,7 +312,7 @@ fn report_upstream(res: Result<Answer, Fail>, ok: impl Fn(&UpstreamAnswer) -> St
                 println!("Coder: {}", ok(&u));
                 true
             }
-            Err(Fail(e)) => {
+            Err(e) => {
                 eprintln!("agentd: Coder: {e}");
                 false
             }
@@ -327,7 +321,7 @@ fn report_upstream(res: Result<Answer, Fail>, ok: impl Fn(&UpstreamAnswer) -> St
             eprintln!("agentd: Coder answered {}: {}", a.status, a.error_text());
             false
         }
-        Err(Fail(e)) => {
+        Err(e) => {
             eprintln!("agentd: Coder: {e}");
             false
         }
@@ -342,7 +336,7 @@ async fn add(
     let chat = chat_of(common)?;
     let upstream = upstream_of(force_upstream)?;
     let cwd = std::env::current_dir()
-        .map_err(|e| Fail(format!("cannot read the current directory: {e}")))?;
+        .map_err(|e| anyhow::Error::msg(format!("cannot read the current directory: {e}")))?;
     let dir = match dir {
         Some(d) if d.is_absolute() => d.to_path_buf(),
         Some(d) => cwd.join(d),
@@ -350,9 +344,14 @@ async fn add(
     };
     match std::fs::metadata(&dir) {
         Ok(m) if m.is_dir() => {}
-        Ok(_) => return Err(Fail(format!("{} is not a directory", dir.display()))),
+        Ok(_) => {
+            return Err(anyhow::Error::msg(format!(
+                "{} is not a directory",
+                dir.display()
+            )));
+        }
         Err(e) => {
-            return Err(Fail(format!(
+            return Err(anyhow::Error::msg(format!(
                 "cannot read directory {}: {e}",
                 dir.display()
             )));
@@ -367,7 +366,7 @@ async fn add(
         return Ok(ExitCode::SUCCESS);
     }
     let socket = socket_of(common)?;
-    // Coder's chat-context request (§6), which the daemon's store route takes as it is.
+    // Coder's chat-context request, which the daemon's store route takes as it is.
     let body = serde_json::to_vec(&AddRequest {
         chat_id: Some(chat.unwrap_or_default().to_string()),
         parts: found
@@ -447,7 +446,7 @@ async fn list(common: &CtxCommon, json: bool) -> Result<ExitCode, Fail> {
     };
     let a = daemon(&socket, reqwest::Method::GET, &path, None).await?;
     if a.status != 200 {
-        return Err(Fail(a.error_text()));
+        return Err(anyhow::Error::msg(a.error_text()));
     }
     if json {
         print!("{}", String::from_utf8_lossy(&a.body));

@@ -28,10 +28,29 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::cli::LogFormat;
 
+/// Why the logger could not be installed.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// The filter string does not parse.
+    #[error("invalid log filter {filter:?}: {source}")]
+    Filter {
+        /// The filter as given.
+        filter: String,
+        /// The parser's complaint.
+        #[source]
+        source: tracing_subscriber::filter::ParseError,
+    },
+    /// A global subscriber is installed already.
+    #[error("cannot install the logger: {0}")]
+    Install(#[source] tracing_subscriber::util::TryInitError),
+}
+
 /// Installs the global subscriber. Fails on an invalid filter string.
-pub fn init(format: LogFormat, filter: &str) -> Result<(), String> {
-    let filter =
-        EnvFilter::try_new(filter).map_err(|e| format!("invalid log filter {filter:?}: {e}"))?;
+pub fn init(format: LogFormat, filter: &str) -> Result<(), InitError> {
+    let filter = EnvFilter::try_new(filter).map_err(|source| InitError::Filter {
+        filter: filter.to_owned(),
+        source,
+    })?;
     let registry = tracing_subscriber::registry().with(filter);
     let res = match format {
         LogFormat::Json => registry.with(JsonLayer).try_init(),
@@ -43,7 +62,7 @@ pub fn init(format: LogFormat, filter: &str) -> Result<(), String> {
             )
             .try_init(),
     };
-    res.map_err(|e| format!("cannot install the logger: {e}"))
+    res.map_err(InitError::Install)
 }
 
 /// Fields of a span or an event: names with their values already encoded as JSON. A name

@@ -171,7 +171,10 @@ async fn call_tool(
             let status = match e {
                 agentmcp::CallError::InvalidName(_) => StatusCode::BAD_REQUEST,
                 agentmcp::CallError::UnknownServer(_) => StatusCode::NOT_FOUND,
-                agentmcp::CallError::Failed(_) => StatusCode::BAD_GATEWAY,
+                agentmcp::CallError::InvalidConfig { .. }
+                | agentmcp::CallError::NotConnected { .. }
+                | agentmcp::CallError::Timeout { .. }
+                | agentmcp::CallError::Call { .. } => StatusCode::BAD_GATEWAY,
             };
             tracing::warn!(tool = %req.tool_name, status = status.as_u16(), error = %e, "MCP tool call failed");
             ApiError::new(status, CALL_FAILED).detail(e.to_string())

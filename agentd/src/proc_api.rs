@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use agentproc::{
-    GroupSignal, Priority, Process, SignalError, StartError, StartRequest, Supervisor,
+    GroupSignal, Priority, Process, SignalError, SpawnStep, StartError, StartRequest, Supervisor,
 };
 
 use crate::chat::ChatIdentity;
@@ -342,24 +342,61 @@ async fn start(
             started: true,
         })
         .into_response(),
-        Err(StartError::Closed) => json_response(
+        Err(e) => start_failure(&e, &state.config.workdir),
+    }
+}
+
+/// Coder's words for a start failure (Go's `os`/`exec` wording where chatd matches on it).
+fn start_error_words(e: &StartError) -> String {
+    match e {
+        StartError::Closed => "manager is closed".into(),
+        StartError::TooMany { limit } => format!("{limit} processes are already running"),
+        StartError::Workdir { path, source } => {
+            let reason = match source.kind() {
+                std::io::ErrorKind::NotFound => "no such file or directory".into(),
+                std::io::ErrorKind::NotADirectory => "not a directory".into(),
+                std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+                _ => source.to_string(),
+            };
+            format!("chdir {}: {reason}", path.display())
+        }
+        StartError::DuplicateId(id) => format!("process id {id} is already in use"),
+        StartError::Spawn {
+            step: SpawnStep::Exec,
+            source,
+        } if source.kind() == std::io::ErrorKind::NotFound => {
+            "exec: \"sh\": executable file not found in $PATH".into()
+        }
+        StartError::Spawn {
+            step: SpawnStep::Cgroup,
+            source,
+        } => format!("creating the process's cgroup: {source}"),
+        StartError::Spawn { source, .. } => source.to_string(),
+    }
+}
+
+/// The answer to a failed start; `workdir` is the directory relative paths join.
+fn start_failure(e: &StartError, workdir: &std::path::Path) -> Response {
+    let words = start_error_words(e);
+    match e {
+        StartError::Closed => json_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             &StartFailure {
                 message: "Failed to start process.",
-                detail: "manager is closed".into(),
+                detail: words,
                 spawn_error: None,
             },
         ),
-        Err(StartError::TooMany { limit }) => {
+        StartError::TooMany { .. } => {
             ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Too many running processes.")
                 .detail(format!(
-                    "{limit} processes are already running (the limit is set with \
-                     --max-processes); wait for some to exit or signal them"
+                    "{words} (the limit is set with --max-processes); wait for some to exit \
+                     or signal them"
                 ))
                 .into_response()
         }
-        Err(ref e @ StartError::Workdir { ref path, kind, .. }) => {
-            let what = match kind {
+        StartError::Workdir { path, source } => {
+            let what = match source.kind() {
                 std::io::ErrorKind::NotFound => "does not exist",
                 std::io::ErrorKind::NotADirectory => "is not a directory",
                 std::io::ErrorKind::PermissionDenied => "is not accessible",
@@ -370,17 +407,17 @@ async fn start(
                 quote(&path.display().to_string())
             ))
             .detail(format!(
-                "{e} (relative paths are resolved against {})",
-                state.config.workdir.display()
+                "{words} (relative paths are resolved against {})",
+                workdir.display()
             ))
             .into_response()
         }
-        Err(e @ (StartError::Spawn(_) | StartError::DuplicateId(_))) => json_response(
+        StartError::Spawn { .. } | StartError::DuplicateId(_) => json_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             &StartFailure {
                 message: "Failed to start process.",
-                detail: format!("start process: {e}"),
-                spawn_error: Some(e.to_string()),
+                detail: format!("start process: {words}"),
+                spawn_error: Some(words),
             },
         ),
     }
@@ -456,16 +493,13 @@ async fn output(
     chat: Option<Extension<ChatIdentity>>,
     PathParam(id): PathParam,
     ApiQuery(params): ApiQuery<HashMap<String, String>>,
-) -> Response {
-    let q = match parse_query(&params) {
-        Ok(q) => q,
-        Err(e) => return e.into_response(),
-    };
+) -> Result<Json<OutputResponse>, ApiError> {
+    let q = parse_query(&params)?;
     let Some(proc) = state.procs.get(&id) else {
-        return not_found(&id).into_response();
+        return Err(not_found(&id));
     };
     if hidden_from(&proc, effective_chat(&chat)) {
-        return not_found(&id).into_response();
+        return Err(not_found(&id));
     }
     if q.wait {
         let max = state.config.processes.max_wait;
@@ -512,7 +546,7 @@ async fn output(
     } else {
         proc.group_members()
     };
-    Json(OutputResponse {
+    Ok(Json(OutputResponse {
         output,
         truncated,
         running: exit.is_none(),
@@ -523,8 +557,7 @@ async fn output(
         descendant_pids: descendants,
         next_offset,
         gap_bytes: gap,
-    })
-    .into_response()
+    }))
 }
 
 async fn signal(
@@ -532,36 +565,30 @@ async fn signal(
     chat: Option<Extension<ChatIdentity>>,
     PathParam(id): PathParam,
     req: Request,
-) -> Response {
+) -> Result<Json<Message>, ApiError> {
     // Coder checks chat isolation before it reads the body.
     let proc = state.procs.get(&id);
     if let Some(p) = &proc
         && hidden_from(p, effective_chat(&chat))
     {
-        return not_found(&id).into_response();
+        return Err(not_found(&id));
     }
-    let body: SignalBody = match ApiJson::<Value>::from_request(req, &()).await {
-        Ok(ApiJson(v)) => match decode(v, &["signal"]) {
-            Ok(b) => b,
-            Err(e) => return e.into_response(),
-        },
-        Err(e) => return e.into_response(),
-    };
+    let ApiJson(v) = ApiJson::<Value>::from_request(req, &()).await?;
+    let body: SignalBody = decode(v, &["signal"])?;
     let name = body.signal.unwrap_or_default();
     let sig = match name.as_str() {
-        "" => return ApiError::bad_request("Signal is required.").into_response(),
+        "" => return Err(ApiError::bad_request("Signal is required.")),
         "kill" => GroupSignal::Kill,
         "terminate" => GroupSignal::Term,
         other => {
-            return ApiError::bad_request(format!(
+            return Err(ApiError::bad_request(format!(
                 "Unsupported signal {}. Use \"kill\" or \"terminate\".",
                 quote(other)
-            ))
-            .into_response();
+            )));
         }
     };
     let Some(proc) = proc else {
-        return not_found(&id).into_response();
+        return Err(not_found(&id));
     };
     // Freezing a cgroup or scanning /proc may block: not on an async worker.
     let (procs, p) = (state.procs.clone(), proc.clone());
@@ -575,24 +602,21 @@ async fn signal(
         ))),
     };
     match res {
-        Ok(()) => Json(Message {
+        Ok(()) => Ok(Json(Message {
             message: format!("Signal {} sent to process {}.", quote(&name), quote(&id)),
-        })
-        .into_response(),
-        Err(SignalError::NotRunning) => ApiError::new(
+        })),
+        Err(SignalError::NotRunning) => Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("Process {} is not running.", quote(&id)),
-        )
-        .into_response(),
+        )),
         Err(SignalError::Os(e)) => {
             let verb = if sig == GroupSignal::Kill {
                 "kill"
             } else {
                 "terminate"
             };
-            ApiError::internal("Failed to signal process.")
-                .detail(format!("{verb} process: {e}"))
-                .into_response()
+            Err(ApiError::internal("Failed to signal process.")
+                .detail(format!("{verb} process: {e}")))
         }
     }
 }

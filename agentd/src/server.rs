@@ -1,7 +1,7 @@
 //! The HTTP server: the router (core routes plus each capability's routes), the middleware
 //! stack, the TCP listeners and the unix control socket, and the shutdown sequence.
 //!
-//! Capability routes live in `api::*` and are merged in [`routes`]. This module owns
+//! Capability routes live in the `*_api` modules and are merged in [`routes`]. This module owns
 //! lifecycles; it must not contain capability logic.
 
 use std::net::SocketAddr;

@@ -221,7 +221,45 @@ pub enum CallError {
     /// No such server.
     #[error("unknown MCP server: {0:?}")]
     UnknownServer(String),
-    /// Anything else (down, timeout, transport, server error); redacted.
-    #[error("{0}")]
-    Failed(String),
+    /// The server's config entry is invalid, so it never runs.
+    #[error("MCP server {server:?} is not usable: its config entry is invalid")]
+    InvalidConfig {
+        /// The server.
+        server: String,
+    },
+    /// The server has no live connection.
+    #[error("MCP server {server:?} is not connected (state {}){}", state.as_str(),
+        last_error.as_deref().map(|e| format!(": {e}")).unwrap_or_default())]
+    NotConnected {
+        /// The server.
+        server: String,
+        /// Its state.
+        state: ServerState,
+        /// Its last error (redacted).
+        last_error: Option<String>,
+    },
+    /// The call did not answer within the call timeout (it was cancelled).
+    #[error("tool {tool:?} on MCP server {server:?} timed out after {}s", after.as_secs_f64())]
+    Timeout {
+        /// The server.
+        server: String,
+        /// The server's own name for the tool.
+        tool: String,
+        /// The timeout.
+        after: std::time::Duration,
+    },
+    /// The server or the transport answered with an error.
+    #[error("{detail}")]
+    Call {
+        /// The server.
+        server: String,
+        /// The server's own name for the tool.
+        tool: String,
+        /// The whole message (`calling tool "t" on MCP server "s": <error>`), redacted as
+        /// one text so a secret is never split across a boundary, and capped.
+        detail: String,
+    },
 }
+
+#[cfg(test)]
+mod fake;

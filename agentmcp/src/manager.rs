@@ -19,7 +19,7 @@ use crate::config::{self, EntryError, FileError};
 use crate::convert::result_from_json;
 use crate::names;
 use crate::redact::secrets_of;
-use crate::server::{Server, list_tools, supervise};
+use crate::server::{Connector, Server, list_tools, supervise, transport_connector};
 use crate::{
     CallError, CallOutput, CatalogTool, ConfigFileError, ManagerOptions, ServerState, ServerStatus,
     Status,
@@ -43,6 +43,8 @@ struct Inner {
     catalog: Mutex<(u64, Arc<[CatalogTool]>)>,
     /// Process groups of every server process that may be alive (see `Server::set_pid`).
     groups: Arc<Mutex<HashSet<u32>>>,
+    /// How servers are connected.
+    connector: Connector,
 }
 
 /// The MCP manager.
@@ -59,6 +61,11 @@ impl Manager {
     /// Loads the config and starts connecting every server in the background (never
     /// waits for them), plus the config watcher. Must be called inside a tokio runtime.
     pub fn start(opts: ManagerOptions) -> Self {
+        Self::start_with(opts, transport_connector())
+    }
+
+    /// [`Manager::start`] with another way of connecting servers.
+    pub(crate) fn start_with(opts: ManagerOptions, connector: Connector) -> Self {
         let inherited = opts
             .base_env
             .iter()
@@ -78,6 +85,7 @@ impl Manager {
                 catalog_gen: Arc::new(AtomicU64::new(0)),
                 catalog: Mutex::new((0, Arc::from([]))),
                 groups: Arc::default(),
+                connector,
             }),
         };
         m.apply(m.load());
@@ -209,6 +217,7 @@ impl Manager {
             srv.clone(),
             self.inner.opts.clone(),
             self.inner.tasks.clone(),
+            self.inner.connector.clone(),
         ));
         srv
     }
@@ -338,9 +347,7 @@ impl Manager {
         };
         let Some(srv) = self.server(&server) else {
             if lock(&self.inner.invalid).contains_key(&server) {
-                return Err(CallError::Failed(format!(
-                    "MCP server {server:?} is not usable: its config entry is invalid"
-                )));
+                return Err(CallError::InvalidConfig { server });
             }
             return Err(CallError::UnknownServer(server));
         };
@@ -349,23 +356,20 @@ impl Manager {
             (d.peer.clone(), d.state, d.last_error.clone())
         };
         let Some(peer) = peer else {
-            let mut msg = format!(
-                "MCP server {server:?} is not connected (state {})",
-                state.as_str()
-            );
-            if let Some(e) = last {
-                msg.push_str(": ");
-                msg.push_str(&e);
-            }
-            return Err(CallError::Failed(msg));
+            return Err(CallError::NotConnected {
+                server,
+                state,
+                last_error: last,
+            });
         };
         let timeout = self.inner.opts.call_timeout;
         let params = CallToolRequestParams::new(tool.clone()).with_arguments(arguments);
         match tokio::time::timeout(timeout, peer.call_tool(params)).await {
-            Err(_) => Err(CallError::Failed(format!(
-                "tool {tool:?} on MCP server {server:?} timed out after {}s",
-                timeout.as_secs_f64()
-            ))),
+            Err(_) => Err(CallError::Timeout {
+                server,
+                tool,
+                after: timeout,
+            }),
             Ok(Err(e)) => {
                 let transport = matches!(
                     e,
@@ -374,9 +378,13 @@ impl Manager {
                 if transport {
                     srv.suspect.notify_one();
                 }
-                Err(CallError::Failed(srv.redact(&format!(
-                    "calling tool {tool:?} on MCP server {server:?}: {e}"
-                ))))
+                Err(CallError::Call {
+                    detail: srv.redact(&format!(
+                        "calling tool {tool:?} on MCP server {server:?}: {e}"
+                    )),
+                    server,
+                    tool,
+                })
             }
             Ok(Ok(res)) => {
                 let v = serde_json::to_value(&res).unwrap_or(Value::Null);
@@ -452,5 +460,111 @@ impl Manager {
         for pid in lock(&self.inner.groups).iter() {
             let _ = signal_group(*pid, GroupSignal::Kill);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::fake::Script;
+
+    fn write_config(path: &Path, command: &str) {
+        std::fs::write(
+            path,
+            format!(r#"{{"mcpServers": {{"s": {{"command": "{command}"}}}}}}"#),
+        )
+        .unwrap();
+    }
+
+    fn status_of(m: &Manager) -> ServerStatus {
+        m.status().servers.into_iter().next().unwrap()
+    }
+
+    /// Polls (on paused time) until `f` holds for the server's status.
+    async fn until(m: &Manager, f: impl Fn(&ServerStatus) -> bool) -> ServerStatus {
+        loop {
+            let s = status_of(m);
+            if f(&s) {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn call(m: &Manager) -> Result<String, CallError> {
+        let out = m.call_tool("s__echo", Map::new()).await?;
+        Ok(out.content[0].text.clone().unwrap_or_default())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_changed_config_takes_over_only_once_it_connects() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(".mcp.json");
+        write_config(&file, "a");
+        let script = Script::new(&[("b", 2)]);
+        let mut opts = crate::ManagerOptions::new(vec![file.clone()], dir.path().into());
+        opts.backoff_min = Duration::from_millis(250);
+        opts.watch = false;
+        let m = Manager::start_with(opts, script.connector());
+        until(&m, |s| s.state == ServerState::Ready).await;
+        assert_eq!(call(&m).await.unwrap(), "hi");
+
+        script.at(1000).await;
+        write_config(&file, "b");
+        assert!(m.reload().await);
+        // The new config fails: the old connection keeps serving, with a warning.
+        let s = until(&m, |s| s.warning.is_some()).await;
+        assert_eq!(s.state, ServerState::Ready);
+        assert_eq!(
+            s.warning.as_deref(),
+            Some(
+                "the changed config has not connected yet (initialize failed: nope); the previous connection is kept"
+            )
+        );
+        assert_eq!(call(&m).await.unwrap(), "hi");
+        // Its third attempt connects and takes over: no warning, the new server's restarts.
+        let s = until(&m, |s| s.restarts == 2).await;
+        assert_eq!((s.state, s.warning), (ServerState::Ready, None));
+        assert_eq!(
+            script.attempts(),
+            vec![
+                ("a".to_owned(), 0),
+                ("b".to_owned(), 1000),
+                ("b".to_owned(), 1250),
+                ("b".to_owned(), 1750),
+            ]
+        );
+        assert_eq!(call(&m).await.unwrap(), "hi");
+        // One server serves, nothing is pending.
+        assert_eq!(lock(&m.inner.servers).len(), 1);
+        assert!(lock(&m.inner.pending).is_empty());
+        m.shutdown(Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_changed_config_of_a_server_that_is_down_replaces_it_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(".mcp.json");
+        write_config(&file, "a");
+        let script = Script::new(&[("a", usize::MAX)]);
+        let mut opts = crate::ManagerOptions::new(vec![file.clone()], dir.path().into());
+        opts.watch = false;
+        let m = Manager::start_with(opts, script.connector());
+        until(&m, |s| s.state == ServerState::Failed).await;
+        script.at(100).await;
+        write_config(&file, "b");
+        assert!(m.reload().await);
+        assert!(lock(&m.inner.pending).is_empty());
+        let s = until(&m, |s| s.state == ServerState::Ready).await;
+        assert_eq!((s.restarts, s.warning), (0, None));
+        assert_eq!(
+            script.attempts(),
+            vec![("a".to_owned(), 0), ("b".to_owned(), 100)]
+        );
+        // Unchanged config: nothing to apply.
+        assert!(!m.reload().await);
+        m.shutdown(Duration::from_secs(1)).await;
     }
 }

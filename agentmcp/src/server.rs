@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use agentproc::group::{GroupSignal, new_group, signal_group};
+use agentproc::group::{GroupSignal, new_group, signal_group, stop_group};
+use futures::future::BoxFuture;
 use rmcp::model::{ClientCapabilities, ClientConfig, Implementation};
 use rmcp::service::{NotificationContext, RoleClient, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
@@ -163,7 +164,7 @@ impl Server {
 }
 
 /// A live connection.
-struct Conn {
+pub(crate) struct Conn {
     service: RunningService<RoleClient, Handler>,
     child: Option<tokio::process::Child>,
     /// The stdio server's process group, remembered at spawn: once the leader is reaped
@@ -194,16 +195,84 @@ async fn stop_child(mut child: tokio::process::Child, pgid: Option<u32>, name: &
         let _ = tokio::time::timeout(Duration::from_secs(1), child.wait()).await;
         return;
     };
-    let _ = signal_group(pgid, GroupSignal::Term);
-    if tokio::time::timeout(STOP_GRACE, child.wait())
-        .await
-        .is_err()
-    {
-        tracing::debug!(server = %name, pgid, "MCP server ignored SIGTERM; killing its group");
-    }
-    // Always KILL the group: grandchildren may outlive the leader.
-    let _ = signal_group(pgid, GroupSignal::Kill);
+    stop_group(
+        || {
+            let _ = signal_group(pgid, GroupSignal::Term);
+        },
+        async {
+            let _ = child.wait().await;
+        },
+        STOP_GRACE,
+        |timed_out| {
+            if timed_out {
+                tracing::debug!(server = %name, pgid, "MCP server ignored SIGTERM; killing its group");
+            }
+            // Always KILL the group: grandchildren may outlive the leader.
+            let _ = signal_group(pgid, GroupSignal::Kill);
+        },
+    )
+    .await;
     let _ = tokio::time::timeout(Duration::from_secs(1), child.wait()).await;
+}
+
+/// Why a connection attempt failed; its words (redacted) become the server's last error.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectError {
+    /// The stdio command could not be started.
+    #[error("cannot start {command:?}: {source}")]
+    Spawn {
+        /// The command.
+        command: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The child came without its stdio pipes.
+    #[error("stdio pipes missing")]
+    PipesMissing,
+    /// The stdio process exited during the handshake.
+    #[error("server exited during initialize ({status}): {error}")]
+    ExitedDuringInitialize {
+        /// How it exited.
+        status: std::process::ExitStatus,
+        /// The handshake's error.
+        error: String,
+    },
+    /// The `initialize` handshake failed.
+    #[error("initialize failed: {0}")]
+    Initialize(String),
+    /// A configured header is not a valid HTTP header.
+    #[error("header {name:?}: {error}")]
+    Header {
+        /// The header's name.
+        name: String,
+        /// What is wrong with it.
+        error: String,
+    },
+    /// The legacy SSE stream could not be opened.
+    #[error("{0}")]
+    Sse(String),
+    /// The first `tools/list` failed.
+    #[error("tools/list failed: {0}")]
+    ListTools(String),
+}
+
+/// How a server is connected (spawn or dial, then `initialize`); on error the message is
+/// not yet redacted. [`transport_connector`] in production; the supervisor's tests connect
+/// in memory.
+pub(crate) type Connector = Arc<
+    dyn Fn(
+            Arc<Server>,
+            ManagerOptions,
+            TaskTracker,
+        ) -> BoxFuture<'static, Result<Conn, ConnectError>>
+        + Send
+        + Sync,
+>;
+
+/// The real transports: stdio, streamable HTTP, legacy SSE.
+pub(crate) fn transport_connector() -> Connector {
+    Arc::new(|srv, opts, tasks| Box::pin(async move { connect(&srv, &opts, &tasks).await }))
 }
 
 /// Connects according to the transport. On error the message is not yet redacted.
@@ -211,7 +280,7 @@ async fn connect(
     srv: &Arc<Server>,
     opts: &ManagerOptions,
     tasks: &TaskTracker,
-) -> Result<Conn, String> {
+) -> Result<Conn, ConnectError> {
     let handler = Handler {
         relist: srv.relist.clone(),
         version: opts.client_version.clone(),
@@ -230,9 +299,10 @@ async fn connect(
                 .stderr(Stdio::piped())
                 .kill_on_drop(true);
             new_group(&mut cmd);
-            let mut child = cmd
-                .spawn()
-                .map_err(|e| format!("cannot start {:?}: {e}", spec.command))?;
+            let mut child = cmd.spawn().map_err(|source| ConnectError::Spawn {
+                command: spec.command.clone(),
+                source,
+            })?;
             let pgid = child.id();
             srv.set_pid(pgid);
             if let Some(err) = child.stderr.take() {
@@ -244,7 +314,7 @@ async fn connect(
             }
             let (Some(stdout), Some(stdin)) = (child.stdout.take(), child.stdin.take()) else {
                 stop_child(child, pgid, &spec.name).await;
-                return Err("stdio pipes missing".into());
+                return Err(ConnectError::PipesMissing);
             };
             match handler.serve((stdout, stdin)).await {
                 Ok(service) => Ok(Conn {
@@ -259,8 +329,11 @@ async fn connect(
                     stop_child(child, pgid, &spec.name).await;
                     srv.set_pid(None);
                     match status {
-                        Ok(Ok(st)) => Err(format!("server exited during initialize ({st}): {e}")),
-                        _ => Err(format!("initialize failed: {e}")),
+                        Ok(Ok(status)) => Err(ConnectError::ExitedDuringInitialize {
+                            status,
+                            error: e.to_string(),
+                        }),
+                        _ => Err(ConnectError::Initialize(e.to_string())),
                     }
                 }
             }
@@ -268,10 +341,12 @@ async fn connect(
         Transport::Http => {
             let mut headers = HashMap::new();
             for (k, v) in &spec.headers {
-                let name = http::HeaderName::from_bytes(k.as_bytes())
-                    .map_err(|e| format!("header {k:?}: {e}"))?;
-                let value =
-                    http::HeaderValue::from_str(v).map_err(|e| format!("header {k:?}: {e}"))?;
+                let bad = |e: &dyn std::fmt::Display| ConnectError::Header {
+                    name: k.clone(),
+                    error: e.to_string(),
+                };
+                let name = http::HeaderName::from_bytes(k.as_bytes()).map_err(|e| bad(&e))?;
+                let value = http::HeaderValue::from_str(v).map_err(|e| bad(&e))?;
                 headers.insert(name, value);
             }
             let cfg = StreamableHttpClientTransportConfig::with_uri(spec.url.clone())
@@ -280,7 +355,7 @@ async fn connect(
             let service = handler
                 .serve(transport)
                 .await
-                .map_err(|e| format!("initialize failed: {e}"))?;
+                .map_err(|e| ConnectError::Initialize(e.to_string()))?;
             Ok(Conn {
                 service,
                 child: None,
@@ -288,7 +363,9 @@ async fn connect(
             })
         }
         Transport::Sse => {
-            let (sink, stream, stop) = crate::sse::connect(&spec.url, &spec.headers, tasks).await?;
+            let (sink, stream, stop) = crate::sse::connect(&spec.url, &spec.headers, tasks)
+                .await
+                .map_err(ConnectError::Sse)?;
             let res = handler.serve((sink, stream)).await;
             match res {
                 // The adapter's tasks stop when the service drops its sink.
@@ -299,7 +376,7 @@ async fn connect(
                 }),
                 Err(e) => {
                     stop.cancel();
-                    Err(format!("initialize failed: {e}"))
+                    Err(ConnectError::Initialize(e.to_string()))
                 }
             }
         }
@@ -358,9 +435,29 @@ async fn drain_stderr(err: impl AsyncRead + Unpin, name: String, secrets: Secret
     }
 }
 
+/// Why [`run_until_down`] returned.
 enum Down {
+    /// The server's token was cancelled (stop or hand-over).
     Cancelled,
-    Lost(String),
+    /// The connection went away; the server restarts.
+    Lost(Lost),
+}
+
+/// How a live connection was lost (its words become the server's last error).
+#[derive(Debug, thiserror::Error)]
+enum Lost {
+    /// The stdio process exited (its status or the wait's error, in words).
+    #[error("server process exited ({0})")]
+    Exited(String),
+    /// The transport reports itself closed.
+    #[error("connection closed")]
+    Closed,
+    /// The liveness ping failed.
+    #[error("connection lost: {0}")]
+    PingFailed(String),
+    /// The liveness ping did not answer.
+    #[error("connection lost: ping timed out")]
+    PingTimedOut,
 }
 
 /// Waits until the connection goes away, re-listing tools on `list_changed`.
@@ -379,7 +476,7 @@ async fn run_until_down(srv: &Arc<Server>, conn: &mut Conn, opts: &ManagerOption
         };
         tokio::select! {
             _ = srv.cancel.cancelled() => return Down::Cancelled,
-            st = child_exit => return Down::Lost(format!("server process exited ({st})")),
+            st = child_exit => return Down::Lost(Lost::Exited(st)),
             _ = srv.relist.notified() => {
                 // The re-list and the ping below run outside the select: each stays
                 // cancellable, or a stop would wait out their timeouts.
@@ -401,7 +498,7 @@ async fn run_until_down(srv: &Arc<Server>, conn: &mut Conn, opts: &ManagerOption
             }
             _ = srv.suspect.notified() => {
                 if peer.is_transport_closed() {
-                    return Down::Lost("connection closed".into());
+                    return Down::Lost(Lost::Closed);
                 }
                 // Ping with a cheap request; a dead HTTP server fails it.
                 let pinged = srv
@@ -413,13 +510,13 @@ async fn run_until_down(srv: &Arc<Server>, conn: &mut Conn, opts: &ManagerOption
                 };
                 match pinged {
                     Ok(Ok(_)) => {}
-                    Ok(Err(e)) => return Down::Lost(format!("connection lost: {e}")),
-                    Err(_) => return Down::Lost("connection lost: ping timed out".into()),
+                    Ok(Err(e)) => return Down::Lost(Lost::PingFailed(e.to_string())),
+                    Err(_) => return Down::Lost(Lost::PingTimedOut),
                 }
             }
             _ = tokio::time::sleep(Duration::from_millis(500)) => {
                 if peer.is_transport_closed() {
-                    return Down::Lost("connection closed".into());
+                    return Down::Lost(Lost::Closed);
                 }
             }
         }
@@ -427,7 +524,12 @@ async fn run_until_down(srv: &Arc<Server>, conn: &mut Conn, opts: &ManagerOption
 }
 
 /// The supervisor: runs until the server's token is cancelled.
-pub(crate) async fn supervise(srv: Arc<Server>, opts: ManagerOptions, tasks: TaskTracker) {
+pub(crate) async fn supervise(
+    srv: Arc<Server>,
+    opts: ManagerOptions,
+    tasks: TaskTracker,
+    connector: Connector,
+) {
     let name = srv.spec.name.clone();
     let mut attempt: u32 = 0;
     let mut was_ready = false;
@@ -450,15 +552,14 @@ pub(crate) async fn supervise(srv: Arc<Server>, opts: ManagerOptions, tasks: Tas
         let res = tokio::select! {
             _ = srv.cancel.cancelled() => break,
             r = tokio::time::timeout(opts.connect_timeout, async {
-                let mut conn = connect(&srv, &opts, &tasks).await?;
+                let mut conn = connector(srv.clone(), opts.clone(), tasks.clone()).await?;
                 match list_tools(conn.service.peer()).await {
                     Ok(tools) => Ok((conn, tools)),
                     Err(e) => {
-                        let msg = format!("tools/list failed: {e}");
                         let pgid = conn.pgid;
                         conn.child.take().map(|c| tasks.spawn(async move { stop_child(c, pgid, "").await }));
                         conn.service.cancellation_token().cancel();
-                        Err(msg)
+                        Err(ConnectError::ListTools(e))
                     }
                 }
             }) => r,
@@ -490,12 +591,12 @@ pub(crate) async fn supervise(srv: Arc<Server>, opts: ManagerOptions, tasks: Tas
                 was_ready = true;
                 let mut down = run_until_down(&srv, &mut conn, &opts).await;
                 // A stdio transport that closed usually means the process died: say how.
-                if let (Down::Lost(msg), Some(child)) = (&mut down, conn.child.as_mut())
-                    && !msg.starts_with("server process exited")
+                if let (Down::Lost(lost), Some(child)) = (&mut down, conn.child.as_mut())
+                    && !matches!(lost, Lost::Exited(_))
                     && let Ok(Ok(st)) =
                         tokio::time::timeout(Duration::from_millis(300), child.wait()).await
                 {
-                    *msg = format!("server process exited ({st})");
+                    *lost = Lost::Exited(st.to_string());
                 }
                 srv.lock().peer = None;
                 match down {
@@ -503,14 +604,14 @@ pub(crate) async fn supervise(srv: Arc<Server>, opts: ManagerOptions, tasks: Tas
                         conn.stop(&name).await;
                         break;
                     }
-                    Down::Lost(msg) => {
-                        srv.set_error(ServerState::Restarting, &msg);
+                    Down::Lost(lost) => {
+                        srv.set_error(ServerState::Restarting, &lost.to_string());
                         conn.stop(&name).await;
                         srv.set_pid(None);
                     }
                 }
             }
-            Ok(Err(e)) => srv.set_error(fail_state, &e),
+            Ok(Err(e)) => srv.set_error(fail_state, &e.to_string()),
             Err(_) => srv.set_error(
                 fail_state,
                 &format!(
@@ -543,4 +644,123 @@ pub(crate) async fn supervise(srv: Arc<Server>, opts: ManagerOptions, tasks: Tas
         let _ = signal_group(pid, GroupSignal::Kill);
     }
     srv.publish();
+}
+
+/// Connects to an in-memory [`crate::fake`] server that lives until `stop` is cancelled.
+#[cfg(test)]
+pub(crate) async fn connect_in_memory(
+    srv: &Arc<Server>,
+    opts: &ManagerOptions,
+    tasks: &TaskTracker,
+    stop: CancellationToken,
+) -> Result<Conn, ConnectError> {
+    let (client, server) = tokio::io::duplex(1 << 16);
+    tasks.spawn(crate::fake::serve(server, stop));
+    let handler = Handler {
+        relist: srv.relist.clone(),
+        version: opts.client_version.clone(),
+    };
+    let service = handler
+        .serve(tokio::io::split(client))
+        .await
+        .map_err(|e| ConnectError::Initialize(e.to_string()))?;
+    Ok(Conn {
+        service,
+        child: None,
+        pgid: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::fake::Script;
+
+    fn spec(command: &str) -> ServerSpec {
+        ServerSpec {
+            name: "s".into(),
+            transport: Transport::Stdio,
+            command: command.into(),
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            url: String::new(),
+            headers: BTreeMap::new(),
+            config_file: PathBuf::from("/x/.mcp.json"),
+        }
+    }
+
+    fn opts() -> ManagerOptions {
+        let mut o = ManagerOptions::new(Vec::new(), PathBuf::from("/"));
+        o.backoff_min = Duration::from_millis(250);
+        o.backoff_max = Duration::from_secs(2);
+        o.watch = false;
+        o
+    }
+
+    /// Runs a supervisor for `spec(command)` on the script's connector.
+    fn start(script: &Arc<Script>, command: &str) -> (Arc<Server>, TaskTracker) {
+        let srv = Arc::new(Server::new(
+            spec(command),
+            Secrets::default(),
+            CancellationToken::new(),
+            Arc::default(),
+            Arc::default(),
+        ));
+        let tasks = TaskTracker::new();
+        tasks.spawn(supervise(
+            srv.clone(),
+            opts(),
+            tasks.clone(),
+            script.connector(),
+        ));
+        (srv, tasks)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_connects_back_off_exponentially_up_to_the_cap() {
+        let script = Script::new(&[("a", usize::MAX)]);
+        let (srv, _tasks) = start(&script, "a");
+        script.at(6000).await;
+        let times: Vec<u128> = script.attempts().into_iter().map(|(_, t)| t).collect();
+        // 250 ms doubling: +250, +500, +1000, then the 2 s cap.
+        assert_eq!(times, vec![0, 250, 750, 1750, 3750, 5750]);
+        {
+            let d = srv.lock();
+            assert_eq!(d.state, ServerState::Failed);
+            assert_eq!(d.last_error.as_deref(), Some("initialize failed: nope"));
+            assert_eq!(d.restarts, 5);
+        }
+        srv.cancel.cancel();
+        let mut rx = srv.state_tx.subscribe();
+        rx.wait_for(|s| *s == ServerState::Stopped).await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_connection_reconnects_after_the_first_backoff_step() {
+        let script = Script::new(&[]);
+        let (srv, _tasks) = start(&script, "a");
+        let mut rx = srv.state_tx.subscribe();
+        rx.wait_for(|s| *s == ServerState::Ready).await.unwrap();
+        assert_eq!(srv.lock().tools.len(), 1);
+        script.at(1200).await;
+        script.server(0).cancel();
+        rx.wait_for(|s| *s == ServerState::Restarting)
+            .await
+            .unwrap();
+        let lost_at = script.now();
+        // Noticed on the next 500 ms liveness tick.
+        assert!(lost_at > 1200 && lost_at <= 1700, "lost at {lost_at}");
+        assert_eq!(srv.lock().last_error.as_deref(), Some("connection closed"));
+        rx.wait_for(|s| *s == ServerState::Ready).await.unwrap();
+        let times: Vec<u128> = script.attempts().into_iter().map(|(_, t)| t).collect();
+        // A server that was ready starts its backoff again at the minimum.
+        assert_eq!(times, vec![0, lost_at + 250]);
+        assert_eq!(srv.lock().restarts, 1);
+        assert_eq!(srv.lock().last_error, None);
+        srv.cancel.cancel();
+        rx.wait_for(|s| *s == ServerState::Stopped).await.unwrap();
+    }
 }

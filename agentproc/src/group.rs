@@ -1,5 +1,6 @@
 //! Process-group primitives shared by every spawner in agentd (the process API here, stdio
-//! MCP servers in `agentmcp`): put a command in its own group, signal a whole group.
+//! MCP servers in `agentmcp`): put a command in its own group, signal a whole group, and
+//! the one TERM → grace → KILL sequence ([`stop_group`]).
 //!
 //! This is the only module in the workspace that calls `killpg`.
 
@@ -30,6 +31,22 @@ impl From<GroupSignal> for Signal {
 /// tree it starts can be signalled at once.
 pub fn new_group(cmd: &mut tokio::process::Command) {
     cmd.process_group(0);
+}
+
+/// The stop sequence of every spawner: `term` (TERM the group or groups), wait up to `grace`
+/// for `exited`, then `kill` — always called, with whether the grace ran out, since
+/// descendants may outlive a leader that exited in time (the caller decides whom to KILL).
+/// Returns whether the grace ran out.
+pub async fn stop_group(
+    term: impl FnOnce(),
+    exited: impl std::future::Future<Output = ()>,
+    grace: std::time::Duration,
+    kill: impl FnOnce(bool),
+) -> bool {
+    term();
+    let timed_out = tokio::time::timeout(grace, exited).await.is_err();
+    kill(timed_out);
+    timed_out
 }
 
 /// Signals every process in group `pgid`. A group that no longer exists is not an error.
@@ -110,7 +127,49 @@ fn parse_stat(stat: &str) -> Option<(char, u32)> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn stop_group_terms_waits_the_grace_then_kills() {
+        let t0 = Instant::now();
+        let log = Mutex::new(Vec::new());
+        let at = || t0.elapsed().as_millis();
+        let timed_out = stop_group(
+            || log.lock().unwrap().push(("term", at())),
+            std::future::pending(),
+            Duration::from_secs(2),
+            |t| {
+                log.lock()
+                    .unwrap()
+                    .push((if t { "kill late" } else { "kill" }, at()))
+            },
+        )
+        .await;
+        assert!(timed_out);
+        assert_eq!(*log.lock().unwrap(), vec![("term", 0), ("kill late", 2000)]);
+        // Exited within the grace: KILL follows at once (for the descendants).
+        let t0 = Instant::now();
+        let log = Mutex::new(Vec::new());
+        let at = || t0.elapsed().as_millis();
+        let timed_out = stop_group(
+            || log.lock().unwrap().push(("term", at())),
+            tokio::time::sleep(Duration::from_millis(300)),
+            Duration::from_secs(2),
+            |t| {
+                log.lock()
+                    .unwrap()
+                    .push((if t { "kill late" } else { "kill" }, at()))
+            },
+        )
+        .await;
+        assert!(!timed_out);
+        assert_eq!(*log.lock().unwrap(), vec![("term", 0), ("kill", 300)]);
+    }
 
     #[tokio::test]
     async fn kills_the_whole_group() -> io::Result<()> {

@@ -20,6 +20,6 @@ pub use group::GroupSignal;
 pub use priority::Priority;
 pub use supervisor::{
     Config, DEFAULT_MAX_EXITED, DEFAULT_MAX_RUNNING, DEFAULT_RETENTION, DEFAULT_SWEEP_INTERVAL,
-    Exit, NON_INTERACTIVE_ENV, OnExit, OutputView, Process, SignalError, StartError, StartRequest,
-    Status, Supervisor,
+    Exit, NON_INTERACTIVE_ENV, OnExit, OutputView, Process, SignalError, SpawnStep, StartError,
+    StartRequest, Status, Supervisor,
 };

@@ -1,4 +1,4 @@
-//! OOM score and niceness of children, by Coder's `agent-exec` rules (reference §4.9): the
+//! OOM score and niceness of children, by Coder's `agentexec` rules: the
 //! OOM killer should pick a user's command before the daemon, and commands run a little
 //! nicer than the daemon.
 //!

@@ -78,6 +78,9 @@ pub(crate) enum SpawnError {
     /// The program was not found, or could not be executed.
     #[error("{0}")]
     Exec(io::Error),
+    /// Creating the process's cgroup leaf failed (before anything was spawned).
+    #[error("creating the process's cgroup: {0}")]
+    Cgroup(io::Error),
     /// Anything else (clone, process group, descriptors, bad input).
     #[error("{0}")]
     Other(io::Error),

@@ -24,7 +24,7 @@ pub enum FsError {
     Saturated,
     /// The blocking task panicked or the runtime is shutting down.
     #[error("a file-system task failed: {0}")]
-    Task(String),
+    Task(#[source] tokio::task::JoinError),
 }
 
 /// At most this many file-system calls on client paths are in flight at once (a call that
@@ -63,7 +63,7 @@ pub async fn blocking_fs<T: Send + 'static>(
 ) -> Result<T, FsError> {
     match tokio::time::timeout(timeout, spawn_fs(f)?).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(FsError::Task(e.to_string())),
+        Ok(Err(e)) => Err(FsError::Task(e)),
         Err(_) => Err(FsError::Timeout(timeout)),
     }
 }

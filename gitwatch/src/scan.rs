@@ -3,7 +3,7 @@
 //! unified diff from the `git` CLI (tracked changes restricted to the paths status named,
 //! untracked files as new-file patches through a throwaway index, in one batch).
 //!
-//! Why this split (measured, see `tests/benches/gitwatch.rs` and the reference §2.1): on
+//! Why this split (measured, see `tests/benches/gitwatch.rs`): on
 //! 2 cores `git status` walks 100k files ~1.7× faster than libgit2, and only the CLI gives
 //! byte-identical `git diff` text; opening the repo with `git2` for HEAD/branch/origin costs
 //! well under a millisecond against ~2 ms per forked `git`.
@@ -67,9 +67,19 @@ pub enum ScanError {
     /// Reading or writing a pipe or a temp file failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// Stating the listed paths did not finish (a hung mount).
+    #[error("i/o: {0}")]
+    Fs(#[from] crate::fsio::FsError),
     /// The repository could not be opened.
+    #[error("open repository: {}", .0.message())]
+    Open(#[source] git2::Error),
+    /// `HEAD` could not be read.
+    #[error("open repository: HEAD: {}", .0.message())]
+    Head(#[source] git2::Error),
+    /// The blocking task that reads the repository's metadata failed (panicked or was
+    /// cancelled).
     #[error("open repository: {0}")]
-    Open(String),
+    Task(#[source] tokio::task::JoinError),
 }
 
 /// Result of a scan.
@@ -197,10 +207,8 @@ fn meta(root: &Path) -> Result<Meta, ScanError> {
         git2::RepositoryOpenFlags::NO_SEARCH,
         std::iter::empty::<&OsStr>(),
     )
-    .map_err(|e| ScanError::Open(e.message().to_owned()))?;
-    let head_ref = repo
-        .find_reference("HEAD")
-        .map_err(|e| ScanError::Open(format!("HEAD: {}", e.message())))?;
+    .map_err(ScanError::Open)?;
+    let head_ref = repo.find_reference("HEAD").map_err(ScanError::Head)?;
     let branch = head_ref
         .symbolic_target_bytes()
         .and_then(|t| t.strip_prefix(b"refs/heads/"))
@@ -214,7 +222,7 @@ fn meta(root: &Path) -> Result<Meta, ScanError> {
         {
             None
         }
-        Err(e) => return Err(ScanError::Open(format!("HEAD: {}", e.message()))),
+        Err(e) => return Err(ScanError::Head(e)),
     };
     let config = repo.config().ok();
     let origin = config
@@ -399,7 +407,7 @@ pub async fn scan(cfg: &Config, root: &Path, prev: Option<u64>) -> Result<Outcom
     let r = root.to_path_buf();
     let meta = tokio::task::spawn_blocking(move || meta(&r))
         .await
-        .map_err(|e| ScanError::Open(e.to_string()))??;
+        .map_err(ScanError::Task)??;
     let safe = meta.filter_overrides.as_slice();
     let status_raw = git_output(
         cfg,
@@ -425,7 +433,7 @@ pub async fn scan(cfg: &Config, root: &Path, prev: Option<u64>) -> Result<Outcom
             (status, fp, meta)
         })
         .await
-        .map_err(|e| ScanError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, e)))?
+        .map_err(ScanError::Fs)?
     };
     let safe = meta.filter_overrides.as_slice();
     if prev == Some(fp) {

@@ -1,4 +1,4 @@
-//! Process API benchmark against baselines measured in the same run (targets: DESIGN.md):
+//! Process API benchmark against baselines measured in the same run:
 //!
 //! 1. start + wait-for-exit of `true` over HTTP (POST start, then GET output?wait=true, a
 //!    new connection each, as chatd does) vs a bare Rust spawn+wait of `sh -c true`

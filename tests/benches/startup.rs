@@ -1,6 +1,6 @@
 //! Foundation benchmark: start to first 200 on `/healthz`, and idle RSS after start.
 //!
-//! Run: `cargo bench -p agentd-tests --bench startup`. Targets (DESIGN.md): first 200 within
+//! Run: `cargo bench -p agentd-tests --bench startup`. Targets: first 200 within
 //! 30 ms; idle RSS at most 10 MiB. The baseline for start time is spawning `true` and
 //! waiting for it, measured in the same run.
 

@@ -1,5 +1,5 @@
 //! Context config (`GET /api/v0/context-config`) and `agentd ctx add|clear|list`, through the
-//! real binary: Coder's conformance cases (reference §10), the context store across restarts
+//! real binary: Coder's conformance cases, the context store across restarts
 //! and chats, Coder's upstream request, and hostile inputs.
 
 use std::path::{Path, PathBuf};

@@ -186,6 +186,25 @@ fn configuration_md_matches_the_clap_definition() {
     );
 }
 
+/// The `.rs` files under `dir`, recursively. The edit matcher's sentences (`edit <path>:
+/// <why>`, `agentfiles/src/matcher*`) are its own wording, which troubleshooting.md documents
+/// by their stable parts only, so they are left out.
+fn rs_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_stem()
+            .is_some_and(|s| s.to_string_lossy().starts_with("match"))
+        {
+            continue;
+        }
+        if p.is_dir() {
+            rs_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
 /// String literals of the error messages agentd answers (`ApiError` constructors) and the
 /// messages of its `warn!`/`error!` log lines.
 fn error_strings() -> BTreeSet<String> {
@@ -199,17 +218,7 @@ fn error_strings() -> BTreeSet<String> {
         "agentcontextconfig",
         "agentfiles",
     ] {
-        for e in std::fs::read_dir(repo().join(krate).join("src")).unwrap() {
-            let p = e.unwrap().path();
-            // The edit matcher's sentences (`edit <path>: <why>`) are its own wording, which
-            // troubleshooting.md documents by their stable parts only.
-            let matcher = p
-                .file_stem()
-                .is_some_and(|s| s.to_string_lossy().starts_with("match"));
-            if p.extension().is_some_and(|x| x == "rs") && !matcher {
-                files.push(p);
-            }
-        }
+        rs_files(&repo().join(krate).join("src"), &mut files);
     }
     for p in files {
         let text = std::fs::read_to_string(&p).unwrap();

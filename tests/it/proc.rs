@@ -1,5 +1,5 @@
-//! The process API against the real binary: Coder's conformance cases (reference §10.1,
-//! §10.7), the improvements (lingering descendants, exit signals, incremental reads, the
+//! The process API against the real binary: Coder's conformance cases (its
+//! `agent/agentproc` tests), the improvements (lingering descendants, exit signals, incremental reads, the
 //! running cap, the sweep, shutdown), and hostile input.
 
 use std::time::{Duration, Instant};
