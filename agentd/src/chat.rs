@@ -208,7 +208,6 @@ mod tests {
 
     // Found by the chat_headers fuzz target (a port of Go's uuid.Parse and json.Unmarshal).
     #[test]
-    #[allow(clippy::unwrap_used)]
     fn go_uuid_parse_quirks() {
         let want = id(A);
         // Go ignores the first and last of 38 characters, and the URN prefix's case.
@@ -229,7 +228,6 @@ mod tests {
     }
 
     #[test]
-    #[allow(clippy::unwrap_used)]
     fn ancestors_must_all_be_strings_as_in_go() {
         // A non-string entry fails Go's Unmarshal into []string: no ancestors at all.
         let mixed = format!("[1,\"{B}\"]");

@@ -274,7 +274,7 @@ pub struct CtxCommon {
 #[derive(Debug, Args)]
 pub struct CtxAddArgs {
     #[command(flatten)]
-    #[allow(missing_docs)]
+    #[expect(missing_docs)]
     pub common: CtxCommon,
 
     /// The directory to read. Default: the current directory.
@@ -291,7 +291,7 @@ pub struct CtxAddArgs {
 #[derive(Debug, Args)]
 pub struct CtxClearArgs {
     #[command(flatten)]
-    #[allow(missing_docs)]
+    #[expect(missing_docs)]
     pub common: CtxCommon,
 
     /// Also send Coder's request to `$CODER_AGENT_URL` (on by default when CODER_AGENT_URL
@@ -304,7 +304,7 @@ pub struct CtxClearArgs {
 #[derive(Debug, Args)]
 pub struct CtxListArgs {
     #[command(flatten)]
-    #[allow(missing_docs)]
+    #[expect(missing_docs)]
     pub common: CtxCommon,
 
     /// Print the daemon's JSON answer instead of text.

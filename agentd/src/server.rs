@@ -529,7 +529,7 @@ mod tests {
                 "/boom",
                 get(|| async {
                     panic!("kaboom");
-                    #[allow(unreachable_code)]
+                    #[expect(unreachable_code)]
                     ""
                 }),
             )
