@@ -27,21 +27,24 @@ use crate::metrics::Metrics;
 use crate::server::AppState;
 
 /// Path of Coder's context-config endpoint.
-pub const CONTEXT_CONFIG_PATH: &str = "/api/v0/context-config";
-/// Path of agentd's context store (used by `agentd ctx`).
-pub const CONTEXT_STORE_PATH: &str = "/api/v0/context-store";
+const CONTEXT_CONFIG_PATH: &str = "/api/v0/context-config";
+/// Path of agentd's context store. A plain `const` line: the e2e route scan
+/// (`tests/it/openapi.rs`) reads route paths from `const NAME: &str = "..."` lines.
+const STORE_PATH: &str = "/api/v0/context-store";
+/// The same path for `agentd ctx`.
+pub(crate) const CONTEXT_STORE_PATH: &str = STORE_PATH;
 
 /// `context_source` of a part discovered on disk.
-pub const SOURCE_DISCOVERED: &str = "discovered";
+pub(crate) const SOURCE_DISCOVERED: &str = "discovered";
 /// `context_source` of a part added with `agentd ctx add` for every chat.
-pub const SOURCE_WORKSPACE: &str = "workspace";
+pub(crate) const SOURCE_WORKSPACE: &str = "workspace";
 /// `context_source` of a part added for the requesting chat.
-pub const SOURCE_CHAT: &str = "chat";
+pub(crate) const SOURCE_CHAT: &str = "chat";
 /// `context_source` of a part added for one of the requesting chat's ancestors.
-pub const SOURCE_ANCESTOR: &str = "ancestor-chat";
+pub(crate) const SOURCE_ANCESTOR: &str = "ancestor-chat";
 
 /// The context subsystem's state.
-pub struct ContextState {
+pub(crate) struct ContextState {
     /// Parts added with `agentd ctx add`.
     pub store: Arc<ContextStore>,
     /// Skipped skills already logged (each is logged once, not on every request).
@@ -51,7 +54,7 @@ pub struct ContextState {
 impl ContextState {
     /// Opens the store in the state dir; a corrupt store file is logged, moved aside and
     /// replaced by an empty store.
-    pub fn open(state_dir: &std::path::Path, max_chats: usize, metrics: &Metrics) -> Self {
+    pub(crate) fn open(state_dir: &std::path::Path, max_chats: usize, metrics: &Metrics) -> Self {
         let (store, problem) = ContextStore::open(state_dir);
         let store = store.with_max_chats(max_chats);
         let store = Arc::new(store);
@@ -88,11 +91,11 @@ impl ContextState {
 }
 
 /// The context routes.
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route(CONTEXT_CONFIG_PATH, get(get_context_config))
         .route(
-            CONTEXT_STORE_PATH,
+            STORE_PATH,
             get(list_store).post(add_to_store).delete(clear_store),
         )
 }
@@ -105,7 +108,7 @@ fn is_false(b: &bool) -> bool {
 /// `type`, `context_file_path` and `skill_name` are always present, the rest omitted when
 /// empty. `context_source` is agentd's additive tag.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct PartDto {
+pub(crate) struct PartDto {
     /// `context-file` or `skill`.
     #[serde(rename = "type", default)]
     pub kind: String,
@@ -138,7 +141,7 @@ pub struct PartDto {
 
 impl PartDto {
     /// The wire form of a part.
-    pub fn from_part(p: ContextPart, source: Option<&'static str>) -> Self {
+    pub(crate) fn from_part(p: ContextPart, source: Option<&'static str>) -> Self {
         match p {
             ContextPart::File {
                 path,
@@ -171,7 +174,7 @@ impl PartDto {
 
     /// The domain part; `None` for kinds other than `context-file` and `skill` (Coder drops
     /// those silently).
-    pub fn into_part(self) -> Option<ContextPart> {
+    pub(crate) fn into_part(self) -> Option<ContextPart> {
         match self.kind.as_str() {
             "context-file" => Some(ContextPart::File {
                 path: self.context_file_path,
@@ -191,7 +194,7 @@ impl PartDto {
 
 /// A skipped skill or instruction file (agentd's additive `skipped` list).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SkippedDto {
+pub(crate) struct SkippedDto {
     /// The directory or file.
     pub path: String,
     /// Why.
@@ -200,7 +203,7 @@ pub struct SkippedDto {
 
 /// `GET /api/v0/context-config` (parts shape). `parts` is never null.
 #[derive(Debug, Serialize)]
-pub struct PartsResponse {
+pub(crate) struct PartsResponse {
     /// Discovered parts, then stored ones.
     pub parts: Vec<PartDto>,
     /// agentd: skills and files found but not used.
@@ -209,7 +212,7 @@ pub struct PartsResponse {
 
 /// `GET /api/v0/context-config?format=paths` (Coder's first, paths-only shape).
 #[derive(Debug, Serialize)]
-pub struct PathsResponse {
+pub(crate) struct PathsResponse {
     /// Resolved instruction dirs.
     pub instructions_dirs: Vec<String>,
     /// Instruction file basename.
@@ -335,7 +338,7 @@ async fn get_context_config(
 
 /// Body of `POST /api/v0/context-store` (Coder's chat-context request shape).
 #[derive(Debug, Deserialize, Serialize)]
-pub struct AddRequest {
+pub(crate) struct AddRequest {
     /// Target chat; absent, empty or the nil UUID means every chat (unless the request
     /// carries `Coder-Chat-Id`, which is used when this is absent).
     #[serde(default)]
@@ -347,7 +350,7 @@ pub struct AddRequest {
 
 /// Answer of `POST /api/v0/context-store`.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct AddResponse {
+pub(crate) struct AddResponse {
     /// The chat (nil UUID: every chat).
     pub chat_id: String,
     /// Parts accepted.
@@ -360,7 +363,7 @@ pub struct AddResponse {
 
 /// Answer of `DELETE /api/v0/context-store`.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct ClearResponse {
+pub(crate) struct ClearResponse {
     /// The chat (nil UUID: every chat).
     pub chat_id: String,
     /// Parts removed.
@@ -369,7 +372,7 @@ pub struct ClearResponse {
 
 /// One scope in `GET /api/v0/context-store`.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct ScopeDto {
+pub(crate) struct ScopeDto {
     /// The chat (nil UUID: every chat).
     pub chat_id: String,
     /// Stored parts, in the order they were added.
@@ -378,7 +381,7 @@ pub struct ScopeDto {
 
 /// Answer of `GET /api/v0/context-store`.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct ListResponse {
+pub(crate) struct ListResponse {
     /// Scopes (one when `chat_id` is given; else every non-empty one, workspace first).
     pub scopes: Vec<ScopeDto>,
 }
