@@ -20,6 +20,7 @@ use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::chat::{ChatIdentity, parse_uuid};
 use crate::error::{ApiError, ApiJson, ApiQuery, Json};
@@ -352,7 +353,7 @@ pub(crate) struct AddRequest {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct AddResponse {
     /// The chat (nil UUID: every chat).
-    pub chat_id: String,
+    pub chat_id: Uuid,
     /// Parts accepted.
     pub count: usize,
     /// Of those, parts that replaced a stored part with the same path.
@@ -365,7 +366,7 @@ pub(crate) struct AddResponse {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct ClearResponse {
     /// The chat (nil UUID: every chat).
-    pub chat_id: String,
+    pub chat_id: Uuid,
     /// Parts removed.
     pub cleared: usize,
 }
@@ -374,7 +375,7 @@ pub(crate) struct ClearResponse {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct ScopeDto {
     /// The chat (nil UUID: every chat).
-    pub chat_id: String,
+    pub chat_id: Uuid,
     /// Stored parts, in the order they were added.
     pub parts: Vec<PartDto>,
 }
@@ -429,7 +430,7 @@ async fn add_to_store(
         .map_err(store_error)?;
     tracing::info!(chat = %scope.chat_id(), count = out.count, replaced = out.replaced, total = out.total, evicted_chats = out.evicted, "context parts added");
     Ok(Json(AddResponse {
-        chat_id: scope.chat_id().to_string(),
+        chat_id: scope.chat_id(),
         count: out.count,
         replaced: out.replaced,
         total: out.total,
@@ -448,7 +449,7 @@ async fn clear_store(
         .map_err(store_error)?;
     tracing::info!(chat = %scope.chat_id(), cleared, "context parts cleared");
     Ok(Json(ClearResponse {
-        chat_id: scope.chat_id().to_string(),
+        chat_id: scope.chat_id(),
         cleared,
     }))
 }
@@ -458,7 +459,7 @@ async fn list_store(
     ApiQuery(query): ApiQuery<HashMap<String, String>>,
 ) -> Result<Json<ListResponse>, ApiError> {
     let dto = |scope: Scope, parts: Vec<ContextPart>| ScopeDto {
-        chat_id: scope.chat_id().to_string(),
+        chat_id: scope.chat_id(),
         parts: parts
             .into_iter()
             .map(|p| PartDto::from_part(p, None))

@@ -462,7 +462,7 @@ async fn list(common: &CtxCommon, json: bool) -> Result<ExitCode, Fail> {
         return Ok(ExitCode::SUCCESS);
     }
     for s in scopes {
-        let id = Uuid::try_parse(&s.chat_id).ok().filter(|id| !id.is_nil());
+        let id = Some(s.chat_id).filter(|id| !id.is_nil());
         println!("{}:", target(id));
         for p in &s.parts {
             if p.kind == "skill" {
