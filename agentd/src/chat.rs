@@ -24,7 +24,7 @@ pub struct ChatIdentity {
 
 /// Records a chat on `span`: `chat_id`, and `ancestor_chat_ids` as a JSON array (which the
 /// JSON log layer emits as an array, see `logging::RAW_JSON_FIELDS`) when there are any.
-pub fn record_chat(span: &tracing::Span, id: Uuid, ancestors: &[Uuid]) {
+pub(crate) fn record_chat(span: &tracing::Span, id: Uuid, ancestors: &[Uuid]) {
     span.record("chat_id", tracing::field::display(id));
     if !ancestors.is_empty() {
         let list: Vec<String> = ancestors.iter().map(ToString::to_string).collect();
@@ -77,7 +77,7 @@ pub fn parse_uuid(s: &str) -> Option<Uuid> {
 }
 
 /// [`parse_uuid`] on raw bytes (header values need not be UTF-8; Go's strings are bytes).
-pub fn parse_uuid_bytes(s: &[u8]) -> Option<Uuid> {
+pub(crate) fn parse_uuid_bytes(s: &[u8]) -> Option<Uuid> {
     let hyphenated = match s.len() {
         32 => return Uuid::try_parse_ascii(s).ok(),
         36 => s,
@@ -208,7 +208,6 @@ mod tests {
 
     // Found by the chat_headers fuzz target (a port of Go's uuid.Parse and json.Unmarshal).
     #[test]
-    #[allow(clippy::unwrap_used)]
     fn go_uuid_parse_quirks() {
         let want = id(A);
         // Go ignores the first and last of 38 characters, and the URN prefix's case.
@@ -229,7 +228,6 @@ mod tests {
     }
 
     #[test]
-    #[allow(clippy::unwrap_used)]
     fn ancestors_must_all_be_strings_as_in_go() {
         // A non-string entry fails Go's Unmarshal into []string: no ancestors at all.
         let mixed = format!("[1,\"{B}\"]");

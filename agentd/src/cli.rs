@@ -15,12 +15,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 /// Top-level subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the daemon: serve the HTTP API on TCP and on a unix control socket.
     Serve(ServeArgs),
     /// Add a directory's instruction files and skills to a chat's context (or every chat's),
@@ -45,7 +45,7 @@ pub enum Command {
 
 /// Flags of `agentd doctor`: the same as `serve`, plus the report format.
 #[derive(Debug, Args)]
-pub struct DoctorArgs {
+pub(crate) struct DoctorArgs {
     /// Everything `serve` takes, so the check is of the configuration that would run.
     #[command(flatten)]
     pub serve: ServeArgs,
@@ -56,7 +56,7 @@ pub struct DoctorArgs {
 
 /// `--containment` (see `agentproc::contain`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Containment {
+pub(crate) enum Containment {
     /// cgroup where possible, else subreaper.
     Auto,
     /// cgroup or fail.
@@ -67,7 +67,7 @@ pub enum Containment {
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// One JSON object per line (the default when stderr is not a terminal).
     Json,
     /// Human-readable lines (the default on a terminal).
@@ -76,7 +76,7 @@ pub enum LogFormat {
 
 /// Flags of `agentd serve`.
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// TCP address to listen on (repeat the flag, or separate with commas, for several).
     /// Without an auth token only loopback addresses are allowed.
     #[arg(
@@ -248,7 +248,7 @@ pub struct ServeArgs {
 
 /// `agentd ctx` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum CtxCommand {
+pub(crate) enum CtxCommand {
     /// Read DIR's AGENTS.md and skills (DIR/.agents/skills, DIR/skills) and add them.
     Add(CtxAddArgs),
     /// Remove the parts added for a chat (or, without a chat, those added for every chat).
@@ -259,7 +259,7 @@ pub enum CtxCommand {
 
 /// Flags shared by the `ctx` subcommands.
 #[derive(Debug, Args)]
-pub struct CtxCommon {
+pub(crate) struct CtxCommon {
     /// The daemon's control socket. Default: as `agentd serve` picks it
     /// (`$XDG_RUNTIME_DIR/agentd.sock`, else `<state dir>/agentd.sock`).
     #[arg(long, env = "AGENTD_SOCKET")]
@@ -272,9 +272,8 @@ pub struct CtxCommon {
 
 /// Flags of `agentd ctx add`.
 #[derive(Debug, Args)]
-pub struct CtxAddArgs {
+pub(crate) struct CtxAddArgs {
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub common: CtxCommon,
 
     /// The directory to read. Default: the current directory.
@@ -289,9 +288,8 @@ pub struct CtxAddArgs {
 
 /// Flags of `agentd ctx clear`.
 #[derive(Debug, Args)]
-pub struct CtxClearArgs {
+pub(crate) struct CtxClearArgs {
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub common: CtxCommon,
 
     /// Also send Coder's request to `$CODER_AGENT_URL` (on by default when CODER_AGENT_URL
@@ -302,9 +300,8 @@ pub struct CtxClearArgs {
 
 /// Flags of `agentd ctx list`.
 #[derive(Debug, Args)]
-pub struct CtxListArgs {
+pub(crate) struct CtxListArgs {
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub common: CtxCommon,
 
     /// Print the daemon's JSON answer instead of text.

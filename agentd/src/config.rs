@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use crate::cli::{LogFormat, ServeArgs};
 
 /// Environment variable holding the auth token itself.
-pub const ENV_AUTH_TOKEN: &str = "AGENTD_AUTH_TOKEN";
+pub(crate) const ENV_AUTH_TOKEN: &str = "AGENTD_AUTH_TOKEN";
 /// Environment variable naming the auth token file.
-pub const ENV_AUTH_TOKEN_FILE: &str = "AGENTD_AUTH_TOKEN_FILE";
+pub(crate) const ENV_AUTH_TOKEN_FILE: &str = "AGENTD_AUTH_TOKEN_FILE";
 
 /// Variables the daemon consumes and children must never see: these, and the
 /// `CODER_AGENT_EXP_*` context-config variables (`agentcontextconfig::resolve::ENV_VARS`),
@@ -21,7 +21,7 @@ const SCRUBBED_ENV: &[&str] = &[ENV_AUTH_TOKEN, ENV_AUTH_TOKEN_FILE];
 
 /// Everything `agentd serve` needs, resolved and validated.
 #[derive(Debug, Clone)]
-pub struct ServeConfig {
+pub(crate) struct ServeConfig {
     /// TCP addresses to bind.
     pub listen: Vec<SocketAddr>,
     /// Unix control socket path.
@@ -55,7 +55,7 @@ pub struct ServeConfig {
 
 /// Memory and file-system bounds (hidden flags lower them for tests).
 #[derive(Debug, Clone)]
-pub struct Bounds {
+pub(crate) struct Bounds {
     /// Git path store bounds.
     pub git_paths: gitwatch::PathLimits,
     /// Repositories one git watch subscription follows.
@@ -78,13 +78,14 @@ impl Default for Bounds {
 }
 
 /// Connections served at once per listener kind, by default.
-pub const DEFAULT_MAX_CONNECTIONS: u32 = 512;
+pub(crate) const DEFAULT_MAX_CONNECTIONS: u32 = 512;
 /// Time to send a request head (and idle time between requests), by default.
-pub const DEFAULT_HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+pub(crate) const DEFAULT_HEADER_READ_TIMEOUT: std::time::Duration =
+    std::time::Duration::from_secs(15);
 
 /// Network-facing settings: allowed origins and hosts, connection bounds.
 #[derive(Debug, Clone)]
-pub struct NetSettings {
+pub(crate) struct NetSettings {
     /// `--allow-origin` values, validated `scheme://host[:port]`.
     pub allow_origins: Vec<String>,
     /// `--allow-host` values.
@@ -125,7 +126,7 @@ fn parse_origin(raw: &str) -> Result<String, ConfigError> {
 
 /// MCP timing overrides from `--mcp-*-ms` / `AGENTD_MCP_*_MS`.
 #[derive(Debug, Clone, Default)]
-pub struct McpSettings {
+pub(crate) struct McpSettings {
     /// Longest tool call.
     pub call_timeout: Option<std::time::Duration>,
     /// Start + initialise budget per server.
@@ -137,11 +138,11 @@ pub struct McpSettings {
 }
 
 /// Longest `?wait=true` long-poll (Coder's 5 minutes).
-pub const DEFAULT_MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+pub(crate) const DEFAULT_MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Process API settings (see `proc_api`).
 #[derive(Debug, Clone)]
-pub struct ProcessSettings {
+pub(crate) struct ProcessSettings {
     /// Apply chatd's non-interactive env defaults beneath the request's env.
     pub default_child_env: bool,
     /// Running processes allowed at once.
@@ -198,7 +199,7 @@ fn env_int(name: &str) -> Result<Option<i32>, ConfigError> {
 
 /// A startup error; its words are meant for a person.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     /// The current directory cannot be read.
     #[error("cannot read the current directory: {0}")]
     Cwd(#[source] std::io::Error),
@@ -266,7 +267,7 @@ impl ServeConfig {
     /// else `$HOME` (Coder's `DefaultWorkDirClosureNonExistentFallsBackToHome`: the agent
     /// starts before the startup script clones the repo into the workdir). One `stat`:
     /// call it on the blocking pool.
-    pub fn effective_workdir(&self) -> PathBuf {
+    pub(crate) fn effective_workdir(&self) -> PathBuf {
         match (&self.home, self.workdir.is_dir()) {
             (Some(home), false) => home.clone(),
             _ => self.workdir.clone(),
@@ -275,7 +276,7 @@ impl ServeConfig {
 
     /// Why the workdir cannot be used yet, if it cannot (logged once at startup; processes,
     /// context discovery and MCP pick it up as soon as it exists).
-    pub fn workdir_warning(&self) -> Option<String> {
+    pub(crate) fn workdir_warning(&self) -> Option<String> {
         match std::fs::metadata(&self.workdir) {
             Ok(m) if m.is_dir() => None,
             Ok(_) => Some("is not a directory".to_owned()),
@@ -287,7 +288,10 @@ impl ServeConfig {
     }
 
     /// Resolves flags plus environment into a config. Does not create anything on disk.
-    pub fn from_args(args: &ServeArgs, stderr_is_terminal: bool) -> Result<Self, ConfigError> {
+    pub(crate) fn from_args(
+        args: &ServeArgs,
+        stderr_is_terminal: bool,
+    ) -> Result<Self, ConfigError> {
         let cwd = std::env::current_dir().map_err(ConfigError::Cwd)?;
         let home = std::env::var_os("HOME").map(PathBuf::from);
 
@@ -411,7 +415,7 @@ impl ServeConfig {
 ///
 /// This is the single place that decides what children inherit; `agentproc` and `agentmcp`
 /// receive its result as a value.
-pub fn child_base_env(
+pub(crate) fn child_base_env(
     vars: impl IntoIterator<Item = (OsString, OsString)>,
     socket: &Path,
 ) -> Vec<(OsString, OsString)> {
@@ -437,7 +441,7 @@ fn absolutize(base: &Path, p: &Path) -> PathBuf {
 }
 
 /// The default state dir: `$XDG_STATE_HOME/agentd`, else `~/.local/state/agentd`.
-pub fn default_state_dir(home: Option<&Path>) -> Result<PathBuf, ConfigError> {
+pub(crate) fn default_state_dir(home: Option<&Path>) -> Result<PathBuf, ConfigError> {
     if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
         return Ok(PathBuf::from(x).join("agentd"));
     }
@@ -448,7 +452,7 @@ pub fn default_state_dir(home: Option<&Path>) -> Result<PathBuf, ConfigError> {
 }
 
 /// The default control socket: `$XDG_RUNTIME_DIR/agentd.sock`, else `<state dir>/agentd.sock`.
-pub fn default_socket(state_dir: &Path) -> PathBuf {
+pub(crate) fn default_socket(state_dir: &Path) -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
         Some(x) => PathBuf::from(x).join("agentd.sock"),
         None => state_dir.join("agentd.sock"),
@@ -457,7 +461,7 @@ pub fn default_socket(state_dir: &Path) -> PathBuf {
 
 /// Whether the token was given in the environment (`AGENTD_AUTH_TOKEN`), where every
 /// process of the same user can read it in `/proc/<daemon>/environ` (see `server::run`).
-pub fn token_in_environment() -> bool {
+pub(crate) fn token_in_environment() -> bool {
     std::env::var(ENV_AUTH_TOKEN).is_ok_and(|t| !t.trim().is_empty())
 }
 

@@ -28,7 +28,7 @@ use tower::ServiceExt;
 
 /// How connections are bounded.
 #[derive(Debug, Clone)]
-pub struct ConnLimits {
+pub(crate) struct ConnLimits {
     /// Header-read (and keep-alive idle) timeout.
     pub header_read_timeout: Duration,
     /// Shared by the listeners of one kind: connections served at once.
@@ -38,7 +38,7 @@ pub struct ConnLimits {
 /// Serves `app` on `listener` until `stop` is cancelled, then waits for the connections to
 /// finish (each is asked to close after its in-flight request). Dropping the returned
 /// future drops every connection.
-pub async fn serve<L: Listener>(
+pub(crate) async fn serve<L: Listener>(
     mut listener: L,
     app: Router,
     limits: ConnLimits,
@@ -97,7 +97,7 @@ pub async fn serve<L: Listener>(
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit (each connection, process pipe and
 /// watch costs descriptors) and logs the result.
-pub fn raise_nofile_limit() {
+pub(crate) fn raise_nofile_limit() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     match getrlimit(Resource::RLIMIT_NOFILE) {
         Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {

@@ -20,6 +20,7 @@ use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::chat::{ChatIdentity, parse_uuid};
 use crate::error::{ApiError, ApiJson, ApiQuery, Json};
@@ -27,21 +28,24 @@ use crate::metrics::Metrics;
 use crate::server::AppState;
 
 /// Path of Coder's context-config endpoint.
-pub const CONTEXT_CONFIG_PATH: &str = "/api/v0/context-config";
-/// Path of agentd's context store (used by `agentd ctx`).
-pub const CONTEXT_STORE_PATH: &str = "/api/v0/context-store";
+const CONTEXT_CONFIG_PATH: &str = "/api/v0/context-config";
+/// Path of agentd's context store. A plain `const` line: the e2e route scan
+/// (`tests/it/openapi.rs`) reads route paths from `const NAME: &str = "..."` lines.
+const STORE_PATH: &str = "/api/v0/context-store";
+/// The same path for `agentd ctx`.
+pub(crate) const CONTEXT_STORE_PATH: &str = STORE_PATH;
 
 /// `context_source` of a part discovered on disk.
-pub const SOURCE_DISCOVERED: &str = "discovered";
+pub(crate) const SOURCE_DISCOVERED: &str = "discovered";
 /// `context_source` of a part added with `agentd ctx add` for every chat.
-pub const SOURCE_WORKSPACE: &str = "workspace";
+pub(crate) const SOURCE_WORKSPACE: &str = "workspace";
 /// `context_source` of a part added for the requesting chat.
-pub const SOURCE_CHAT: &str = "chat";
+pub(crate) const SOURCE_CHAT: &str = "chat";
 /// `context_source` of a part added for one of the requesting chat's ancestors.
-pub const SOURCE_ANCESTOR: &str = "ancestor-chat";
+pub(crate) const SOURCE_ANCESTOR: &str = "ancestor-chat";
 
 /// The context subsystem's state.
-pub struct ContextState {
+pub(crate) struct ContextState {
     /// Parts added with `agentd ctx add`.
     pub store: Arc<ContextStore>,
     /// Skipped skills already logged (each is logged once, not on every request).
@@ -51,7 +55,7 @@ pub struct ContextState {
 impl ContextState {
     /// Opens the store in the state dir; a corrupt store file is logged, moved aside and
     /// replaced by an empty store.
-    pub fn open(state_dir: &std::path::Path, max_chats: usize, metrics: &Metrics) -> Self {
+    pub(crate) fn open(state_dir: &std::path::Path, max_chats: usize, metrics: &Metrics) -> Self {
         let (store, problem) = ContextStore::open(state_dir);
         let store = store.with_max_chats(max_chats);
         let store = Arc::new(store);
@@ -88,11 +92,11 @@ impl ContextState {
 }
 
 /// The context routes.
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route(CONTEXT_CONFIG_PATH, get(get_context_config))
         .route(
-            CONTEXT_STORE_PATH,
+            STORE_PATH,
             get(list_store).post(add_to_store).delete(clear_store),
         )
 }
@@ -105,7 +109,7 @@ fn is_false(b: &bool) -> bool {
 /// `type`, `context_file_path` and `skill_name` are always present, the rest omitted when
 /// empty. `context_source` is agentd's additive tag.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct PartDto {
+pub(crate) struct PartDto {
     /// `context-file` or `skill`.
     #[serde(rename = "type", default)]
     pub kind: String,
@@ -138,7 +142,7 @@ pub struct PartDto {
 
 impl PartDto {
     /// The wire form of a part.
-    pub fn from_part(p: ContextPart, source: Option<&'static str>) -> Self {
+    pub(crate) fn from_part(p: ContextPart, source: Option<&'static str>) -> Self {
         match p {
             ContextPart::File {
                 path,
@@ -171,7 +175,7 @@ impl PartDto {
 
     /// The domain part; `None` for kinds other than `context-file` and `skill` (Coder drops
     /// those silently).
-    pub fn into_part(self) -> Option<ContextPart> {
+    pub(crate) fn into_part(self) -> Option<ContextPart> {
         match self.kind.as_str() {
             "context-file" => Some(ContextPart::File {
                 path: self.context_file_path,
@@ -191,7 +195,7 @@ impl PartDto {
 
 /// A skipped skill or instruction file (agentd's additive `skipped` list).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SkippedDto {
+pub(crate) struct SkippedDto {
     /// The directory or file.
     pub path: String,
     /// Why.
@@ -200,7 +204,7 @@ pub struct SkippedDto {
 
 /// `GET /api/v0/context-config` (parts shape). `parts` is never null.
 #[derive(Debug, Serialize)]
-pub struct PartsResponse {
+pub(crate) struct PartsResponse {
     /// Discovered parts, then stored ones.
     pub parts: Vec<PartDto>,
     /// agentd: skills and files found but not used.
@@ -209,7 +213,7 @@ pub struct PartsResponse {
 
 /// `GET /api/v0/context-config?format=paths` (Coder's first, paths-only shape).
 #[derive(Debug, Serialize)]
-pub struct PathsResponse {
+pub(crate) struct PathsResponse {
     /// Resolved instruction dirs.
     pub instructions_dirs: Vec<String>,
     /// Instruction file basename.
@@ -335,7 +339,7 @@ async fn get_context_config(
 
 /// Body of `POST /api/v0/context-store` (Coder's chat-context request shape).
 #[derive(Debug, Deserialize, Serialize)]
-pub struct AddRequest {
+pub(crate) struct AddRequest {
     /// Target chat; absent, empty or the nil UUID means every chat (unless the request
     /// carries `Coder-Chat-Id`, which is used when this is absent).
     #[serde(default)]
@@ -347,9 +351,9 @@ pub struct AddRequest {
 
 /// Answer of `POST /api/v0/context-store`.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct AddResponse {
+pub(crate) struct AddResponse {
     /// The chat (nil UUID: every chat).
-    pub chat_id: String,
+    pub chat_id: Uuid,
     /// Parts accepted.
     pub count: usize,
     /// Of those, parts that replaced a stored part with the same path.
@@ -360,25 +364,25 @@ pub struct AddResponse {
 
 /// Answer of `DELETE /api/v0/context-store`.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct ClearResponse {
+pub(crate) struct ClearResponse {
     /// The chat (nil UUID: every chat).
-    pub chat_id: String,
+    pub chat_id: Uuid,
     /// Parts removed.
     pub cleared: usize,
 }
 
 /// One scope in `GET /api/v0/context-store`.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct ScopeDto {
+pub(crate) struct ScopeDto {
     /// The chat (nil UUID: every chat).
-    pub chat_id: String,
+    pub chat_id: Uuid,
     /// Stored parts, in the order they were added.
     pub parts: Vec<PartDto>,
 }
 
 /// Answer of `GET /api/v0/context-store`.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct ListResponse {
+pub(crate) struct ListResponse {
     /// Scopes (one when `chat_id` is given; else every non-empty one, workspace first).
     pub scopes: Vec<ScopeDto>,
 }
@@ -426,7 +430,7 @@ async fn add_to_store(
         .map_err(store_error)?;
     tracing::info!(chat = %scope.chat_id(), count = out.count, replaced = out.replaced, total = out.total, evicted_chats = out.evicted, "context parts added");
     Ok(Json(AddResponse {
-        chat_id: scope.chat_id().to_string(),
+        chat_id: scope.chat_id(),
         count: out.count,
         replaced: out.replaced,
         total: out.total,
@@ -445,7 +449,7 @@ async fn clear_store(
         .map_err(store_error)?;
     tracing::info!(chat = %scope.chat_id(), cleared, "context parts cleared");
     Ok(Json(ClearResponse {
-        chat_id: scope.chat_id().to_string(),
+        chat_id: scope.chat_id(),
         cleared,
     }))
 }
@@ -455,7 +459,7 @@ async fn list_store(
     ApiQuery(query): ApiQuery<HashMap<String, String>>,
 ) -> Result<Json<ListResponse>, ApiError> {
     let dto = |scope: Scope, parts: Vec<ContextPart>| ScopeDto {
-        chat_id: scope.chat_id().to_string(),
+        chat_id: scope.chat_id(),
         parts: parts
             .into_iter()
             .map(|p| PartDto::from_part(p, None))

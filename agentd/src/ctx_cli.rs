@@ -20,7 +20,7 @@ use crate::context_api::{
 };
 
 /// Coder's chat-context path on coderd.
-pub const UPSTREAM_PATH: &str = "/api/v2/workspaceagents/me/experimental/chat-context";
+pub(crate) const UPSTREAM_PATH: &str = "/api/v2/workspaceagents/me/experimental/chat-context";
 /// Connect timeout for the daemon and upstream.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Timeout of one whole request/answer exchange.
@@ -30,7 +30,7 @@ const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
 type Fail = anyhow::Error;
 
 /// Runs a `ctx` subcommand.
-pub fn run(cmd: CtxCommand) -> ExitCode {
+pub(crate) fn run(cmd: CtxCommand) -> ExitCode {
     let Some(rt) = crate::runtime(tokio::runtime::Builder::new_current_thread()) else {
         return ExitCode::FAILURE;
     };
@@ -462,7 +462,7 @@ async fn list(common: &CtxCommon, json: bool) -> Result<ExitCode, Fail> {
         return Ok(ExitCode::SUCCESS);
     }
     for s in scopes {
-        let id = Uuid::try_parse(&s.chat_id).ok().filter(|id| !id.is_nil());
+        let id = Some(s.chat_id).filter(|id| !id.is_nil());
         println!("{}:", target(id));
         for p in &s.parts {
             if p.kind == "skill" {

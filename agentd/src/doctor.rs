@@ -47,7 +47,7 @@ impl Report {
 }
 
 /// Runs every check and prints the report.
-pub fn run(args: &DoctorArgs) -> ExitCode {
+pub(crate) fn run(args: &DoctorArgs) -> ExitCode {
     let mut r = Report::default();
     match ServeConfig::from_args(&args.serve, std::io::stderr().is_terminal()) {
         Ok(config) => {

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 
 /// Coder's `codersdk.Response`.
 #[derive(Debug, Clone, Serialize)]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     /// A human-readable summary; always present.
     pub message: String,
     /// More detail; omitted when empty.
@@ -23,7 +23,7 @@ pub struct ErrorBody {
 
 /// An error answer: a status and a Coder-shaped body.
 #[derive(Debug, Clone)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     /// HTTP status.
     pub status: StatusCode,
     /// The body.
@@ -32,7 +32,7 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error with a message and no detail.
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             body: ErrorBody {
@@ -43,28 +43,28 @@ impl ApiError {
     }
 
     /// Adds a detail.
-    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+    pub(crate) fn detail(mut self, detail: impl Into<String>) -> Self {
         self.body.detail = detail.into();
         self
     }
 
     /// 400 with a message.
-    pub fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
 
     /// 404 with a message.
-    pub fn not_found(message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, message)
     }
 
     /// 500 with a message.
-    pub fn internal(message: impl Into<String>) -> Self {
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
 
     /// 413 for a body over the limit.
-    pub fn too_large(limit: usize) -> Self {
+    pub(crate) fn too_large(limit: usize) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large.")
             .detail(format!("the limit is {limit} bytes"))
     }
@@ -77,7 +77,7 @@ impl IntoResponse for ApiError {
 }
 
 /// Serializes `body` as Coder does: `application/json; charset=utf-8`, a trailing newline.
-pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
+pub(crate) fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
     let mut bytes = match serde_json::to_vec(body) {
         Ok(b) => b,
         Err(e) => {
@@ -101,7 +101,7 @@ pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
 }
 
 /// A 200 JSON answer.
-pub struct Json<T>(pub T);
+pub(crate) struct Json<T>(pub T);
 
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
@@ -110,14 +110,14 @@ impl<T: Serialize> IntoResponse for Json<T> {
 }
 
 /// Request body limit for JSON endpoints.
-pub const BODY_LIMIT: usize = 4 * 1024 * 1024;
+pub(crate) const BODY_LIMIT: usize = 4 * 1024 * 1024;
 
 /// A JSON request body. Unknown fields are ignored (serde's default); a body that is not
 /// valid JSON, is not an object (`null` counts as an empty one, as in Go), or has wrong
 /// types, is a 400 `Request body must be valid JSON.` whose detail
 /// says what is wrong (`EOF` for an empty body, as Go's decoder); a body over
 /// [`BODY_LIMIT`] is a 413.
-pub struct ApiJson<T>(pub T);
+pub(crate) struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
@@ -139,7 +139,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 }
 
 /// Parses a JSON body with Coder's error shape.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("Request body must be valid JSON.").detail("EOF"));
     }
@@ -151,7 +151,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 /// Parses a JSON body that must be an object (or `null`), as Go's decoder does for a struct:
 /// an array, string, number or boolean is a 400 `Request body must be valid JSON.` (serde's
 /// derived structs would otherwise accept an array as a tuple of their fields).
-pub fn parse_json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         None => Err(ApiError::bad_request("Request body must be valid JSON.").detail("EOF")),
         Some(b'{') => parse_json(bytes),
@@ -189,7 +189,7 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
 /// after decoding is decoded lossily instead of rejected: Go's router hands such bytes to
 /// the handler, which answers its own 404 (no resource has that name), always in the
 /// standard error shape.
-pub struct PathParam(pub String);
+pub(crate) struct PathParam(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for PathParam {
     type Rejection = ApiError;
@@ -237,7 +237,7 @@ fn percent_decode(raw: &[u8]) -> Vec<u8> {
 }
 
 /// Query parameters decoded into `T`; a rejection is a 400 in the standard error shape.
-pub struct ApiQuery<T>(pub T);
+pub(crate) struct ApiQuery<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
@@ -253,7 +253,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 /// A WebSocket upgrade whose rejection (not a GET, missing or wrong upgrade headers) is
 /// Coder's `Failed to accept websocket.` in the standard error shape, with the rejection's
 /// status (400, 405 or 426).
-pub struct ApiWebSocket(pub axum::extract::ws::WebSocketUpgrade);
+pub(crate) struct ApiWebSocket(pub axum::extract::ws::WebSocketUpgrade);
 
 impl<S: Send + Sync> FromRequestParts<S> for ApiWebSocket {
     type Rejection = ApiError;
@@ -271,7 +271,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ApiWebSocket {
 /// The last layer of defence for the error shape: an error answer (4xx/5xx) that is not
 /// JSON — a rejection of an extractor no handler wraps, a framework default — is rewritten
 /// to `{"message","detail"}` with the same status, its text as the detail.
-pub async fn json_errors(req: Request, next: axum::middleware::Next) -> Response {
+pub(crate) async fn json_errors(req: Request, next: axum::middleware::Next) -> Response {
     let res = next.run(req).await;
     let status = res.status();
     if !(status.is_client_error() || status.is_server_error()) {

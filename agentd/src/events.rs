@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 /// A process started by a chat request has exited.
 #[derive(Debug, Clone)]
-pub struct ProcessExited {
+pub(crate) struct ProcessExited {
     /// The chat that started it.
     pub chat_id: Uuid,
     /// The chat's ancestors (from `Coder-Ancestor-Chat-Ids`).
@@ -25,20 +25,20 @@ pub struct ProcessExited {
 
 /// The event bus. Cheap to clone.
 #[derive(Debug, Clone, Default)]
-pub struct Events {
+pub(crate) struct Events {
     process_exited: Arc<Mutex<Vec<mpsc::UnboundedSender<ProcessExited>>>>,
 }
 
 impl Events {
     /// A queue of every process exit published from now on.
-    pub fn subscribe_process_exited(&self) -> mpsc::UnboundedReceiver<ProcessExited> {
+    pub(crate) fn subscribe_process_exited(&self) -> mpsc::UnboundedReceiver<ProcessExited> {
         let (tx, rx) = mpsc::unbounded_channel();
         self.subscribers().push(tx);
         rx
     }
 
     /// Hands `ev` to every subscriber (forgetting those that are gone).
-    pub fn publish_process_exited(&self, ev: &ProcessExited) {
+    pub(crate) fn publish_process_exited(&self, ev: &ProcessExited) {
         self.subscribers().retain(|tx| tx.send(ev.clone()).is_ok());
     }
 

@@ -35,20 +35,20 @@ use crate::error::{ApiError, ApiJson, Json, json_response};
 use crate::server::AppState;
 
 /// Largest write-file body (beyond: 413).
-pub const WRITE_LIMIT: u64 = 128 << 20;
+pub(crate) const WRITE_LIMIT: u64 = 128 << 20;
 /// write-file hands the body to the disk in chunks of this size.
 const WRITE_CHUNK: usize = 256 << 10;
 /// read-file sends files up to this size in one piece, larger ones streamed in chunks.
 const READ_CHUNK: usize = 256 << 10;
 /// A write-file body that sends nothing for this long is abandoned (the temp is removed).
-pub const BODY_IDLE: Duration = Duration::from_secs(60);
+pub(crate) const BODY_IDLE: Duration = Duration::from_secs(60);
 
 /// File-API calls on the blocking pool at once; more wait (asynchronously) for a slot, so a
 /// burst of requests queues instead of exhausting `gitwatch`'s in-flight cap (a 504).
 const MAX_FS_CALLS: usize = 32;
 
 /// Per-file writer locks, the temp-file journal and the blocking-call slots.
-pub struct FilesState {
+pub(crate) struct FilesState {
     journal: Journal,
     locks: PathLocks,
     slots: tokio::sync::Semaphore,
@@ -56,7 +56,7 @@ pub struct FilesState {
 
 impl FilesState {
     /// Opens the journal in `<state dir>/files` and removes temp files a killed daemon left.
-    pub fn open(state_dir: &std::path::Path) -> Self {
+    pub(crate) fn open(state_dir: &std::path::Path) -> Self {
         let journal = Journal::open(Some(state_dir.join("files")));
         let swept = journal.sweep();
         for p in &swept.removed {
@@ -120,7 +120,7 @@ impl PathLocks {
 }
 
 /// The file routes.
-pub fn routes() -> Router<AppState> {
+pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v0/read-file", get(read_file))
         .route("/api/v0/read-file-lines", get(read_file_lines))

@@ -30,14 +30,14 @@ use crate::metrics::Metrics;
 use crate::server::AppState;
 
 /// WebSocket read limit (Coder: `1<<22`).
-pub const READ_LIMIT: usize = 4 << 20;
+pub(crate) const READ_LIMIT: usize = 4 << 20;
 /// Ping interval (Coder's `HeartbeatInterval`).
-pub const PING_INTERVAL: Duration = Duration::from_secs(15);
+pub(crate) const PING_INTERVAL: Duration = Duration::from_secs(15);
 
 /// The directory for git watch's throwaway index files: `<state dir>/gitwatch`, mode 0700,
 /// emptied at start (files a killed daemon left). Never a predictable name in a shared
 /// `/tmp`. A failure is logged; untracked diffs then fail visibly rather than fall back.
-pub fn prepare_tmp_dir(state_dir: &std::path::Path) -> std::path::PathBuf {
+pub(crate) fn prepare_tmp_dir(state_dir: &std::path::Path) -> std::path::PathBuf {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let dir = state_dir.join("gitwatch");
     let res = std::fs::DirBuilder::new()
@@ -68,7 +68,7 @@ pub fn prepare_tmp_dir(state_dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 /// The git watch subsystem as `agentd` holds it.
-pub struct GitApi {
+pub(crate) struct GitApi {
     /// The watcher (path store, per-repo workers).
     pub watch: GitWatch,
     cancel: CancellationToken,
@@ -78,7 +78,7 @@ pub struct GitApi {
 impl GitApi {
     /// Builds the watcher, subscribes to process exits (when a runtime is running) and
     /// registers the metrics collector.
-    pub fn new(
+    pub(crate) fn new(
         child_env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
         tmp_dir: std::path::PathBuf,
         bounds: &crate::config::Bounds,
@@ -113,7 +113,7 @@ impl GitApi {
     }
 
     /// Stops the event feed and every scan worker (running git processes are killed).
-    pub async fn shutdown(&self) {
+    pub(crate) async fn shutdown(&self) {
         self.cancel.cancel();
         self.tasks.close();
         let _ = tokio::time::timeout(Duration::from_secs(2), self.tasks.wait()).await;
@@ -123,7 +123,7 @@ impl GitApi {
 
 /// Records each exited process's workdir for its chat and ancestors (or just notifies them
 /// when it had none), until cancelled.
-pub async fn feed_process_exits(
+pub(crate) async fn feed_process_exits(
     mut rx: mpsc::UnboundedReceiver<ProcessExited>,
     paths: &PathStore,
     cancel: CancellationToken,
@@ -146,7 +146,7 @@ pub async fn feed_process_exits(
 }
 
 /// The git routes.
-pub fn routes() -> Router<AppState> {
+pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v0/git/watch", get(watch))
         .route("/api/v0/git/watch/paths", post(add_paths).get(list_paths))
@@ -154,7 +154,7 @@ pub fn routes() -> Router<AppState> {
 
 /// Agent → client message (`codersdk.WorkspaceAgentGitServerMessage`).
 #[derive(Debug, Serialize)]
-pub struct ServerMessage {
+pub(crate) struct ServerMessage {
     /// `changes` or `error`.
     #[serde(rename = "type")]
     pub kind: &'static str,
@@ -175,7 +175,7 @@ pub struct ServerMessage {
 
 /// One repository (`codersdk.WorkspaceAgentRepoChanges`).
 #[derive(Debug, Serialize)]
-pub struct RepoChanges {
+pub(crate) struct RepoChanges {
     /// Absolute worktree root.
     pub repo_root: String,
     /// Short branch name.
@@ -193,7 +193,7 @@ pub struct RepoChanges {
 
 impl ServerMessage {
     /// A `changes` message for an update.
-    pub fn changes(u: Update) -> Self {
+    pub(crate) fn changes(u: Update) -> Self {
         Self {
             kind: "changes",
             message: None,
@@ -215,7 +215,7 @@ impl ServerMessage {
     }
 
     /// An `error` message.
-    pub fn error(message: &str) -> Self {
+    pub(crate) fn error(message: &str) -> Self {
         Self {
             kind: "error",
             message: Some(message.to_owned()),
@@ -294,15 +294,15 @@ async fn send(socket: &mut WebSocket, msg: &ServerMessage) -> Result<(), axum::E
 }
 
 /// Ancestor chat ids one `POST /api/v0/git/watch/paths` may name (400 beyond).
-pub const MAX_ANCESTORS: usize = 64;
+pub(crate) const MAX_ANCESTORS: usize = 64;
 /// Paths one `POST /api/v0/git/watch/paths` may carry (400 beyond).
-pub const MAX_PATHS_PER_REQUEST: usize = 1024;
+pub(crate) const MAX_PATHS_PER_REQUEST: usize = 1024;
 /// Longest accepted path in bytes (Linux `PATH_MAX`; 400 beyond).
-pub const MAX_PATH_LEN: usize = 4096;
+pub(crate) const MAX_PATH_LEN: usize = 4096;
 
 /// `POST /api/v0/git/watch/paths` body.
 #[derive(Debug, Deserialize)]
-pub struct AddPathsRequest {
+pub(crate) struct AddPathsRequest {
     /// The chat; defaults to the request's `Coder-Chat-Id`.
     #[serde(default)]
     pub chat_id: Option<String>,
@@ -316,7 +316,7 @@ pub struct AddPathsRequest {
 
 /// `POST /api/v0/git/watch/paths` answer.
 #[derive(Debug, Serialize)]
-pub struct AddPathsResponse {
+pub(crate) struct AddPathsResponse {
     /// Absolute paths recorded.
     pub accepted: usize,
     /// Repository roots the paths resolve to, sorted.
@@ -401,7 +401,7 @@ fn fs_error(e: &gitwatch::FsError, accepted: usize) -> ApiError {
 /// `GET /api/v0/git/watch/paths?chat_id=<uuid>` answer (additive, for inspection: it does
 /// not count as a use of the chat).
 #[derive(Debug, Serialize)]
-pub struct ListPathsResponse {
+pub(crate) struct ListPathsResponse {
     /// The chat.
     pub chat_id: String,
     /// Its stored paths, sorted.

@@ -6,32 +6,41 @@
 //! axum, HTTP, JSON wire shapes or clap. It must not contain domain logic: processes,
 //! context discovery, MCP and git live in their own crates and are driven from here.
 
-pub mod chat;
-pub mod cli;
-pub mod config;
-pub mod conn;
-pub mod context_api;
-pub mod ctx_cli;
-pub mod doctor;
-pub mod error;
-pub mod events;
-pub mod files_api;
-pub mod git_api;
-pub mod logging;
-pub mod mcp_api;
-pub mod metrics;
-pub mod middleware;
-pub mod netguard;
-pub mod openapi;
-pub mod proc_api;
-pub mod server;
+mod chat;
+mod cli;
+mod config;
+mod conn;
+mod context_api;
+mod ctx_cli;
+mod doctor;
+mod error;
+mod events;
+mod files_api;
+mod git_api;
+mod logging;
+mod mcp_api;
+mod metrics;
+mod middleware;
+mod netguard;
+mod openapi;
+mod proc_api;
+mod server;
+
+// The curated public surface: what the executable, the e2e tests' docs and OpenAPI checks
+// and the fuzz targets (fuzz/fuzz_targets/*) use. Everything else is crate-private.
+pub use chat::{
+    ANCESTOR_CHAT_IDS_HEADER, CHAT_ID_HEADER, ChatIdentity, NotChat, extract as extract_chat,
+    parse_uuid,
+};
+pub use cli::Cli;
+pub use openapi::DOCUMENT as OPENAPI_DOCUMENT;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use crate::cli::Command;
 
 /// Entry point of the `agentd` executable.
 pub fn main() -> ExitCode {
@@ -64,7 +73,7 @@ pub fn main() -> ExitCode {
 
 /// What `agentd version` prints: the version on the first line (scripts read it), then the
 /// build: git commit, target triple, profile and whether the C runtime is linked statically.
-pub fn version_text() -> String {
+fn version_text() -> String {
     format!(
         "agentd {}\ncommit: {}\ntarget: {}\nprofile: {}\nstatic: {}\n",
         env!("CARGO_PKG_VERSION"),

@@ -30,7 +30,7 @@ use crate::cli::LogFormat;
 
 /// Why the logger could not be installed.
 #[derive(Debug, thiserror::Error)]
-pub enum InitError {
+pub(crate) enum InitError {
     /// The filter string does not parse.
     #[error("invalid log filter {filter:?}: {source}")]
     Filter {
@@ -46,7 +46,7 @@ pub enum InitError {
 }
 
 /// Installs the global subscriber. Fails on an invalid filter string.
-pub fn init(format: LogFormat, filter: &str) -> Result<(), InitError> {
+pub(crate) fn init(format: LogFormat, filter: &str) -> Result<(), InitError> {
     let filter = EnvFilter::try_new(filter).map_err(|source| InitError::Filter {
         filter: filter.to_owned(),
         source,
@@ -159,7 +159,7 @@ where
 }
 
 /// Longest time an info or debug line waits in the buffer once batching is on.
-pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
+pub(crate) const FLUSH_EVERY: Duration = Duration::from_millis(50);
 /// A batch this large is written at once.
 const FLUSH_AT: usize = 256 * 1024;
 
@@ -215,7 +215,7 @@ fn emit(line: &[u8], urgent: bool) {
 
 /// From now on, info and debug JSON lines are written in batches by a flusher thread (see
 /// the module doc). Also makes a panic flush what is buffered before its message. Idempotent.
-pub fn batch() {
+pub(crate) fn batch() {
     let mut flusher = FLUSHER.lock().unwrap_or_else(PoisonError::into_inner);
     if flusher.is_some() {
         return;
@@ -240,7 +240,7 @@ pub fn batch() {
 }
 
 /// Stops batching and writes every buffered line; the flusher thread is joined.
-pub fn flush() {
+pub(crate) fn flush() {
     let handle = FLUSHER
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -317,7 +317,7 @@ fn json_str(s: &str) -> String {
 
 /// Fields recorded as JSON text by their one producer (`chat::record_chat`), emitted as
 /// JSON values rather than as strings.
-pub const RAW_JSON_FIELDS: &[&str] = &["ancestor_chat_ids"];
+pub(crate) const RAW_JSON_FIELDS: &[&str] = &["ancestor_chat_ids"];
 
 struct Visitor<'a>(&'a mut Fields);
 
@@ -370,7 +370,7 @@ fn write_rfc3339_millis(out: &mut Vec<u8>, t: SystemTime) {
 
 /// Formats a time as RFC 3339 UTC with nanosecond precision trimmed of trailing zeros, as
 /// Go's `time.RFC3339Nano` does.
-pub fn rfc3339_nano(t: SystemTime) -> String {
+pub(crate) fn rfc3339_nano(t: SystemTime) -> String {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     let (date, secs) = civil(d.as_secs());
     let nanos = d.subsec_nanos();

@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::server::AppState;
 
 /// Builds the manager's options from the daemon configuration.
-pub fn options(config: &ServeConfig) -> agentmcp::ManagerOptions {
+pub(crate) fn options(config: &ServeConfig) -> agentmcp::ManagerOptions {
     let files = config
         .context
         .resolve(Some(&config.workdir), config.home.as_deref())
@@ -48,7 +48,7 @@ pub fn options(config: &ServeConfig) -> agentmcp::ManagerOptions {
 }
 
 /// Registers the `agentd_mcp_servers{state=...}` gauge.
-pub fn register_metrics(metrics: &Metrics, mcp: agentmcp::Manager) {
+pub(crate) fn register_metrics(metrics: &Metrics, mcp: agentmcp::Manager) {
     metrics.register(Box::new(move |out: &mut String| {
         let st = mcp.status();
         out.push_str("# HELP agentd_mcp_servers MCP servers by state.\n");
@@ -64,7 +64,7 @@ pub fn register_metrics(metrics: &Metrics, mcp: agentmcp::Manager) {
 }
 
 /// The MCP routes.
-pub fn routes() -> Router<AppState> {
+pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v0/mcp/tools", get(list_tools))
         .route("/api/v0/mcp/call-tool", post(call_tool))

@@ -12,7 +12,7 @@ use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 /// Appends Prometheus text for one subsystem.
-pub type Collector = Box<dyn Fn(&mut String) + Send + Sync>;
+pub(crate) type Collector = Box<dyn Fn(&mut String) + Send + Sync>;
 
 const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
@@ -38,7 +38,7 @@ impl Histogram {
 }
 
 /// The daemon's metrics.
-pub struct Metrics {
+pub(crate) struct Metrics {
     started: Instant,
     requests: Mutex<BTreeMap<(String, &'static str, u16), u64>>,
     durations: Mutex<BTreeMap<String, Histogram>>,
@@ -53,7 +53,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Empty metrics; uptime counts from now.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             started: Instant::now(),
             requests: Mutex::default(),
@@ -64,7 +64,13 @@ impl Metrics {
 
     /// Records one finished request. `route` is a matched route pattern (or "unmatched");
     /// methods outside HTTP's standard set count as "other", so no client can grow the page.
-    pub fn observe_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+    pub(crate) fn observe_request(
+        &self,
+        route: &str,
+        method: &str,
+        status: u16,
+        elapsed: Duration,
+    ) {
         let method = standard_method(method);
         {
             let mut requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
@@ -86,7 +92,7 @@ impl Metrics {
     }
 
     /// Registers a subsystem collector.
-    pub fn register(&self, c: Collector) {
+    pub(crate) fn register(&self, c: Collector) {
         self.collectors
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -94,7 +100,7 @@ impl Metrics {
     }
 
     /// Renders the whole page.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         let _ = writeln!(out, "# HELP agentd_build_info agentd version.");
         let _ = writeln!(out, "# TYPE agentd_build_info gauge");
@@ -190,7 +196,7 @@ fn standard_method(m: &str) -> &'static str {
 }
 
 /// Escapes a label value.
-pub fn escape(v: &str) -> String {
+pub(crate) fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

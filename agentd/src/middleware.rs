@@ -22,15 +22,15 @@ use crate::error::{ApiError, BODY_LIMIT};
 use crate::metrics::Metrics;
 
 /// The request id header (echoed back; generated when absent or unusable).
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
+pub(crate) const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// A request's id, as a request extension.
 #[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+pub(crate) struct RequestId(pub String);
 
 /// Assigns a request id: the client's `X-Request-Id` when it is short and printable, else a
 /// fresh UUID. The id is echoed in the response.
-pub async fn request_id(mut req: Request, next: Next) -> Response {
+pub(crate) async fn request_id(mut req: Request, next: Next) -> Response {
     let id = req
         .headers()
         .get(REQUEST_ID_HEADER)
@@ -48,7 +48,11 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
 
 /// Opens the request span, runs the rest of the pipeline inside it, turns a panic into a
 /// 500, records metrics and writes the access-log line.
-pub async fn access_log(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+pub(crate) async fn access_log(
+    State(metrics): State<Arc<Metrics>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let start = Instant::now();
     let method = req.method().as_str().to_owned();
     let path = req.uri().path().to_owned();
@@ -99,7 +103,7 @@ pub async fn access_log(State(metrics): State<Arc<Metrics>>, req: Request, next:
 
 /// Parses the chat headers into a [`chat::ChatIdentity`] extension and the request span.
 /// Never rejects a request.
-pub async fn chat_identity(mut req: Request, next: Next) -> Response {
+pub(crate) async fn chat_identity(mut req: Request, next: Next) -> Response {
     match chat::extract(req.headers()) {
         Ok(ident) => {
             chat::record_chat(&tracing::Span::current(), ident.id, &ident.ancestors);
@@ -115,10 +119,10 @@ pub async fn chat_identity(mut req: Request, next: Next) -> Response {
 
 /// The configured bearer token (TCP listeners only; the unix socket has no auth layer).
 #[derive(Clone)]
-pub struct AuthToken(pub Arc<str>);
+pub(crate) struct AuthToken(pub Arc<str>);
 
 /// Requires `Authorization: Bearer <token>` on every route except `GET /healthz`.
-pub async fn auth(State(token): State<AuthToken>, req: Request, next: Next) -> Response {
+pub(crate) async fn auth(State(token): State<AuthToken>, req: Request, next: Next) -> Response {
     if req.uri().path() == "/healthz" {
         return next.run(req).await;
     }
@@ -147,7 +151,7 @@ fn unauthorized(detail: &str) -> Response {
 }
 
 /// Compares in time independent of where the inputs differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = a.len() ^ b.len();
     for i in 0..a.len().max(b.len()) {
         let x = a.get(i).copied().unwrap_or(0);
@@ -160,7 +164,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// Answers 413 up front when `Content-Length` announces a body over the limit. Chunked
 /// bodies are bounded by the extractor limit instead. `POST /api/v0/write-file` streams its
 /// body and applies its own, larger limit (`files_api::WRITE_LIMIT`).
-pub async fn body_limit(req: Request, next: Next) -> Response {
+pub(crate) async fn body_limit(req: Request, next: Next) -> Response {
     if req.uri().path() == "/api/v0/write-file" {
         return next.run(req).await;
     }
@@ -176,7 +180,7 @@ pub async fn body_limit(req: Request, next: Next) -> Response {
 }
 
 /// Turns a caught panic payload into text.
-pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = panic.downcast_ref::<String>() {

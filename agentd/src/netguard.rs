@@ -33,7 +33,7 @@ use crate::middleware::constant_time_eq;
 
 /// What the guard allows, built once from the configuration.
 #[derive(Debug, Default)]
-pub struct NetGuard {
+pub(crate) struct NetGuard {
     /// Allowed `Origin` values, normalised by [`normalize_origin`].
     origins: Vec<String>,
     /// Allowed `Host` names besides `localhost` and IP literals (lowercase, no port).
@@ -44,7 +44,7 @@ pub struct NetGuard {
 
 impl NetGuard {
     /// Builds the guard. `origins` and `hosts` are taken as configured (normalised here).
-    pub fn new(origins: &[String], hosts: &[String], token: Option<&str>) -> Self {
+    pub(crate) fn new(origins: &[String], hosts: &[String], token: Option<&str>) -> Self {
         Self {
             origins: origins.iter().map(|o| normalize_origin(o)).collect(),
             hosts: hosts
@@ -57,7 +57,7 @@ impl NetGuard {
     }
 
     /// `Err(detail)` when the request must be refused.
-    pub fn check(&self, headers: &HeaderMap) -> Result<(), String> {
+    pub(crate) fn check(&self, headers: &HeaderMap) -> Result<(), String> {
         for origin in headers.get_all(header::ORIGIN) {
             let raw = String::from_utf8_lossy(origin.as_bytes());
             let norm = normalize_origin(&raw);
@@ -111,7 +111,7 @@ impl NetGuard {
 }
 
 /// `scheme://host[:port]`, lowercase, without a trailing slash (browsers send no path).
-pub fn normalize_origin(raw: &str) -> String {
+pub(crate) fn normalize_origin(raw: &str) -> String {
     raw.trim().trim_end_matches('/').to_ascii_lowercase()
 }
 
@@ -140,7 +140,7 @@ fn is_port(s: &str) -> bool {
 }
 
 /// The middleware: 403 JSON when [`NetGuard::check`] refuses.
-pub async fn guard(State(g): State<Arc<NetGuard>>, req: Request, next: Next) -> Response {
+pub(crate) async fn guard(State(g): State<Arc<NetGuard>>, req: Request, next: Next) -> Response {
     match g.check(req.headers()) {
         Ok(()) => next.run(req).await,
         Err(detail) => {

@@ -13,7 +13,7 @@ use axum::routing::get;
 use crate::server::AppState;
 
 /// Path of the document.
-pub const OPENAPI_PATH: &str = "/api/v0/openapi.json";
+const OPENAPI_PATH: &str = "/api/v0/openapi.json";
 
 /// The document, as checked in.
 pub const DOCUMENT: &str = include_str!("../openapi.json");
@@ -21,7 +21,7 @@ pub const DOCUMENT: &str = include_str!("../openapi.json");
 /// The route. It sits behind the same auth as every other route (the token on TCP when
 /// one is configured): the document describes what the daemon can do, which is no
 /// business of a caller that may not use it.
-pub fn routes() -> Router<AppState> {
+pub(crate) fn routes() -> Router<AppState> {
     Router::new().route(OPENAPI_PATH, get(document))
 }
 

@@ -34,7 +34,7 @@ use crate::metrics::Metrics;
 use crate::server::AppState;
 
 /// Grace between TERM and KILL of every process group at shutdown.
-pub const KILL_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const KILL_GRACE: Duration = Duration::from_secs(2);
 
 /// Coder's `maxListProcesses`.
 const MAX_LIST: usize = 10;
@@ -42,7 +42,7 @@ const MAX_LIST: usize = 10;
 const SCAN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Builds the supervisor from the daemon's configuration and registers its metrics.
-pub fn supervisor(config: &ServeConfig, metrics: &Metrics) -> Supervisor {
+pub(crate) fn supervisor(config: &ServeConfig, metrics: &Metrics) -> Supervisor {
     let s = &config.processes;
     let mut c = agentproc::Config::new(config.child_env.clone(), config.workdir.clone());
     if !s.default_child_env {
@@ -87,7 +87,7 @@ pub fn supervisor(config: &ServeConfig, metrics: &Metrics) -> Supervisor {
 }
 
 /// The process routes.
-pub fn routes() -> Router<AppState> {
+pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v0/processes/start", post(start))
         .route("/api/v0/processes/list", get(list))

@@ -28,11 +28,11 @@ use crate::metrics::Metrics;
 use crate::middleware::{self, AuthToken};
 
 /// How long in-flight responses may take to finish after a shutdown signal.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Shared state of every handler: one pointer, cloned per request by the extractors.
 #[derive(Clone)]
-pub struct AppState(Arc<Shared>);
+pub(crate) struct AppState(Arc<Shared>);
 
 impl std::ops::Deref for AppState {
     type Target = Shared;
@@ -42,7 +42,7 @@ impl std::ops::Deref for AppState {
 }
 
 /// What [`AppState`] points to.
-pub struct Shared {
+pub(crate) struct Shared {
     /// The resolved configuration.
     pub config: Arc<ServeConfig>,
     /// Metrics registry.
@@ -65,7 +65,7 @@ pub struct Shared {
 
 impl AppState {
     /// Builds the state and starts the capability subsystems.
-    pub fn new(config: ServeConfig, shutdown: CancellationToken) -> Self {
+    pub(crate) fn new(config: ServeConfig, shutdown: CancellationToken) -> Self {
         let metrics = Arc::new(Metrics::new());
         let context = Arc::new(crate::context_api::ContextState::open(
             &config.state_dir,
@@ -99,7 +99,7 @@ impl AppState {
 
     /// Stops every subsystem: processes get TERM, a grace period, then KILL; MCP servers are
     /// stopped with their process groups. Called once, after the listeners have drained.
-    pub async fn shutdown_subsystems(&self) {
+    pub(crate) async fn shutdown_subsystems(&self) {
         tokio::join!(
             self.procs.shutdown(crate::proc_api::KILL_GRACE),
             self.git.shutdown(),
@@ -108,14 +108,14 @@ impl AppState {
     }
 
     /// The last resort on a second signal: kill every process group now, synchronously.
-    pub fn kill_everything_now(&self) {
+    pub(crate) fn kill_everything_now(&self) {
         self.mcp.kill_now();
         self.procs.kill_all_now();
     }
 }
 
 /// All routes with the middleware stack. `tcp` adds the auth layer when a token is set.
-pub fn routes(state: AppState, tcp: bool) -> Router {
+pub(crate) fn routes(state: AppState, tcp: bool) -> Router {
     let router = Router::new()
         .route("/", get(hello))
         .route("/healthz", get(healthz))
@@ -130,7 +130,7 @@ pub fn routes(state: AppState, tcp: bool) -> Router {
 }
 
 /// Wraps a router in the fallbacks and the middleware stack (see `middleware`).
-pub fn with_middleware(router: Router<AppState>, state: AppState, tcp: bool) -> Router {
+pub(crate) fn with_middleware(router: Router<AppState>, state: AppState, tcp: bool) -> Router {
     let mut r = router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -219,7 +219,7 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 
 /// A startup failure, worded for a person.
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {
+pub(crate) enum StartError {
     /// A TCP address could not be bound.
     // The OS errors are part of the message and deliberately not `source`s: the CLI prints
     // the whole chain, which would repeat them.
@@ -251,7 +251,7 @@ pub enum StartError {
 }
 
 /// Creates the state dir with mode 0700 and checks that it is writable.
-pub fn prepare_state_dir(dir: &Path) -> Result<(), StartError> {
+pub(crate) fn prepare_state_dir(dir: &Path) -> Result<(), StartError> {
     let err = |error| StartError::StateDir {
         path: dir.to_path_buf(),
         error,
@@ -284,7 +284,7 @@ fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Binds the control socket: a stale socket file is replaced, a live one (another daemon)
 /// or a non-socket file is an error; the socket is created with mode 0600 (bound under a
 /// tight umask).
-pub fn bind_socket(path: &Path) -> Result<UnixListener, StartError> {
+pub(crate) fn bind_socket(path: &Path) -> Result<UnixListener, StartError> {
     use std::os::unix::fs::FileTypeExt;
     let err = |reason: String| StartError::Socket {
         path: path.to_path_buf(),
@@ -329,7 +329,7 @@ pub fn bind_socket(path: &Path) -> Result<UnixListener, StartError> {
 
 /// Runs the daemon until a shutdown signal, then shuts down in order. Returns when
 /// everything it started has stopped.
-pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
+pub(crate) async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let t0 = Instant::now();
     // Install the handlers first: a signal that arrives during startup must shut us down
     // cleanly, not kill us with the default action.
@@ -529,7 +529,7 @@ mod tests {
                 "/boom",
                 get(|| async {
                     panic!("kaboom");
-                    #[allow(unreachable_code)]
+                    #[expect(unreachable_code)]
                     ""
                 }),
             )

@@ -10,7 +10,7 @@
 //! This module must not run in a process that has threads, and the init loop must not
 //! allocate, lock or log (it runs in a forked copy of the daemon's memory).
 
-#![allow(unsafe_code)]
+#![expect(unsafe_code)]
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};

@@ -49,7 +49,7 @@ impl Priority {
 }
 
 /// Niceness of `pid` (0 = this process).
-#[allow(unsafe_code)]
+#[expect(unsafe_code)]
 fn get_nice(pid: u32) -> Option<i32> {
     // getpriority can legitimately return -1, so errno must be cleared and checked.
     // SAFETY: plain syscalls on integers; errno is thread-local.

@@ -27,7 +27,7 @@
 //! a blocking `waitpid` on tokio's blocking pool takes its place (documented degraded
 //! mode). This module must not know about output buffers, HTTP or the environment of the
 //! daemon: the caller hands it everything.
-#![allow(unsafe_code)]
+#![expect(unsafe_code)]
 
 use std::ffi::{CString, OsStr, c_char, c_int, c_void};
 use std::io;

@@ -1,4 +1,4 @@
-//! Chat-header parsing (`agentd::chat`) against a port of what Coder does: Go's
+//! Chat-header parsing (`agentd::extract_chat`) against a port of what Coder does: Go's
 //! `uuid.Parse` (google/uuid) for `Coder-Chat-Id`, and `json.Unmarshal` into a `[]string`
 //! for `Coder-Ancestor-Chat-Ids` (anything but an array of strings, or `null`, gives no
 //! ancestors; entries that are not UUIDs are skipped). Also: every UUID in each of the four
@@ -6,7 +6,7 @@
 
 #![no_main]
 
-use agentd::chat::{self, ChatIdentity, NotChat};
+use agentd::{ChatIdentity, NotChat};
 use arbitrary::Arbitrary;
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
@@ -98,9 +98,9 @@ fn form(u: Uuid, f: u8) -> String {
 
 fn headers(chat: &[u8], anc: Option<&[u8]>) -> Option<HeaderMap> {
     let mut h = HeaderMap::new();
-    h.insert(chat::CHAT_ID_HEADER, HeaderValue::from_bytes(chat).ok()?);
+    h.insert(agentd::CHAT_ID_HEADER, HeaderValue::from_bytes(chat).ok()?);
     if let Some(a) = anc {
-        h.insert(chat::ANCESTOR_CHAT_IDS_HEADER, HeaderValue::from_bytes(a).ok()?);
+        h.insert(agentd::ANCESTOR_CHAT_IDS_HEADER, HeaderValue::from_bytes(a).ok()?);
     }
     Some(h)
 }
@@ -109,7 +109,7 @@ fn headers(chat: &[u8], anc: Option<&[u8]>) -> Option<HeaderMap> {
 /// these bytes as header values.
 fn check(chat: &[u8], anc: Option<&[u8]>) {
     let Some(h) = headers(chat, anc) else { return };
-    let got = chat::extract(&h);
+    let got = agentd::extract_chat(&h);
     match go_parse(chat) {
         _ if chat.is_empty() => assert_eq!(got, Err(NotChat::Absent)),
         None => assert!(matches!(got, Err(NotChat::Malformed(_))), "{got:?}"),
@@ -125,13 +125,13 @@ fuzz_target!(|input: Input| {
     if let Some(c) = &input.chat {
         check(c, input.ancestors.as_deref());
         if let Ok(s) = std::str::from_utf8(c) {
-            assert_eq!(chat::parse_uuid(s), go_parse(c));
+            assert_eq!(agentd::parse_uuid(s), go_parse(c));
         }
     }
     // Structured: a valid chat id in any form, ancestors from the list.
     let id = Uuid::from_bytes(input.id);
     let f = form(id, input.form);
-    assert_eq!(chat::parse_uuid(&f), Some(id), "{f}");
+    assert_eq!(agentd::parse_uuid(&f), Some(id), "{f}");
     let mut json = Vec::new();
     let mut want = Vec::new();
     let mut all_strings = true;
@@ -155,7 +155,7 @@ fuzz_target!(|input: Input| {
     }
     let anc = serde_json::to_vec(&json).unwrap_or_default();
     if let Some(h) = headers(f.as_bytes(), Some(&anc)) {
-        let got = chat::extract(&h);
+        let got = agentd::extract_chat(&h);
         let ancestors = if all_strings { want } else { Vec::new() };
         assert_eq!(got, Ok(ChatIdentity { id, ancestors }));
     }

@@ -87,7 +87,7 @@ fn clap_flags() -> BTreeMap<String, (BTreeSet<Row>, BTreeSet<Row>)> {
         }
     }
     let mut out = BTreeMap::new();
-    walk(&agentd::cli::Cli::command(), "", &mut out);
+    walk(&agentd::Cli::command(), "", &mut out);
     // `doctor` takes every `serve` flag; the doc lists only its own.
     let serve = out["serve"].clone();
     let doctor = out.get_mut("doctor").unwrap();

@@ -26,7 +26,7 @@ pub type Op = (String, String);
 impl Spec {
     /// The document agentd embeds (and serves).
     pub fn embedded() -> Self {
-        Self::parse(agentd::openapi::DOCUMENT)
+        Self::parse(agentd::OPENAPI_DOCUMENT)
     }
 
     /// Parses a document.
