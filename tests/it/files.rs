@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use agentd_tests::gitwatch::{Ws, diff_of, init_repo};
-use agentd_tests::{Agentd, Options};
+use agentd_tests::{Agentd, Options, enc};
 use serde_json::{Value, json};
 
 const CHAT: &str = "00000000-0000-4000-8000-00000000f001";
@@ -15,21 +15,6 @@ const PARENT: &str = "00000000-0000-4000-8000-00000000f002";
 
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
-}
-
-/// Percent-encodes a query value the way Go's `url.Values.Encode` does (space as `+`).
-fn enc(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            b => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 fn s(p: &Path) -> String {

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod bench;
 pub mod context;
 pub mod gitwatch;
 pub mod mcp;
@@ -404,6 +405,22 @@ pub async fn unix_request(
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+/// A query value, form-encoded as Go's `url.Values.Encode` does (unreserved bytes as they
+/// are, space as `+`, the rest `%XX`), except that `/` stays readable.
+pub fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            b => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 /// Polls `f` until it returns `Some`, or panics after `timeout`.
