@@ -88,6 +88,17 @@ impl<'a> Walk<'a> {
         template: &str,
         req: reqwest::RequestBuilder,
     ) -> (u16, Value) {
+        let (status, _, value) = self.send_typed(method, template, req).await;
+        (status, value)
+    }
+
+    /// [`Walk::send`], also returning the answer's content type.
+    async fn send_typed(
+        &self,
+        method: &str,
+        template: &str,
+        req: reqwest::RequestBuilder,
+    ) -> (u16, String, Value) {
         let res = req.send().await.unwrap();
         let status = res.status().as_u16();
         let ctype = res
@@ -98,7 +109,7 @@ impl<'a> Walk<'a> {
             .to_owned();
         let text = res.text().await.unwrap();
         let value = self.check(method, template, status, &ctype, &text);
-        (status, value)
+        (status, ctype, value)
     }
 
     /// Validates one answer against the document and records it.
@@ -984,22 +995,10 @@ async fn next_text(ws: &mut WsStream) -> Value {
 
 /// `GET /api/v0/read-file?<query>` through the walk: status, content type and body.
 async fn read_file(w: &Walk<'_>, query: &str) -> (u16, String, Value) {
-    let res = Walk::client()
+    let req = Walk::client()
         .get(w.d.url(&format!("/api/v0/read-file?{query}")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    let status = res.status().as_u16();
-    let ctype = res
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let text = res.text().await.unwrap();
-    let v = w.check("GET", "/api/v0/read-file", status, &ctype, &text);
-    (status, ctype, v)
+        .bearer_auth(TOKEN);
+    w.send_typed("GET", "/api/v0/read-file", req).await
 }
 
 /// The file API, route by route, on temp files under the daemon's workdir.

@@ -176,6 +176,29 @@ pub fn clean_command(bin: &Path) -> Command {
     cmd
 }
 
+/// The arguments of `agentd serve` for a daemon started under a wrapper (strace, setpriv):
+/// an ephemeral loopback port, JSON logs, `socket` as the control socket, `dir/st` as the
+/// state dir and `dir` as the workdir.
+pub fn serve_args(dir: &Path, socket: &Path) -> Vec<std::ffi::OsString> {
+    let mut v: Vec<std::ffi::OsString> = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+        "--socket",
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    v.push(socket.into());
+    v.push("--state-dir".into());
+    v.push(dir.join("st").into());
+    v.push("--workdir".into());
+    v.push(dir.into());
+    v
+}
+
 impl Agentd {
     /// Starts with default options.
     pub fn start() -> Self {
