@@ -12,8 +12,10 @@ use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(20);
 
-#[tokio::test]
-async fn coder_contract_tools_and_call() {
+/// A daemon whose `.mcp.json` has the fake server (with its two weird tool names and env
+/// expansion), an entry with an unset variable, one with a reserved name and an empty one;
+/// returned once the fake server is ready.
+async fn contract_daemon() -> (Agentd, tempfile::TempDir) {
     let (d, work) = start(
         json!({
             "fake": {
@@ -28,7 +30,13 @@ async fn coder_contract_tools_and_call() {
         &[("MCP_TEST_TOKEN", "tok-abcdef")],
     );
     wait_state(&d, "fake", "ready", T).await;
+    (d, work)
+}
 
+/// `GET /mcp/tools`: sorted, provider-safe names, Coder's fields and the lossless schema.
+#[tokio::test]
+async fn coder_contract_tools_list_names_and_schemas() {
+    let (d, _work) = contract_daemon().await;
     let (s, v) = d.get_json("/api/v0/mcp/tools").await;
     assert_eq!(s, 200);
     let tools = v["tools"].as_array().unwrap();
@@ -79,7 +87,12 @@ async fn coder_contract_tools_and_call() {
     // Tools with no parameters still have an object schema, never null.
     let cwd = tools.iter().find(|t| t["name"] == "fake__cwd").unwrap();
     assert_eq!(cwd["schema"], json!({}));
+}
 
+/// `POST /mcp/call-tool`: every content kind, omitted arguments, the server's cwd and env.
+#[tokio::test]
+async fn coder_contract_call_tool_content_args_and_env() {
+    let (d, work) = contract_daemon().await;
     assert_eq!(
         call(&d, "fake__echo", json!({"message": "hi"})).await,
         (
@@ -136,8 +149,14 @@ async fn coder_contract_tools_and_call() {
             .1["content"][0]["text"],
         "<unset>"
     );
+}
 
-    // Sanitised names are callable, and so is the raw server__tool.
+/// Sanitised and truncated names are callable, and so is the raw `server__tool`.
+#[tokio::test]
+async fn coder_contract_sanitised_names_are_callable() {
+    let (d, _work) = contract_daemon().await;
+    let (_, v) = d.get_json("/api/v0/mcp/tools").await;
+    let tools = v["tools"].as_array().unwrap();
     let dotted = tools
         .iter()
         .find(|t| t["tool_name"] == "dotted.name/x")
@@ -159,8 +178,12 @@ async fn coder_contract_tools_and_call() {
         call(&d, long["name"].as_str().unwrap(), json!({})).await.1["content"][0]["text"],
         "long"
     );
+}
 
-    // Error mapping.
+/// Coder's status codes and words for bad names, unknown servers and tools, bad JSON.
+#[tokio::test]
+async fn coder_contract_call_tool_error_mapping() {
+    let (d, _work) = contract_daemon().await;
     let fail = |detail: &str| json!({"message": "MCP tool call failed.", "detail": detail});
     assert_eq!(
         call(&d, "nodoubleunderscore", json!({})).await,
@@ -193,8 +216,12 @@ async fn coder_contract_tools_and_call() {
         v.json::<Value>().await.unwrap()["message"],
         "Request body must be valid JSON."
     );
+}
 
-    // Status: config errors per entry, siblings unaffected.
+/// `GET /mcp/servers`: config errors per entry, siblings unaffected; the state gauge.
+#[tokio::test]
+async fn coder_contract_servers_status_and_metrics() {
+    let (d, work) = contract_daemon().await;
     let (_, st) = d.get_json("/api/v0/mcp/servers").await;
     let cfg = work.path().join(".mcp.json").display().to_string();
     assert_eq!(st["config_errors"], json!([]));
