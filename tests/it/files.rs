@@ -403,11 +403,12 @@ async fn read_file_lines_coder_cases_and_bounds() {
     assert_eq!(v["content"], "1\tok\n2\t\u{fffd}\u{fffd}\n3\t");
 }
 
+/// Coder's 400s for a missing or relative path, a directory and a file in the way of the
+/// parents; missing parents are created.
 #[tokio::test]
-async fn write_file_contract_modes_symlinks_and_path_store() {
+async fn write_file_request_validation_and_parents() {
     let d = Agentd::start();
     let (_t, root) = tmpdir();
-
     let r = d
         .client()
         .post(d.url("/api/v0/write-file"))
@@ -449,7 +450,14 @@ async fn write_file_contract_modes_symlinks_and_path_store() {
         v["message"],
         format!("mkdir {}: not a directory", nested.display())
     );
+}
 
+/// The mode (setuid too) and owner survive, symlinks (dangling ones too) are written
+/// through, FIFOs are refused, hard links reported; no temp file is left.
+#[tokio::test]
+async fn write_file_keeps_modes_owners_and_symlinks() {
+    let d = Agentd::start();
+    let (_t, root) = tmpdir();
     // Mode kept (0755), setuid included; a symlink is written through and survives.
     let script = root.join("run.sh");
     std::fs::write(&script, "old").unwrap();
@@ -523,7 +531,13 @@ async fn write_file_contract_modes_symlinks_and_path_store() {
         .filter(|e| e.file_name().to_string_lossy().contains(".tmp."))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
 
+/// Bodies beyond the JSON limit stream; beyond 128 MiB are a 413 up front.
+#[tokio::test]
+async fn write_file_streams_big_bodies_and_refuses_beyond_the_limit() {
+    let d = Agentd::start();
+    let (_t, root) = tmpdir();
     // Bodies beyond the JSON limit stream fine; beyond 128 MiB are a 413 up front.
     let five = vec![b'z'; 5 << 20];
     let big = root.join("big");
@@ -542,7 +556,13 @@ async fn write_file_contract_modes_symlinks_and_path_store() {
         "{res}"
     );
     assert_eq!(std::fs::read(&big).unwrap().len(), 5 << 20);
+}
 
+/// A stale `expected_sha256` is a 412 and changes nothing; a current one writes.
+#[tokio::test]
+async fn write_file_expected_sha256_precondition() {
+    let d = Agentd::start();
+    let (_t, root) = tmpdir();
     // Preconditions (additive): a stale hash is a 412 and nothing changes.
     let pre = root.join("pre");
     std::fs::write(&pre, "v1").unwrap();
@@ -560,7 +580,13 @@ async fn write_file_contract_modes_symlinks_and_path_store() {
         (st, v["sha256"].as_str().unwrap()),
         (200, sha256(b"v2").as_str())
     );
+}
 
+/// The path store gets the raw caller path for the chat and its ancestors, on success only.
+#[tokio::test]
+async fn write_file_records_caller_paths_on_success_only() {
+    let d = Agentd::start();
+    let (_t, root) = tmpdir();
     // Path store: the raw caller path, for the chat and its ancestors, on success only.
     let raw = format!("{}/./tracked.txt", root.display());
     let anc = format!("[\"{PARENT}\"]");
