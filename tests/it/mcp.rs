@@ -408,18 +408,15 @@ async fn changed_config_that_fails_keeps_the_old_connection_with_a_warning() {
     assert_eq!((&s["state"], &s["pid"]), (&json!("ready"), &before["pid"]));
 }
 
+/// Misbehaving servers: a slow one does not hold back `/tools`; garbage on stdout is skipped.
 #[tokio::test]
-async fn misbehaving_servers() {
+async fn misbehaving_startup_never_blocks_and_garbage_lines_are_skipped() {
     let (d, _w) = start(
         json!({
             "slow": fake(&["--slow-start-ms", "1500"]),
             "garbage": fake(&["--garbage"]),
-            "junk": fake(&["--stderr-junk"]),
-            "crashy": fake(&["--crash-after", "2"]),
-            "hangs": fake(&[]),
-            "dead": fake(&["--exit-now", "7"]),
         }),
-        &[("AGENTD_MCP_CALL_TIMEOUT_MS", "1500")],
+        &[],
     );
     // Startup never blocks: /tools answers at once while "slow" is still connecting.
     wait_state(&d, "garbage", "ready", T).await;
@@ -435,7 +432,17 @@ async fn misbehaving_servers() {
         call(&d, "garbage__echo", json!({"message": "ok"})).await.1["content"][0]["text"],
         "ok"
     );
+}
 
+/// Misbehaving servers: non-UTF-8 stderr is drained into the log, tagged and rate-limited.
+#[tokio::test]
+async fn misbehaving_stderr_is_drained_tagged_and_rate_limited() {
+    let (d, _w) = start(
+        json!({
+            "junk": fake(&["--stderr-junk"]),
+        }),
+        &[],
+    );
     // Non-UTF-8 stderr is drained into the log, tagged and rate-limited.
     wait_state(&d, "junk", "ready", T).await;
     let line = d
@@ -456,7 +463,19 @@ async fn misbehaving_servers() {
                 && v["server"] == "junk")
             .is_some()
     );
+}
 
+/// Misbehaving servers: a 5 MB result arrives whole; a hung call is a 502 after the call
+/// timeout and does not wedge the server's other calls.
+#[tokio::test]
+async fn misbehaving_huge_result_whole_and_hung_call_times_out() {
+    let (d, _w) = start(
+        json!({
+            "hangs": fake(&[]),
+        }),
+        &[("AGENTD_MCP_CALL_TIMEOUT_MS", "1500")],
+    );
+    wait_state(&d, "hangs", "ready", T).await;
     // Huge result (5 MB) arrives whole.
     let (s, v) = call(&d, "hangs__huge", json!({"bytes": 5_000_000})).await;
     assert_eq!(
@@ -504,7 +523,18 @@ async fn misbehaving_servers() {
         call(&d, "hangs__echo", json!({"message": "again"})).await.0,
         200
     );
+}
 
+/// Misbehaving servers: one that crashes after 2 calls fails the third with a 502, restarts,
+/// and answers again.
+#[tokio::test]
+async fn misbehaving_crashing_server_restarts() {
+    let (d, _w) = start(
+        json!({
+            "crashy": fake(&["--crash-after", "2"]),
+        }),
+        &[],
+    );
     // Crash after 2 calls: the third fails with a clear 502, the server restarts, calls work again.
     wait_state(&d, "crashy", "ready", T).await;
     for _ in 0..2 {
@@ -532,7 +562,18 @@ async fn misbehaving_servers() {
                 .as_str()
                 .is_some_and(|e| e.starts_with("server process exited (exit status: 3)"))
     }));
+}
 
+/// Misbehaving servers: one that never starts is failed, retried with backoff, and its calls
+/// fail fast.
+#[tokio::test]
+async fn misbehaving_never_starting_server_backs_off_and_fails_fast() {
+    let (d, _w) = start(
+        json!({
+            "dead": fake(&["--exit-now", "7"]),
+        }),
+        &[],
+    );
     // A server that never starts: failed, retried with backoff, calls fail fast.
     let dead = eventually(T, async || {
         let s = server(&d, "dead").await;
