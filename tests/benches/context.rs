@@ -8,23 +8,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use agentd_tests::bench::{line, stats};
 use agentd_tests::context::{skill, write};
 use agentd_tests::{Agentd, Options, agentd_command};
-
-fn stats(mut v: Vec<Duration>) -> (f64, f64) {
-    v.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    (
-        ms(v[v.len() / 2]),
-        ms(v[(v.len() * 95 / 100).min(v.len() - 1)]),
-    )
-}
-
-fn line(name: &str, (p50, p95): (f64, f64)) {
-    println!("{name:<48} p50 {p50:>8.3} ms   p95 {p95:>8.3} ms");
-}
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()

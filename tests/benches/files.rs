@@ -11,22 +11,10 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use agentd_tests::{Agentd, Options, http1};
+use agentd_tests::bench::{line, stats};
+use agentd_tests::{Agentd, Options, enc, http1};
 
 const N: usize = 200;
-
-fn stats(mut v: Vec<Duration>) -> (f64, f64) {
-    v.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    (
-        ms(v[v.len() / 2]),
-        ms(v[(v.len() * 95 / 100).min(v.len() - 1)]),
-    )
-}
-
-fn line(name: &str, (p50, p95): (f64, f64)) {
-    println!("{name:<52} p50 {p50:>8.3} ms   p95 {p95:>8.3} ms");
-}
 
 fn ratio(name: &str, a: (f64, f64), b: (f64, f64)) {
     println!("{name:<52} {:>8.2}x (p50)", a.0 / b.0);
@@ -48,17 +36,6 @@ fn time(n: usize, mut f: impl FnMut(usize)) -> Vec<Duration> {
 fn run(cmd: &mut Command) {
     let st = cmd.status().unwrap();
     assert!(st.success());
-}
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => {
-                (b as char).to_string()
-            }
-            b => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn main() {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use agentd_tests::gitwatch::{Ws, diff_of, init_repo};
-use agentd_tests::{Agentd, Options};
+use agentd_tests::{Agentd, Options, enc};
 use serde_json::{Value, json};
 
 const CHAT: &str = "00000000-0000-4000-8000-00000000f001";
@@ -15,21 +15,6 @@ const PARENT: &str = "00000000-0000-4000-8000-00000000f002";
 
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
-}
-
-/// Percent-encodes a query value the way Go's `url.Values.Encode` does (space as `+`).
-fn enc(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            b => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 fn s(p: &Path) -> String {
@@ -418,11 +403,12 @@ async fn read_file_lines_coder_cases_and_bounds() {
     assert_eq!(v["content"], "1\tok\n2\t\u{fffd}\u{fffd}\n3\t");
 }
 
+/// Coder's 400s for a missing or relative path, a directory and a file in the way of the
+/// parents; missing parents are created.
 #[tokio::test]
-async fn write_file_contract_modes_symlinks_and_path_store() {
+async fn write_file_request_validation_and_parents() {
     let d = Agentd::start();
     let (_t, root) = tmpdir();
-
     let r = d
         .client()
         .post(d.url("/api/v0/write-file"))
@@ -464,7 +450,14 @@ async fn write_file_contract_modes_symlinks_and_path_store() {
         v["message"],
         format!("mkdir {}: not a directory", nested.display())
     );
+}
 
+/// The mode (setuid too) and owner survive, symlinks (dangling ones too) are written
+/// through, FIFOs are refused, hard links reported; no temp file is left.
+#[tokio::test]
+async fn write_file_keeps_modes_owners_and_symlinks() {
+    let d = Agentd::start();
+    let (_t, root) = tmpdir();
     // Mode kept (0755), setuid included; a symlink is written through and survives.
     let script = root.join("run.sh");
     std::fs::write(&script, "old").unwrap();
@@ -538,7 +531,13 @@ async fn write_file_contract_modes_symlinks_and_path_store() {
         .filter(|e| e.file_name().to_string_lossy().contains(".tmp."))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
 
+/// Bodies beyond the JSON limit stream; beyond 128 MiB are a 413 up front.
+#[tokio::test]
+async fn write_file_streams_big_bodies_and_refuses_beyond_the_limit() {
+    let d = Agentd::start();
+    let (_t, root) = tmpdir();
     // Bodies beyond the JSON limit stream fine; beyond 128 MiB are a 413 up front.
     let five = vec![b'z'; 5 << 20];
     let big = root.join("big");
@@ -557,7 +556,13 @@ async fn write_file_contract_modes_symlinks_and_path_store() {
         "{res}"
     );
     assert_eq!(std::fs::read(&big).unwrap().len(), 5 << 20);
+}
 
+/// A stale `expected_sha256` is a 412 and changes nothing; a current one writes.
+#[tokio::test]
+async fn write_file_expected_sha256_precondition() {
+    let d = Agentd::start();
+    let (_t, root) = tmpdir();
     // Preconditions (additive): a stale hash is a 412 and nothing changes.
     let pre = root.join("pre");
     std::fs::write(&pre, "v1").unwrap();
@@ -575,7 +580,13 @@ async fn write_file_contract_modes_symlinks_and_path_store() {
         (st, v["sha256"].as_str().unwrap()),
         (200, sha256(b"v2").as_str())
     );
+}
 
+/// The path store gets the raw caller path for the chat and its ancestors, on success only.
+#[tokio::test]
+async fn write_file_records_caller_paths_on_success_only() {
+    let d = Agentd::start();
+    let (_t, root) = tmpdir();
     // Path store: the raw caller path, for the chat and its ancestors, on success only.
     let raw = format!("{}/./tracked.txt", root.display());
     let anc = format!("[\"{PARENT}\"]");
@@ -599,14 +610,14 @@ async fn write_file_contract_modes_symlinks_and_path_store() {
     assert!(chat_paths(&d, other).await.is_empty());
 }
 
+/// Coder's 400s and 404s for empty batches, bad JSON, empty and relative paths, no edits,
+/// a missing file and a directory.
 #[tokio::test]
-async fn edit_files_contract_batches_diffs_and_path_store() {
+async fn edit_files_request_validation_and_open_errors() {
     let d = Agentd::start();
     let (_t, root) = tmpdir();
     let f = root.join("f");
     let w = |p: &Path, c: &str| std::fs::write(p, c).unwrap();
-    let r = |p: &Path| std::fs::read_to_string(p).unwrap();
-
     let (st, v) = edit(&d, &json!({"files": []})).await;
     assert_eq!(
         (st, v["message"].as_str().unwrap()),
@@ -666,7 +677,18 @@ async fn edit_files_contract_batches_diffs_and_path_store() {
         (st, v["message"].as_str().unwrap()),
         (400, format!("open {}: not a file", root.display()).as_str())
     );
+}
 
+/// One file: sequential edits, ambiguity and not-found refusals (nothing written),
+/// `replace_all`, multiline; `old_text`/`new_text` against `search`/`replace`.
+#[tokio::test]
+async fn edit_files_sequential_replace_all_multiline_and_field_spellings() {
+    let d = Agentd::start();
+    let (_t, root) = tmpdir();
+    let f = root.join("f");
+    let w = |p: &Path, c: &str| std::fs::write(p, c).unwrap();
+    let r = |p: &Path| std::fs::read_to_string(p).unwrap();
+    w(&f, "foo bar");
     // Edit1, sequential edits, replace_all, multiline.
     let (st, v) = edit(&d, &one(&f, "foo", "bar")).await;
     assert_eq!(
@@ -735,7 +757,17 @@ async fn edit_files_contract_batches_diffs_and_path_store() {
     )
     .await;
     assert_eq!((st, r(&f).as_str()), (200, "gamma"));
+}
 
+/// Several files: all or nothing, every error message with the highest status, and a stale
+/// `expected_sha256` is a 412 that writes nothing.
+#[tokio::test]
+async fn edit_files_multifile_batches_are_atomic() {
+    let d = Agentd::start();
+    let (_t, root) = tmpdir();
+    let missing = root.join("missing");
+    let w = |p: &Path, c: &str| std::fs::write(p, c).unwrap();
+    let r = |p: &Path| std::fs::read_to_string(p).unwrap();
     // Multifile; MultiError (max status, every message, nothing written); atomic batch.
     let (a, b, c) = (root.join("a"), root.join("b"), root.join("c"));
     for (p, t) in [(&a, "a1"), (&b, "b1"), (&c, "c1")] {
@@ -763,6 +795,25 @@ async fn edit_files_contract_batches_diffs_and_path_store() {
     );
     assert_eq!(r(&a), "A");
 
+    // Preconditions: a stale hash is a 412 and nothing in the batch is written.
+    w(&a, "pa");
+    w(&b, "pb");
+    let (st, v) = edit(&d, &json!({"files": [
+        {"path": s(&a), "edits": [{"search": "pa", "replace": "x"}], "expected_sha256": sha256(b"pa")},
+        {"path": s(&b), "edits": [{"search": "pb", "replace": "x"}], "expected_sha256": sha256(b"old")}]})).await;
+    assert_eq!(st, 412, "{v}");
+    assert_eq!((r(&a), r(&b)), ("pa".into(), "pb".into()));
+}
+
+/// The mode and symlinks survive an edit; `include_diff` diffs against the original, in
+/// request order, empty for a no-op.
+#[tokio::test]
+async fn edit_files_keep_modes_and_symlinks_and_report_diffs() {
+    let d = Agentd::start();
+    let (_t, root) = tmpdir();
+    let (a, b) = (root.join("a"), root.join("b"));
+    let w = |p: &Path, c: &str| std::fs::write(p, c).unwrap();
+    let r = |p: &Path| std::fs::read_to_string(p).unwrap();
     // Permissions and symlinks kept.
     let sh = root.join("x.sh");
     w(&sh, "echo hi");
@@ -820,7 +871,21 @@ async fn edit_files_contract_batches_diffs_and_path_store() {
     );
     let (_, v) = edit(&d, &one(&a, "same", "same")).await;
     assert!(v.get("files").is_none());
+}
 
+/// Literal duplicates merge (also non-canonical spellings); a symlink alias of another
+/// entry is refused and nothing is written.
+#[tokio::test]
+async fn edit_files_duplicate_paths_merge_or_reject() {
+    let d = Agentd::start();
+    let (_t, root) = tmpdir();
+    let f = root.join("f");
+    let real = root.join("real.txt");
+    std::fs::write(&real, "HELLO world").unwrap();
+    let link = root.join("link.txt");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let w = |p: &Path, c: &str| std::fs::write(p, c).unwrap();
+    let r = |p: &Path| std::fs::read_to_string(p).unwrap();
     // Duplicates: literal ones merge (also non-canonical spellings); symlink aliases reject.
     w(&f, "one\ntwo\nthree\n");
     let (st, v) = edit(&d, &json!({"files": [
@@ -845,16 +910,13 @@ async fn edit_files_contract_batches_diffs_and_path_store() {
         )
     );
     assert_eq!(r(&real), "HELLO world");
+}
 
-    // Preconditions: a stale hash is a 412 and nothing in the batch is written.
-    w(&a, "pa");
-    w(&b, "pb");
-    let (st, v) = edit(&d, &json!({"files": [
-        {"path": s(&a), "edits": [{"search": "pa", "replace": "x"}], "expected_sha256": sha256(b"pa")},
-        {"path": s(&b), "edits": [{"search": "pb", "replace": "x"}], "expected_sha256": sha256(b"old")}]})).await;
-    assert_eq!(st, 412, "{v}");
-    assert_eq!((r(&a), r(&b)), ("pa".into(), "pb".into()));
-
+/// Files that are not UTF-8 are edited as bytes; a FIFO is refused without blocking.
+#[tokio::test]
+async fn edit_files_non_utf8_as_bytes_and_fifos_refused() {
+    let d = Agentd::start();
+    let (_t, root) = tmpdir();
     // Files that are not UTF-8 are edited as bytes (more cases in the matcher test below).
     let bad = root.join("bad");
     std::fs::write(&bad, b"ok \xff").unwrap();
@@ -875,7 +937,17 @@ async fn edit_files_contract_batches_diffs_and_path_store() {
             format!("open {}: not a regular file", fifo.display()).as_str()
         )
     );
+}
 
+/// The path store gets every caller path of a successful batch, for the chat and its
+/// ancestors, and nothing from a failed one.
+#[tokio::test]
+async fn edit_files_record_caller_paths_on_success_only() {
+    let d = Agentd::start();
+    let (_t, root) = tmpdir();
+    let (a, b) = (root.join("a"), root.join("b"));
+    std::fs::write(&b, "pb").unwrap();
+    let w = |p: &Path, c: &str| std::fs::write(p, c).unwrap();
     // Path store: every caller path after merging, on success only.
     let anc = format!("[\"{PARENT}\"]");
     let h = [

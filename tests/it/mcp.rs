@@ -12,8 +12,10 @@ use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(20);
 
-#[tokio::test]
-async fn coder_contract_tools_and_call() {
+/// A daemon whose `.mcp.json` has the fake server (with its two weird tool names and env
+/// expansion), an entry with an unset variable, one with a reserved name and an empty one;
+/// returned once the fake server is ready.
+async fn contract_daemon() -> (Agentd, tempfile::TempDir) {
     let (d, work) = start(
         json!({
             "fake": {
@@ -28,7 +30,13 @@ async fn coder_contract_tools_and_call() {
         &[("MCP_TEST_TOKEN", "tok-abcdef")],
     );
     wait_state(&d, "fake", "ready", T).await;
+    (d, work)
+}
 
+/// `GET /mcp/tools`: sorted, provider-safe names, Coder's fields and the lossless schema.
+#[tokio::test]
+async fn coder_contract_tools_list_names_and_schemas() {
+    let (d, _work) = contract_daemon().await;
     let (s, v) = d.get_json("/api/v0/mcp/tools").await;
     assert_eq!(s, 200);
     let tools = v["tools"].as_array().unwrap();
@@ -79,7 +87,12 @@ async fn coder_contract_tools_and_call() {
     // Tools with no parameters still have an object schema, never null.
     let cwd = tools.iter().find(|t| t["name"] == "fake__cwd").unwrap();
     assert_eq!(cwd["schema"], json!({}));
+}
 
+/// `POST /mcp/call-tool`: every content kind, omitted arguments, the server's cwd and env.
+#[tokio::test]
+async fn coder_contract_call_tool_content_args_and_env() {
+    let (d, work) = contract_daemon().await;
     assert_eq!(
         call(&d, "fake__echo", json!({"message": "hi"})).await,
         (
@@ -136,8 +149,14 @@ async fn coder_contract_tools_and_call() {
             .1["content"][0]["text"],
         "<unset>"
     );
+}
 
-    // Sanitised names are callable, and so is the raw server__tool.
+/// Sanitised and truncated names are callable, and so is the raw `server__tool`.
+#[tokio::test]
+async fn coder_contract_sanitised_names_are_callable() {
+    let (d, _work) = contract_daemon().await;
+    let (_, v) = d.get_json("/api/v0/mcp/tools").await;
+    let tools = v["tools"].as_array().unwrap();
     let dotted = tools
         .iter()
         .find(|t| t["tool_name"] == "dotted.name/x")
@@ -159,8 +178,12 @@ async fn coder_contract_tools_and_call() {
         call(&d, long["name"].as_str().unwrap(), json!({})).await.1["content"][0]["text"],
         "long"
     );
+}
 
-    // Error mapping.
+/// Coder's status codes and words for bad names, unknown servers and tools, bad JSON.
+#[tokio::test]
+async fn coder_contract_call_tool_error_mapping() {
+    let (d, _work) = contract_daemon().await;
     let fail = |detail: &str| json!({"message": "MCP tool call failed.", "detail": detail});
     assert_eq!(
         call(&d, "nodoubleunderscore", json!({})).await,
@@ -193,8 +216,12 @@ async fn coder_contract_tools_and_call() {
         v.json::<Value>().await.unwrap()["message"],
         "Request body must be valid JSON."
     );
+}
 
-    // Status: config errors per entry, siblings unaffected.
+/// `GET /mcp/servers`: config errors per entry, siblings unaffected; the state gauge.
+#[tokio::test]
+async fn coder_contract_servers_status_and_metrics() {
+    let (d, work) = contract_daemon().await;
     let (_, st) = d.get_json("/api/v0/mcp/servers").await;
     let cfg = work.path().join(".mcp.json").display().to_string();
     assert_eq!(st["config_errors"], json!([]));
@@ -381,18 +408,15 @@ async fn changed_config_that_fails_keeps_the_old_connection_with_a_warning() {
     assert_eq!((&s["state"], &s["pid"]), (&json!("ready"), &before["pid"]));
 }
 
+/// Misbehaving servers: a slow one does not hold back `/tools`; garbage on stdout is skipped.
 #[tokio::test]
-async fn misbehaving_servers() {
+async fn misbehaving_startup_never_blocks_and_garbage_lines_are_skipped() {
     let (d, _w) = start(
         json!({
             "slow": fake(&["--slow-start-ms", "1500"]),
             "garbage": fake(&["--garbage"]),
-            "junk": fake(&["--stderr-junk"]),
-            "crashy": fake(&["--crash-after", "2"]),
-            "hangs": fake(&[]),
-            "dead": fake(&["--exit-now", "7"]),
         }),
-        &[("AGENTD_MCP_CALL_TIMEOUT_MS", "1500")],
+        &[],
     );
     // Startup never blocks: /tools answers at once while "slow" is still connecting.
     wait_state(&d, "garbage", "ready", T).await;
@@ -408,7 +432,17 @@ async fn misbehaving_servers() {
         call(&d, "garbage__echo", json!({"message": "ok"})).await.1["content"][0]["text"],
         "ok"
     );
+}
 
+/// Misbehaving servers: non-UTF-8 stderr is drained into the log, tagged and rate-limited.
+#[tokio::test]
+async fn misbehaving_stderr_is_drained_tagged_and_rate_limited() {
+    let (d, _w) = start(
+        json!({
+            "junk": fake(&["--stderr-junk"]),
+        }),
+        &[],
+    );
     // Non-UTF-8 stderr is drained into the log, tagged and rate-limited.
     wait_state(&d, "junk", "ready", T).await;
     let line = d
@@ -429,7 +463,19 @@ async fn misbehaving_servers() {
                 && v["server"] == "junk")
             .is_some()
     );
+}
 
+/// Misbehaving servers: a 5 MB result arrives whole; a hung call is a 502 after the call
+/// timeout and does not wedge the server's other calls.
+#[tokio::test]
+async fn misbehaving_huge_result_whole_and_hung_call_times_out() {
+    let (d, _w) = start(
+        json!({
+            "hangs": fake(&[]),
+        }),
+        &[("AGENTD_MCP_CALL_TIMEOUT_MS", "1500")],
+    );
+    wait_state(&d, "hangs", "ready", T).await;
     // Huge result (5 MB) arrives whole.
     let (s, v) = call(&d, "hangs__huge", json!({"bytes": 5_000_000})).await;
     assert_eq!(
@@ -477,7 +523,18 @@ async fn misbehaving_servers() {
         call(&d, "hangs__echo", json!({"message": "again"})).await.0,
         200
     );
+}
 
+/// Misbehaving servers: one that crashes after 2 calls fails the third with a 502, restarts,
+/// and answers again.
+#[tokio::test]
+async fn misbehaving_crashing_server_restarts() {
+    let (d, _w) = start(
+        json!({
+            "crashy": fake(&["--crash-after", "2"]),
+        }),
+        &[],
+    );
     // Crash after 2 calls: the third fails with a clear 502, the server restarts, calls work again.
     wait_state(&d, "crashy", "ready", T).await;
     for _ in 0..2 {
@@ -505,7 +562,18 @@ async fn misbehaving_servers() {
                 .as_str()
                 .is_some_and(|e| e.starts_with("server process exited (exit status: 3)"))
     }));
+}
 
+/// Misbehaving servers: one that never starts is failed, retried with backoff, and its calls
+/// fail fast.
+#[tokio::test]
+async fn misbehaving_never_starting_server_backs_off_and_fails_fast() {
+    let (d, _w) = start(
+        json!({
+            "dead": fake(&["--exit-now", "7"]),
+        }),
+        &[],
+    );
     // A server that never starts: failed, retried with backoff, calls fail fast.
     let dead = eventually(T, async || {
         let s = server(&d, "dead").await;

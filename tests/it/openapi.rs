@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use agentd_tests::openapi::Spec;
-use agentd_tests::{Agentd, Options, raw_tcp};
+use agentd_tests::{Agentd, Options, enc, raw_tcp};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -88,6 +88,17 @@ impl<'a> Walk<'a> {
         template: &str,
         req: reqwest::RequestBuilder,
     ) -> (u16, Value) {
+        let (status, _, value) = self.send_typed(method, template, req).await;
+        (status, value)
+    }
+
+    /// [`Walk::send`], also returning the answer's content type.
+    async fn send_typed(
+        &self,
+        method: &str,
+        template: &str,
+        req: reqwest::RequestBuilder,
+    ) -> (u16, String, Value) {
         let res = req.send().await.unwrap();
         let status = res.status().as_u16();
         let ctype = res
@@ -98,7 +109,7 @@ impl<'a> Walk<'a> {
             .to_owned();
         let text = res.text().await.unwrap();
         let value = self.check(method, template, status, &ctype, &text);
-        (status, value)
+        (status, ctype, value)
     }
 
     /// Validates one answer against the document and records it.
@@ -984,37 +995,10 @@ async fn next_text(ws: &mut WsStream) -> Value {
 
 /// `GET /api/v0/read-file?<query>` through the walk: status, content type and body.
 async fn read_file(w: &Walk<'_>, query: &str) -> (u16, String, Value) {
-    let res = Walk::client()
+    let req = Walk::client()
         .get(w.d.url(&format!("/api/v0/read-file?{query}")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    let status = res.status().as_u16();
-    let ctype = res
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let text = res.text().await.unwrap();
-    let v = w.check("GET", "/api/v0/read-file", status, &ctype, &text);
-    (status, ctype, v)
-}
-
-/// A query value, form-encoded as Go's `url.Values.Encode` does.
-fn q(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            b => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+        .bearer_auth(TOKEN);
+    w.send_typed("GET", "/api/v0/read-file", req).await
 }
 
 /// The file API, route by route, on temp files under the daemon's workdir.
@@ -1029,17 +1013,17 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
     std::fs::write(p("pixel.png"), b"\x89PNG\r\n").unwrap();
 
     // read-file.
-    let (s, ct, v) = read_file(w, &format!("path={}&offset=1&limit=4", q(&txt))).await;
+    let (s, ct, v) = read_file(w, &format!("path={}&offset=1&limit=4", enc(&txt))).await;
     assert_eq!(
         (s, ct.as_str(), v),
         (200, "application/octet-stream", json!("ello"))
     );
-    let (s, ct, v) = read_file(w, &format!("path={}&offset=100", q(&txt))).await;
+    let (s, ct, v) = read_file(w, &format!("path={}&offset=100", enc(&txt))).await;
     assert_eq!(
         (s, ct.as_str(), v),
         (200, "application/octet-stream", json!(""))
     );
-    let (s, ct, _) = read_file(w, &format!("path={}", q(&p("pixel.png")))).await;
+    let (s, ct, _) = read_file(w, &format!("path={}", enc(&p("pixel.png")))).await;
     assert_eq!((s, ct.as_str()), (200, "image/png"));
     let (s, _, v) = read_file(w, "path=rel%2Fx").await;
     assert_eq!(
@@ -1049,7 +1033,7 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
             json!({"message": "file path must be absolute: \"rel/x\""})
         )
     );
-    let (s, _, v) = read_file(w, &format!("path={}", q(&ds))).await;
+    let (s, _, v) = read_file(w, &format!("path={}", enc(&ds))).await;
     assert_eq!(
         (s, v),
         (400, json!({"message": format!("open {ds}: not a file")}))
@@ -1084,7 +1068,7 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
         )
     );
     let missing = p("missing.txt");
-    let (s, _, v) = read_file(w, &format!("path={}", q(&missing))).await;
+    let (s, _, v) = read_file(w, &format!("path={}", enc(&missing))).await;
     assert_eq!(
         (s, v),
         (
@@ -1096,7 +1080,7 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
     // read-file-lines.
     let lines = "/api/v0/read-file-lines";
     let (s, v) = w
-        .get(lines, &format!("{lines}?path={}&offset=2", q(&txt)))
+        .get(lines, &format!("{lines}?path={}&offset=2", enc(&txt)))
         .await;
     assert_eq!(
         (s, v),
@@ -1105,7 +1089,9 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
             json!({"success": true, "file_size": 12, "total_lines": 3, "lines_read": 2, "content": "2\tworld\n3\t"})
         )
     );
-    let (s, v) = w.get(lines, &format!("{lines}?path={}", q(&missing))).await;
+    let (s, v) = w
+        .get(lines, &format!("{lines}?path={}", enc(&missing)))
+        .await;
     assert_eq!(
         (s, v),
         (
@@ -1114,7 +1100,7 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
         )
     );
     let (s, v) = w
-        .get(lines, &format!("{lines}?path={}&limit=x", q(&txt)))
+        .get(lines, &format!("{lines}?path={}&limit=x", enc(&txt)))
         .await;
     assert_eq!(
         (s, &v["validations"][0]["detail"]),
@@ -1139,7 +1125,7 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
         w.send("POST", wf, req).await
     };
     let new = p("new/deeper/b.txt");
-    let (s, v) = post_raw(&format!("path={}", q(&new)), "hello\n", true).await;
+    let (s, v) = post_raw(&format!("path={}", enc(&new)), "hello\n", true).await;
     assert_eq!(
         (s, v),
         (
@@ -1162,7 +1148,7 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
     let (s, v) = post_raw(
         &format!(
             "path={}&expected_sha256=5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03",
-            q(&new)
+            enc(&new)
         ),
         "hello\nworld\n",
         false,
@@ -1176,7 +1162,7 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
         )
     );
     let (s, v) = post_raw(
-        &format!("path={}&expected_sha256={}", q(&new), "0".repeat(64)),
+        &format!("path={}&expected_sha256={}", enc(&new), "0".repeat(64)),
         "x",
         false,
     )
@@ -1194,7 +1180,7 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
     let linked = p("linked.txt");
     std::fs::write(&linked, "old").unwrap();
     std::fs::hard_link(&linked, p("other-name.txt")).unwrap();
-    let (s, v) = post_raw(&format!("path={}", q(&linked)), "new", false).await;
+    let (s, v) = post_raw(&format!("path={}", enc(&linked)), "new", false).await;
     assert_eq!(
         (s, v["warnings"].clone()),
         (
@@ -1210,11 +1196,11 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
             "file path must be absolute: \"rel\"".to_owned(),
         ),
         (
-            format!("path={}", q(&ds)),
+            format!("path={}", enc(&ds)),
             format!("open {ds}: is a directory"),
         ),
         (
-            format!("path={}", q(&format!("{txt}/x"))),
+            format!("path={}", enc(&format!("{txt}/x"))),
             format!("mkdir {txt}: not a directory"),
         ),
     ] {
@@ -1230,7 +1216,7 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
     let head = format!(
         "POST {wf}?path={} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\nx",
-        q(&p("huge.bin")),
+        enc(&p("huge.bin")),
         200 << 20
     );
     let raw = raw_tcp(&w.d.addr, head.as_bytes()).await;
@@ -1341,7 +1327,7 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
     let (s, v) = w
         .get(
             rp,
-            &format!("{rp}?path={}", q(&format!("{}/more", p("link")))),
+            &format!("{rp}?path={}", enc(&format!("{}/more", p("link")))),
         )
         .await;
     assert_eq!(
@@ -1375,7 +1361,7 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
     );
     std::os::unix::fs::symlink("loop2", p("loop1")).unwrap();
     std::os::unix::fs::symlink("loop1", p("loop2")).unwrap();
-    let (s, v) = w.get(rp, &format!("{rp}?path={}", q(&p("loop1")))).await;
+    let (s, v) = w.get(rp, &format!("{rp}?path={}", enc(&p("loop1")))).await;
     assert_eq!(
         (s, v),
         (
@@ -1390,7 +1376,7 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
     let (s, v) = w
         .post(
             ls,
-            &format!("{ls}?path={}", q(&sub.display().to_string())),
+            &format!("{ls}?path={}", enc(&sub.display().to_string())),
             &json!({}),
         )
         .await;
@@ -1428,7 +1414,7 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
             json!("unsupported relativity type \"cwd\""),
         ),
         (
-            format!("{ls}?path={}", q(&txt)),
+            format!("{ls}?path={}", enc(&txt)),
             json!({}),
             json!(format!("path \"{txt}\" is not a directory")),
         ),
@@ -1454,7 +1440,7 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
         assert_eq!((s, &v["message"]), (400, &message), "{path} {body}");
     }
     let (s, v) = w
-        .post(ls, &format!("{ls}?path={}", q(&missing)), &json!({}))
+        .post(ls, &format!("{ls}?path={}", enc(&missing)), &json!({}))
         .await;
     assert_eq!(
         (s, v),

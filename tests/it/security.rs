@@ -442,32 +442,14 @@ fn the_control_socket_is_bound_under_a_tight_umask() {
     let tmp = tempfile::tempdir().unwrap();
     let sock = tmp.path().join("a.sock");
     let trace = tmp.path().join("trace.txt");
-    let mut cmd = std::process::Command::new("strace");
+    let mut cmd = agentd_tests::clean_command(std::path::Path::new("strace"));
     cmd.args(["-f", "-qq", "-e", "trace=umask,bind", "-o"])
         .arg(&trace)
         .arg(agentd_tests::agentd_bin())
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--socket",
-        ])
-        .arg(&sock)
-        .arg("--state-dir")
-        .arg(tmp.path().join("st"))
-        .arg("--workdir")
-        .arg(tmp.path())
+        .args(agentd_tests::serve_args(tmp.path(), &sock))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy().into_owned();
-        if k.starts_with("AGENTD_") || k.starts_with("XDG_") {
-            cmd.env_remove(&k);
-        }
-    }
     let mut child = cmd.spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while !sock.exists() {
@@ -617,19 +599,7 @@ async fn a_token_from_the_environment_is_not_readable_by_children() {
     let mut cmd = std::process::Command::new("setpriv");
     cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(agentd_tests::agentd_bin())
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--socket",
-        ])
-        .arg(&sock)
-        .arg("--state-dir")
-        .arg(tmp.path().join("st"))
-        .arg("--workdir")
-        .arg(tmp.path())
+        .args(agentd_tests::serve_args(tmp.path(), &sock))
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
         .env("HOME", tmp.path())

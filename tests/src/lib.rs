@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod bench;
 pub mod context;
 pub mod gitwatch;
 pub mod mcp;
@@ -173,6 +174,29 @@ pub fn clean_command(bin: &Path) -> Command {
         }
     }
     cmd
+}
+
+/// The arguments of `agentd serve` for a daemon started under a wrapper (strace, setpriv):
+/// an ephemeral loopback port, JSON logs, `socket` as the control socket, `dir/st` as the
+/// state dir and `dir` as the workdir.
+pub fn serve_args(dir: &Path, socket: &Path) -> Vec<std::ffi::OsString> {
+    let mut v: Vec<std::ffi::OsString> = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+        "--socket",
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    v.push(socket.into());
+    v.push("--state-dir".into());
+    v.push(dir.join("st").into());
+    v.push("--workdir".into());
+    v.push(dir.into());
+    v
 }
 
 impl Agentd {
@@ -367,7 +391,9 @@ impl Drop for Agentd {
     }
 }
 
-/// A minimal HTTP/1.1 client over a unix socket: returns (status, body).
+/// One HTTP/1.1 request over the unix socket at `socket` with `Host: agentd` and a new
+/// connection (reqwest's `ClientBuilder::unix_socket`, which needs no extra feature):
+/// returns (status, body). A body is sent as `application/json`.
 pub async fn unix_request(
     socket: &Path,
     method: &str,
@@ -375,35 +401,41 @@ pub async fn unix_request(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::UnixStream::connect(socket).await.unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: agentd\r\nConnection: close\r\n");
+    let client = reqwest::Client::builder()
+        .unix_socket(socket)
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = client.request(method, format!("http://agentd{path}"));
     for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
+        req = req.header(*k, *v);
     }
-    let body = body.unwrap_or("");
-    if !body.is_empty() {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
+    if let Some(b) = body.filter(|b| !b.is_empty()) {
+        req = req
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(b.to_owned());
     }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.text().await.unwrap())
+}
+
+/// A query value, form-encoded as Go's `url.Values.Encode` does (unreserved bytes as they
+/// are, space as `+`, the rest `%XX`), except that `/` stays readable.
+pub fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            b => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 /// Polls `f` until it returns `Some`, or panics after `timeout`.
