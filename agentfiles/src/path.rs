@@ -53,14 +53,7 @@ pub fn resolve(path: &str) -> Result<PathBuf, FileError> {
     if !is_abs(path) {
         return Err(FileError::not_absolute(path));
     }
-    let mut queue: VecDeque<std::ffi::OsString> = Path::new(path)
-        .components()
-        .filter_map(|c| match c {
-            std::path::Component::Normal(s) => Some(s.to_os_string()),
-            std::path::Component::ParentDir => Some("..".into()),
-            _ => None,
-        })
-        .collect();
+    let mut queue: VecDeque<std::ffi::OsString> = walk_parts(Path::new(path)).collect();
     let mut resolved = PathBuf::from("/");
     let mut hops = 0usize;
     let mut missing = false;
@@ -88,15 +81,8 @@ pub fn resolve(path: &str) -> Result<PathBuf, FileError> {
                 if target.is_absolute() {
                     resolved = PathBuf::from("/");
                 }
-                let mut front: Vec<std::ffi::OsString> = target
-                    .components()
-                    .filter_map(|c| match c {
-                        std::path::Component::Normal(s) => Some(s.to_os_string()),
-                        std::path::Component::ParentDir => Some("..".into()),
-                        _ => None,
-                    })
-                    .collect();
-                while let Some(x) = front.pop() {
+                let front: Vec<std::ffi::OsString> = walk_parts(&target).collect();
+                for x in front.into_iter().rev() {
                     queue.push_front(x);
                 }
             }
@@ -109,6 +95,15 @@ pub fn resolve(path: &str) -> Result<PathBuf, FileError> {
         }
     }
     Ok(resolved)
+}
+
+/// The names and `..`s of `p` in order, as the kernel walks them (root and `.` dropped).
+fn walk_parts(p: &Path) -> impl Iterator<Item = std::ffi::OsString> + '_ {
+    p.components().filter_map(|c| match c {
+        std::path::Component::Normal(s) => Some(s.to_os_string()),
+        std::path::Component::ParentDir => Some("..".into()),
+        _ => None,
+    })
 }
 
 /// The string form of a resolved path (lossy only for non-UTF-8 names, which a JSON or
