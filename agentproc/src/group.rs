@@ -134,41 +134,36 @@ mod tests {
 
     use super::*;
 
+    /// Runs `stop_group` with a 2 s grace on `exited`, logging each step with its time.
+    async fn run_logged(
+        exited: impl std::future::Future<Output = ()>,
+    ) -> (bool, Vec<(&'static str, u128)>) {
+        let t0 = Instant::now();
+        let log = Mutex::new(Vec::new());
+        let at = || t0.elapsed().as_millis();
+        let timed_out = stop_group(
+            || log.lock().unwrap().push(("term", at())),
+            exited,
+            Duration::from_secs(2),
+            |t| {
+                log.lock()
+                    .unwrap()
+                    .push((if t { "kill late" } else { "kill" }, at()))
+            },
+        )
+        .await;
+        (timed_out, log.into_inner().unwrap())
+    }
+
     #[tokio::test(start_paused = true)]
     async fn stop_group_terms_waits_the_grace_then_kills() {
-        let t0 = Instant::now();
-        let log = Mutex::new(Vec::new());
-        let at = || t0.elapsed().as_millis();
-        let timed_out = stop_group(
-            || log.lock().unwrap().push(("term", at())),
-            std::future::pending(),
-            Duration::from_secs(2),
-            |t| {
-                log.lock()
-                    .unwrap()
-                    .push((if t { "kill late" } else { "kill" }, at()))
-            },
-        )
-        .await;
+        let (timed_out, log) = run_logged(std::future::pending()).await;
         assert!(timed_out);
-        assert_eq!(*log.lock().unwrap(), vec![("term", 0), ("kill late", 2000)]);
+        assert_eq!(log, vec![("term", 0), ("kill late", 2000)]);
         // Exited within the grace: KILL follows at once (for the descendants).
-        let t0 = Instant::now();
-        let log = Mutex::new(Vec::new());
-        let at = || t0.elapsed().as_millis();
-        let timed_out = stop_group(
-            || log.lock().unwrap().push(("term", at())),
-            tokio::time::sleep(Duration::from_millis(300)),
-            Duration::from_secs(2),
-            |t| {
-                log.lock()
-                    .unwrap()
-                    .push((if t { "kill late" } else { "kill" }, at()))
-            },
-        )
-        .await;
+        let (timed_out, log) = run_logged(tokio::time::sleep(Duration::from_millis(300))).await;
         assert!(!timed_out);
-        assert_eq!(*log.lock().unwrap(), vec![("term", 0), ("kill", 300)]);
+        assert_eq!(log, vec![("term", 0), ("kill", 300)]);
     }
 
     #[tokio::test]
