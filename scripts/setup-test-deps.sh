@@ -26,6 +26,12 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
 fi
 
+# Unused-dependency check (test.sh runs `cargo shear`). Pinned: later releases need a newer
+# rustc than rust-toolchain.toml's.
+if ! command -v cargo-shear >/dev/null 2>&1; then
+  cargo install cargo-shear --version 1.5.2 --locked
+fi
+
 # schemathesis (scripts/schemathesis.sh): python3 with venv and pip, then the pinned venv.
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
   echo "setup-test-deps: python3 with the venv and ensurepip modules is needed (apt-get install python3-venv)" >&2
