@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, FromRef, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
@@ -22,15 +22,24 @@ use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::config::ServeConfig;
+use crate::context_api::ContextState;
 use crate::error::{ApiError, BODY_LIMIT, Json};
 use crate::events::Events;
+use crate::files_api::FilesState;
+use crate::git_api::GitState;
+use crate::mcp_api::McpState;
 use crate::metrics::Metrics;
 use crate::middleware::{self, AuthToken};
+use crate::proc_api::ProcState;
 
 /// How long in-flight responses may take to finish after a shutdown signal.
 pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Shared state of every handler: one pointer, cloned per request by the extractors.
+///
+/// Handlers never see it whole: each `*_api` module declares the small state its handlers
+/// need (a cheap clone, one pointer), taken out of this one with [`FromRef`]. So no
+/// capability module depends on this one.
 #[derive(Clone)]
 pub(crate) struct AppState(Arc<Shared>);
 
@@ -47,49 +56,63 @@ pub(crate) struct Shared {
     pub config: Arc<ServeConfig>,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
-    /// Cancelled when the daemon starts shutting down; long-polls answer early on it.
-    pub shutdown: CancellationToken,
-    /// Events between subsystems (process exits feed the git watcher).
-    pub events: Events,
-    /// Context config and the `agentd ctx` store.
-    pub context: Arc<crate::context_api::ContextState>,
-    /// Git watch: path store and shared per-repo scan workers.
-    pub git: Arc<crate::git_api::GitApi>,
+    /// Context config and the `agentd ctx` store (`context_api`).
+    pub context: Arc<ContextState>,
+    /// Git watch: path store and shared per-repo scan workers (`git_api`).
+    pub git: Arc<GitState>,
     /// The workspace's MCP servers (`mcp_api`).
-    pub mcp: agentmcp::Manager,
-    /// The process supervisor (`proc_api`).
-    pub procs: agentproc::Supervisor,
+    pub mcp: McpState,
+    /// The process supervisor and what its routes need (`proc_api`).
+    pub procs: Arc<ProcState>,
     /// The file API: per-file writer locks and the temp-file journal (`files_api`).
-    pub files: Arc<crate::files_api::FilesState>,
+    pub files: Arc<FilesState>,
+}
+
+impl FromRef<AppState> for Arc<ContextState> {
+    fn from_ref(s: &AppState) -> Self {
+        s.context.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<GitState> {
+    fn from_ref(s: &AppState) -> Self {
+        s.git.clone()
+    }
+}
+
+impl FromRef<AppState> for McpState {
+    fn from_ref(s: &AppState) -> Self {
+        s.mcp.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<ProcState> {
+    fn from_ref(s: &AppState) -> Self {
+        s.procs.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<FilesState> {
+    fn from_ref(s: &AppState) -> Self {
+        s.files.clone()
+    }
 }
 
 impl AppState {
     /// Builds the state and starts the capability subsystems.
     pub(crate) fn new(config: ServeConfig, shutdown: CancellationToken) -> Self {
+        let config = Arc::new(config);
         let metrics = Arc::new(Metrics::new());
-        let context = Arc::new(crate::context_api::ContextState::open(
-            &config.state_dir,
-            config.bounds.context_max_chats,
-            &metrics,
-        ));
+        let context = Arc::new(ContextState::open(config.clone(), &metrics));
         let events = Events::default();
-        let git = crate::git_api::GitApi::new(
-            config.child_env.clone(),
-            crate::git_api::prepare_tmp_dir(&config.state_dir),
-            &config.bounds,
-            &events,
-            &metrics,
-        );
-        let mcp = agentmcp::Manager::start(crate::mcp_api::options(&config));
-        crate::mcp_api::register_metrics(&metrics, mcp.clone());
-        let procs = crate::proc_api::supervisor(&config, &metrics);
-        let files = Arc::new(crate::files_api::FilesState::open(&config.state_dir));
+        let git = GitState::new(&config, &events, &metrics, shutdown.clone());
+        let mcp = McpState::start(&config, &metrics);
+        let procs = Arc::new(ProcState::new(&config, &metrics, events, shutdown));
+        let files = Arc::new(FilesState::open(&config, git.watch.clone()));
         Self(Arc::new(Shared {
-            config: Arc::new(config),
+            config,
             metrics,
-            shutdown,
             context,
-            events,
             git,
             mcp,
             procs,
@@ -101,16 +124,16 @@ impl AppState {
     /// stopped with their process groups. Called once, after the listeners have drained.
     pub(crate) async fn shutdown_subsystems(&self) {
         tokio::join!(
-            self.procs.shutdown(crate::proc_api::KILL_GRACE),
+            self.procs.procs.shutdown(crate::proc_api::KILL_GRACE),
             self.git.shutdown(),
-            self.mcp.shutdown(Duration::from_secs(5))
+            self.mcp.mcp.shutdown(Duration::from_secs(5))
         );
     }
 
     /// The last resort on a second signal: kill every process group now, synchronously.
     pub(crate) fn kill_everything_now(&self) {
-        self.mcp.kill_now();
-        self.procs.kill_all_now();
+        self.mcp.mcp.kill_now();
+        self.procs.procs.kill_all_now();
     }
 }
 
@@ -192,7 +215,7 @@ async fn healthz(State(state): State<AppState>) -> Json<Health> {
     Json(Health {
         status: "ok",
         version: env!("CARGO_PKG_VERSION"),
-        containment: state.procs.containment().as_str(),
+        containment: state.procs.procs.containment().as_str(),
     })
 }
 
