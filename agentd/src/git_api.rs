@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -26,7 +26,7 @@ use uuid::Uuid;
 use crate::chat::{ChatIdentity, parse_uuid};
 use crate::error::{ApiError, ApiJson, ApiQuery, ApiWebSocket, Json};
 use crate::events::{Events, ProcessExited};
-use crate::metrics::Metrics;
+use crate::metrics::{GIT_SCAN_BUCKETS, Histogram, Metrics};
 
 /// WebSocket read limit (Coder: `1<<22`).
 pub(crate) const READ_LIMIT: usize = 4 << 20;
@@ -90,12 +90,23 @@ impl GitState {
         daemon_shutdown: CancellationToken,
     ) -> Arc<Self> {
         let bounds = &config.bounds;
+        // Completed-scan durations, told by the watcher, rendered with the other git metrics.
+        let durations = Arc::new(Mutex::new(Histogram::new(GIT_SCAN_BUCKETS)));
         let cfg = gitwatch::Config {
             env: config.child_env.clone(),
             tmp_dir: prepare_tmp_dir(&config.state_dir),
             path_limits: bounds.git_paths,
             max_repos: bounds.git_max_repos,
             fs_timeout: bounds.fs_timeout,
+            scan_observer: {
+                let durations = durations.clone();
+                gitwatch::ScanObserver::new(move |d| {
+                    durations
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .observe(d)
+                })
+            },
             ..gitwatch::Config::default()
         };
         let api = Arc::new(Self {
@@ -114,7 +125,7 @@ impl GitState {
         }
         let watch = api.watch.clone();
         metrics.register(Box::new(move |out: &mut String| {
-            render_metrics(&watch, out)
+            render_metrics(&watch, &durations, out)
         }));
         api
     }
@@ -448,7 +459,7 @@ async fn list_paths(
     }))
 }
 
-fn render_metrics(watch: &GitWatch, out: &mut String) {
+fn render_metrics(watch: &GitWatch, durations: &Mutex<Histogram>, out: &mut String) {
     use std::fmt::Write;
     let p = watch.paths().stats();
     for (name, help, kind, v) in [
@@ -519,32 +530,16 @@ fn render_metrics(watch: &GitWatch, out: &mut String) {
     );
     let _ = writeln!(out, "# TYPE agentd_git_repos_watched gauge");
     let _ = writeln!(out, "agentd_git_repos_watched {}", s.repos_watched);
-    let _ = writeln!(
+    crate::metrics::header(
         out,
-        "# HELP agentd_git_scan_duration_seconds Duration of completed git scans."
+        "agentd_git_scan_duration_seconds",
+        "histogram",
+        "Duration of completed git scans.",
     );
-    let _ = writeln!(out, "# TYPE agentd_git_scan_duration_seconds histogram");
-    for (le, n) in &s.duration_buckets {
-        let _ = writeln!(
-            out,
-            "agentd_git_scan_duration_seconds_bucket{{le=\"{le}\"}} {n}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "agentd_git_scan_duration_seconds_bucket{{le=\"+Inf\"}} {}",
-        s.duration_count
-    );
-    let _ = writeln!(
-        out,
-        "agentd_git_scan_duration_seconds_sum {}",
-        s.duration_sum
-    );
-    let _ = writeln!(
-        out,
-        "agentd_git_scan_duration_seconds_count {}",
-        s.duration_count
-    );
+    durations
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .render(out, "agentd_git_scan_duration_seconds", "");
 }
 
 #[cfg(test)]
