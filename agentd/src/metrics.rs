@@ -90,7 +90,29 @@ pub(crate) struct Metrics {
     started: Instant,
     requests: Mutex<BTreeMap<(String, &'static str, u16), u64>>,
     durations: Mutex<BTreeMap<String, Histogram>>,
+    /// Requests being answered, by route (entries stay at 0 once seen).
+    in_flight: Mutex<BTreeMap<String, u64>>,
     collectors: RwLock<Vec<Collector>>,
+}
+
+/// One request counted in `agentd_http_requests_in_flight` until dropped (also when the
+/// request's future is dropped: a client that hangs up is no longer in flight).
+pub(crate) struct InFlight<'a> {
+    metrics: &'a Metrics,
+    route: &'a str,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut m = self
+            .metrics
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = m.get_mut(self.route) {
+            *n = n.saturating_sub(1);
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -106,7 +128,27 @@ impl Metrics {
             started: Instant::now(),
             requests: Mutex::default(),
             durations: Mutex::default(),
+            in_flight: Mutex::default(),
             collectors: RwLock::default(),
+        }
+    }
+
+    /// Counts one request of `route` (a matched route pattern or "unmatched") as in flight
+    /// until the returned guard is dropped.
+    pub(crate) fn in_flight<'a>(&'a self, route: &'a str) -> InFlight<'a> {
+        let mut m = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match m.get_mut(route) {
+            Some(n) => *n += 1,
+            None => {
+                m.insert(route.to_owned(), 1);
+            }
+        }
+        InFlight {
+            metrics: self,
+            route,
         }
     }
 
@@ -189,6 +231,25 @@ impl Metrics {
 
         header(
             &mut out,
+            "agentd_http_requests_in_flight",
+            "gauge",
+            "HTTP requests being answered, by route.",
+        );
+        for (route, n) in self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "agentd_http_requests_in_flight{{route=\"{}\"}} {n}",
+                escape(route)
+            );
+        }
+
+        header(
+            &mut out,
             "agentd_http_request_duration_seconds",
             "histogram",
             "HTTP request latency by route.",
@@ -240,6 +301,14 @@ mod tests {
         m.observe_request("/healthz", "GET", 200, Duration::from_millis(2));
         m.observe_request("/healthz", "GET", 200, Duration::from_millis(3));
         m.register(Box::new(|out| out.push_str("agentd_custom 7\n")));
+        {
+            let _a = m.in_flight("/api/v0/processes/{id}/output");
+            let _b = m.in_flight("/api/v0/processes/{id}/output");
+            let page = m.render();
+            assert!(page.contains(
+                "agentd_http_requests_in_flight{route=\"/api/v0/processes/{id}/output\"} 2\n"
+            ));
+        }
         // Made-up methods share one label value.
         m.observe_request("unmatched", "FOO", 404, Duration::from_millis(1));
         m.observe_request("unmatched", "BAR", 404, Duration::from_millis(1));
@@ -258,6 +327,10 @@ mod tests {
             page.contains("agentd_http_request_duration_seconds_count{route=\"/healthz\"} 2\n")
         );
         assert!(page.contains("agentd_custom 7\n"));
+        // Finished requests are no longer in flight.
+        assert!(page.contains(
+            "agentd_http_requests_in_flight{route=\"/api/v0/processes/{id}/output\"} 0\n"
+        ));
     }
 
     #[test]

@@ -402,7 +402,16 @@ pub(crate) async fn run(config: ServeConfig) -> anyhow::Result<()> {
         slots: Arc::new(tokio::sync::Semaphore::new(
             state.config.net.max_connections,
         )),
+        open: Arc::default(),
     };
+    let unix_limits = crate::conn::ConnLimits {
+        header_read_timeout: state.config.net.header_read_timeout,
+        slots: Arc::new(tokio::sync::Semaphore::new(
+            state.config.net.max_connections,
+        )),
+        open: Arc::default(),
+    };
+    register_connection_metrics(&state.metrics, &tcp_limits, &unix_limits);
     for l in tcp {
         let addr = l.local_addr()?;
         tracing::info!(addr = %addr, "listening on tcp");
@@ -417,13 +426,7 @@ pub(crate) async fn run(config: ServeConfig) -> anyhow::Result<()> {
     tracing::info!(socket = %socket_path.display(), "listening on unix socket");
     {
         let app = routes(state.clone(), false);
-        let limits = crate::conn::ConnLimits {
-            header_read_timeout: state.config.net.header_read_timeout,
-            slots: Arc::new(tokio::sync::Semaphore::new(
-                state.config.net.max_connections,
-            )),
-        };
-        servers.spawn(crate::conn::serve(unix, app, limits, shutdown.clone()));
+        servers.spawn(crate::conn::serve(unix, app, unix_limits, shutdown.clone()));
     }
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -483,6 +486,30 @@ pub(crate) async fn run(config: ServeConfig) -> anyhow::Result<()> {
     second.abort();
     tracing::info!("agentd stopped");
     Ok(())
+}
+
+/// Registers `agentd_connections_open{listener="tcp"|"unix"}`.
+fn register_connection_metrics(
+    metrics: &Metrics,
+    tcp: &crate::conn::ConnLimits,
+    unix: &crate::conn::ConnLimits,
+) {
+    let (tcp, unix) = (tcp.open.clone(), unix.open.clone());
+    metrics.register(Box::new(move |out: &mut String| {
+        use std::sync::atomic::Ordering::Relaxed;
+        crate::metrics::header(
+            out,
+            "agentd_connections_open",
+            "gauge",
+            "Connections being served, by listener kind.",
+        );
+        out.push_str(&format!(
+            "agentd_connections_open{{listener=\"tcp\"}} {}\n\
+             agentd_connections_open{{listener=\"unix\"}} {}\n",
+            tcp.load(Relaxed),
+            unix.load(Relaxed)
+        ));
+    }));
 }
 
 /// SIGTERM and SIGINT, installed once at startup.
