@@ -16,6 +16,7 @@
 //! This module must not know routes or look at requests.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -33,6 +34,25 @@ pub(crate) struct ConnLimits {
     pub header_read_timeout: Duration,
     /// Shared by the listeners of one kind: connections served at once.
     pub slots: Arc<Semaphore>,
+    /// Shared by the listeners of one kind: connections accepted and not yet closed (the
+    /// `agentd_connections_open` gauge).
+    pub open: Arc<AtomicUsize>,
+}
+
+/// Counts one accepted connection in [`ConnLimits::open`] until dropped.
+struct Open(Arc<AtomicUsize>);
+
+impl Open {
+    fn new(open: &Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        Self(open.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Serves `app` on `listener` until `stop` is cancelled, then waits for the connections to
@@ -63,11 +83,13 @@ pub(crate) async fn serve<L: Listener>(
             (io, _addr) = listener.accept() => io,
             _ = stop.cancelled() => break,
         };
+        let open = Open::new(&limits.open);
         let app = app.clone();
         let stop = stop.clone();
         let builder = builder.clone();
         conns.spawn(async move {
             let _permit = permit;
+            let _open = open;
             let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
                 app.clone().oneshot(req.map(axum::body::Body::new))
             });

@@ -16,7 +16,7 @@ use agentcontextconfig::{ContextPart, ContextStore, Scope, StoreError};
 use axum::Router;
 use std::collections::HashMap;
 
-use axum::extract::{Extension, State};
+use axum::extract::{Extension, FromRef, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
@@ -25,7 +25,6 @@ use uuid::Uuid;
 use crate::chat::{ChatIdentity, parse_uuid};
 use crate::error::{ApiError, ApiJson, ApiQuery, Json};
 use crate::metrics::Metrics;
-use crate::server::AppState;
 
 /// Path of Coder's context-config endpoint.
 const CONTEXT_CONFIG_PATH: &str = "/api/v0/context-config";
@@ -44,8 +43,11 @@ pub(crate) const SOURCE_CHAT: &str = "chat";
 /// `context_source` of a part added for one of the requesting chat's ancestors.
 pub(crate) const SOURCE_ANCESTOR: &str = "ancestor-chat";
 
-/// The context subsystem's state.
+/// The context subsystem's state, and what its handlers need (held in an `Arc`: one
+/// pointer clone per request).
 pub(crate) struct ContextState {
+    /// The resolved configuration (discovery reads the context settings, workdir and home).
+    config: Arc<crate::config::ServeConfig>,
     /// Parts added with `agentd ctx add`.
     pub store: Arc<ContextStore>,
     /// Skipped skills already logged (each is logged once, not on every request).
@@ -55,9 +57,9 @@ pub(crate) struct ContextState {
 impl ContextState {
     /// Opens the store in the state dir; a corrupt store file is logged, moved aside and
     /// replaced by an empty store.
-    pub(crate) fn open(state_dir: &std::path::Path, max_chats: usize, metrics: &Metrics) -> Self {
-        let (store, problem) = ContextStore::open(state_dir);
-        let store = store.with_max_chats(max_chats);
+    pub(crate) fn open(config: Arc<crate::config::ServeConfig>, metrics: &Metrics) -> Self {
+        let (store, problem) = ContextStore::open(&config.state_dir);
+        let store = store.with_max_chats(config.bounds.context_max_chats);
         let store = Arc::new(store);
         let gauge = store.clone();
         metrics.register(Box::new(move |out: &mut String| {
@@ -76,6 +78,7 @@ impl ContextState {
             );
         }
         Self {
+            config,
             store,
             logged_skips: Mutex::new(HashSet::new()),
         }
@@ -91,8 +94,12 @@ impl ContextState {
     }
 }
 
-/// The context routes.
-pub(crate) fn router() -> Router<AppState> {
+/// The context routes, for any router state that holds a [`ContextState`].
+pub(crate) fn router<S>() -> Router<S>
+where
+    Arc<ContextState>: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
     Router::new()
         .route(CONTEXT_CONFIG_PATH, get(get_context_config))
         .route(
@@ -241,7 +248,7 @@ async fn blocking<T: Send + 'static>(
 /// [`blocking`] for discovery, which reads workspace paths (a skills dir may be a symlink
 /// into a hung mount): bounded by `--fs-timeout-ms`, a timeout is a 504 JSON.
 async fn blocking_fs<T: Send + 'static>(
-    state: &AppState,
+    state: &ContextState,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
     let timeout = state.config.bounds.fs_timeout;
@@ -259,7 +266,7 @@ async fn blocking_fs<T: Send + 'static>(
 }
 
 async fn get_context_config(
-    State(state): State<AppState>,
+    State(state): State<Arc<ContextState>>,
     chat: Option<Extension<ChatIdentity>>,
     ApiQuery(query): ApiQuery<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
@@ -296,7 +303,7 @@ async fn get_context_config(
         agentcontextconfig::discover(&cfg, Some(&workdir))
     })
     .await?;
-    state.context.log_skipped(&discovery.skipped);
+    state.log_skipped(&discovery.skipped);
 
     let mut out: Vec<PartDto> = Vec::with_capacity(discovery.parts.len());
     let mut files: HashSet<String> = HashSet::new();
@@ -313,7 +320,7 @@ async fn get_context_config(
         }
     };
     push(discovery.parts, SOURCE_DISCOVERED);
-    let store = &state.context.store;
+    let store = &state.store;
     push(store.get(Scope::Workspace), SOURCE_WORKSPACE);
     if let Some(Extension(chat)) = chat
         && let Some(id) = chat.effective_id()
@@ -414,7 +421,7 @@ fn store_error(e: StoreError) -> ApiError {
 }
 
 async fn add_to_store(
-    State(state): State<AppState>,
+    State(state): State<Arc<ContextState>>,
     chat: Option<Extension<ChatIdentity>>,
     ApiJson(req): ApiJson<AddRequest>,
 ) -> Result<Json<AddResponse>, ApiError> {
@@ -424,7 +431,7 @@ async fn add_to_store(
         .into_iter()
         .filter_map(PartDto::into_part)
         .collect();
-    let store = state.context.store.clone();
+    let store = state.store.clone();
     let out = blocking(move || store.add(scope, parts))
         .await?
         .map_err(store_error)?;
@@ -438,12 +445,12 @@ async fn add_to_store(
 }
 
 async fn clear_store(
-    State(state): State<AppState>,
+    State(state): State<Arc<ContextState>>,
     chat: Option<Extension<ChatIdentity>>,
     ApiQuery(query): ApiQuery<HashMap<String, String>>,
 ) -> Result<Json<ClearResponse>, ApiError> {
     let scope = scope_of(query.get("chat_id").map(String::as_str), chat.as_deref())?;
-    let store = state.context.store.clone();
+    let store = state.store.clone();
     let cleared = blocking(move || store.clear(scope))
         .await?
         .map_err(store_error)?;
@@ -455,7 +462,7 @@ async fn clear_store(
 }
 
 async fn list_store(
-    State(state): State<AppState>,
+    State(state): State<Arc<ContextState>>,
     ApiQuery(query): ApiQuery<HashMap<String, String>>,
 ) -> Result<Json<ListResponse>, ApiError> {
     let dto = |scope: Scope, parts: Vec<ContextPart>| ScopeDto {
@@ -465,7 +472,7 @@ async fn list_store(
             .map(|p| PartDto::from_part(p, None))
             .collect(),
     };
-    let store = &state.context.store;
+    let store = &state.store;
     let scopes = match query.get("chat_id") {
         Some(raw) => {
             let scope = scope_of(Some(raw), None)?;

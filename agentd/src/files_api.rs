@@ -23,7 +23,7 @@ use agentfiles::{FileError, Kind};
 use axum::Extension;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{RawQuery, State};
+use axum::extract::{FromRef, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -32,7 +32,6 @@ use tokio::sync::OwnedMutexGuard;
 
 use crate::chat::ChatIdentity;
 use crate::error::{ApiError, ApiJson, Json, json_response};
-use crate::server::AppState;
 
 /// Largest write-file body (beyond: 413).
 pub(crate) const WRITE_LIMIT: u64 = 128 << 20;
@@ -47,17 +46,25 @@ pub(crate) const BODY_IDLE: Duration = Duration::from_secs(60);
 /// burst of requests queues instead of exhausting `gitwatch`'s in-flight cap (a 504).
 const MAX_FS_CALLS: usize = 32;
 
-/// Per-file writer locks, the temp-file journal and the blocking-call slots.
+/// What the file handlers need: per-file writer locks, the temp-file journal, the
+/// blocking-call slots, the git watch (files a chat touches are recorded in its path
+/// store) and a few configuration values. Held in an `Arc`: one pointer clone per request.
 pub(crate) struct FilesState {
     journal: Journal,
     locks: PathLocks,
     slots: tokio::sync::Semaphore,
+    /// Paths of chat requests are recorded in its path store.
+    watch: gitwatch::GitWatch,
+    /// `--fs-timeout-ms`.
+    fs_timeout: Duration,
+    /// `~` in list-directory paths.
+    home: Option<PathBuf>,
 }
 
 impl FilesState {
     /// Opens the journal in `<state dir>/files` and removes temp files a killed daemon left.
-    pub(crate) fn open(state_dir: &std::path::Path) -> Self {
-        let journal = Journal::open(Some(state_dir.join("files")));
+    pub(crate) fn open(config: &crate::config::ServeConfig, watch: gitwatch::GitWatch) -> Self {
+        let journal = Journal::open(Some(config.state_dir.join("files")));
         let swept = journal.sweep();
         for p in &swept.removed {
             tracing::info!(path = %p.display(), "removed a stale temp file of an interrupted write");
@@ -66,6 +73,9 @@ impl FilesState {
             journal,
             locks: PathLocks::default(),
             slots: tokio::sync::Semaphore::new(MAX_FS_CALLS),
+            watch,
+            fs_timeout: config.bounds.fs_timeout,
+            home: config.home.clone(),
         }
     }
 }
@@ -119,8 +129,12 @@ impl PathLocks {
     }
 }
 
-/// The file routes.
-pub(crate) fn routes() -> Router<AppState> {
+/// The file routes, for any router state that holds a [`FilesState`].
+pub(crate) fn routes<S>() -> Router<S>
+where
+    Arc<FilesState>: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
     Router::new()
         .route("/api/v0/read-file", get(read_file))
         .route("/api/v0/read-file-lines", get(read_file_lines))
@@ -319,11 +333,11 @@ fn file_error(e: FileError) -> ApiError {
 /// is free (waiting for a slot is bounded by the same timeout); a timeout (or too many
 /// stuck calls) is a 504.
 async fn fs<T: Send + 'static>(
-    state: &AppState,
+    state: &FilesState,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
-    let timeout = state.config.bounds.fs_timeout;
-    let _slot = match tokio::time::timeout(timeout, state.files.slots.acquire()).await {
+    let timeout = state.fs_timeout;
+    let _slot = match tokio::time::timeout(timeout, state.slots.acquire()).await {
         Ok(Ok(p)) => p,
         _ => {
             return Err(
@@ -346,7 +360,7 @@ async fn fs<T: Send + 'static>(
 }
 
 /// Records `paths` for the request's chat and its ancestors (nothing for a non-chat request).
-fn record(state: &AppState, chat: &Option<Extension<ChatIdentity>>, paths: &[String]) {
+fn record(state: &FilesState, chat: &Option<Extension<ChatIdentity>>, paths: &[String]) {
     let Some(Extension(ident)) = chat else { return };
     let Some(id) = ident.effective_id() else {
         return;
@@ -357,7 +371,7 @@ fn record(state: &AppState, chat: &Option<Extension<ChatIdentity>>, paths: &[Str
     let mut ids = vec![id];
     ids.extend(ident.ancestors.iter().copied());
     let paths: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
-    state.git.watch.paths().add_paths(&ids, &paths);
+    state.watch.paths().add_paths(&ids, &paths);
 }
 
 /// Go's `mime.TypeByExtension` built-in table; anything else is `application/octet-stream`.
@@ -388,7 +402,7 @@ fn mime_type(path: &str) -> &'static str {
 // ---------------------------------------------------------------------------------------
 // read-file
 
-async fn read_file(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+async fn read_file(State(state): State<Arc<FilesState>>, RawQuery(raw): RawQuery) -> Response {
     let mut q = Query::new(raw);
     let path = q.required("path");
     let offset = q.positive("offset", 0);
@@ -403,7 +417,7 @@ async fn read_file(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Re
 }
 
 async fn read_file_inner(
-    state: &AppState,
+    state: &FilesState,
     path: String,
     offset: u64,
     limit: u64,
@@ -424,7 +438,7 @@ async fn read_file_inner(
         return Ok(([(header::CONTENT_TYPE, mime)], data).into_response());
     }
     let range = Arc::new(range);
-    let timeout = state.config.bounds.fs_timeout;
+    let timeout = state.fs_timeout;
     let stream = futures::stream::unfold(0u64, move |pos| {
         let range = range.clone();
         async move {
@@ -482,7 +496,10 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-async fn read_file_lines(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+async fn read_file_lines(
+    State(state): State<Arc<FilesState>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let mut q = Query::new(raw);
     let path = q.required("path");
     let offset = q.positive("offset", 1);
@@ -533,7 +550,7 @@ struct WriteBody {
 }
 
 async fn write_file(
-    State(state): State<AppState>,
+    State(state): State<Arc<FilesState>>,
     chat: Option<Extension<ChatIdentity>>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
@@ -606,7 +623,7 @@ async fn fill(
 }
 
 async fn write_inner(
-    state: &AppState,
+    state: &Arc<FilesState>,
     path: &str,
     expected: String,
     headers: &HeaderMap,
@@ -639,8 +656,8 @@ async fn write_inner(
             ))
         })?;
     // Held until every blocking call that may still touch the file has returned.
-    let guard = Arc::new(state.files.locks.lock(resolved.clone()).await);
-    let files = state.files.clone();
+    let guard = Arc::new(state.locks.lock(resolved.clone()).await);
+    let files = state.clone();
     let (mut staged, warnings, committed) = {
         let g = guard.clone();
         let (data, end) = match first {
@@ -818,7 +835,7 @@ fn batch_error(e: agentfiles::edit::BatchError) -> Response {
 }
 
 async fn edit_files(
-    State(state): State<AppState>,
+    State(state): State<Arc<FilesState>>,
     chat: Option<Extension<ChatIdentity>>,
     ApiJson(req): ApiJson<EditRequest>,
 ) -> Response {
@@ -850,7 +867,7 @@ async fn edit_files(
         .iter()
         .filter_map(|g| g.resolved.as_ref().ok().cloned())
         .collect();
-    let guards = state.files.locks.lock_all(keys).await;
+    let guards = state.locks.lock_all(keys).await;
     // Phase 1 (read + match + diffs) writes nothing, so when it times out the request can be
     // answered 504 truthfully: the late result is dropped and the flag stops its CPU work.
     let cancelled = Arc::new(AtomicBool::new(false));
@@ -879,7 +896,7 @@ async fn edit_files(
     };
     // Phase 2 (stage, renames) is I/O only; the locks go with it, so a commit that outlives
     // a timeout still excludes other writers of its files until it returns.
-    let files = state.files.clone();
+    let files = state.clone();
     let res = fs(&state, move || {
         let _guards = guards;
         agentfiles::edit::commit(pending, &files.journal).map(|done| (done, diffs))
@@ -911,7 +928,7 @@ struct ResolveBody {
     resolved_path: String,
 }
 
-async fn resolve_path(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+async fn resolve_path(State(state): State<Arc<FilesState>>, RawQuery(raw): RawQuery) -> Response {
     let mut q = Query::new(raw);
     let path = q.required("path");
     if let Err(r) = q.finish() {
@@ -954,7 +971,7 @@ struct LsResponse {
 }
 
 async fn list_directory(
-    State(state): State<AppState>,
+    State(state): State<Arc<FilesState>>,
     RawQuery(raw): RawQuery,
     ApiJson(req): ApiJson<LsRequest>,
 ) -> Response {
@@ -963,7 +980,7 @@ async fn list_directory(
     if let Err(r) = q.finish() {
         return *r;
     }
-    let home = state.config.home.clone();
+    let home = state.home.clone();
     let res = fs(&state, move || {
         let dir = agentfiles::list::target(
             &path,

@@ -8,12 +8,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
+use axum::extract::{FromRef, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use gitwatch::{GitWatch, PathStore, Update};
@@ -26,8 +26,7 @@ use uuid::Uuid;
 use crate::chat::{ChatIdentity, parse_uuid};
 use crate::error::{ApiError, ApiJson, ApiQuery, ApiWebSocket, Json};
 use crate::events::{Events, ProcessExited};
-use crate::metrics::Metrics;
-use crate::server::AppState;
+use crate::metrics::{GIT_SCAN_BUCKETS, Histogram, Metrics};
 
 /// WebSocket read limit (Coder: `1<<22`).
 pub(crate) const READ_LIMIT: usize = 4 << 20;
@@ -37,7 +36,7 @@ pub(crate) const PING_INTERVAL: Duration = Duration::from_secs(15);
 /// The directory for git watch's throwaway index files: `<state dir>/gitwatch`, mode 0700,
 /// emptied at start (files a killed daemon left). Never a predictable name in a shared
 /// `/tmp`. A failure is logged; untracked diffs then fail visibly rather than fall back.
-pub(crate) fn prepare_tmp_dir(state_dir: &std::path::Path) -> std::path::PathBuf {
+fn prepare_tmp_dir(state_dir: &std::path::Path) -> std::path::PathBuf {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let dir = state_dir.join("gitwatch");
     let res = std::fs::DirBuilder::new()
@@ -67,34 +66,53 @@ pub(crate) fn prepare_tmp_dir(state_dir: &std::path::Path) -> std::path::PathBuf
     dir
 }
 
-/// The git watch subsystem as `agentd` holds it.
-pub(crate) struct GitApi {
+/// The git watch subsystem as `agentd` holds it, and what the git handlers need (held in
+/// an `Arc`: one pointer clone per request).
+pub(crate) struct GitState {
     /// The watcher (path store, per-repo workers).
     pub watch: GitWatch,
+    /// `--fs-timeout-ms`: bounds repository discovery of client paths.
+    fs_timeout: Duration,
+    /// Cancelled when the daemon starts shutting down: WebSockets close on it.
+    daemon_shutdown: CancellationToken,
+    /// Stops the process-exit feed ([`GitState::shutdown`]).
     cancel: CancellationToken,
     tasks: TaskTracker,
 }
 
-impl GitApi {
+impl GitState {
     /// Builds the watcher, subscribes to process exits (when a runtime is running) and
     /// registers the metrics collector.
     pub(crate) fn new(
-        child_env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
-        tmp_dir: std::path::PathBuf,
-        bounds: &crate::config::Bounds,
+        config: &crate::config::ServeConfig,
         events: &Events,
         metrics: &Metrics,
+        daemon_shutdown: CancellationToken,
     ) -> Arc<Self> {
+        let bounds = &config.bounds;
+        // Completed-scan durations, told by the watcher, rendered with the other git metrics.
+        let durations = Arc::new(Mutex::new(Histogram::new(GIT_SCAN_BUCKETS)));
         let cfg = gitwatch::Config {
-            env: child_env,
-            tmp_dir,
+            env: config.child_env.clone(),
+            tmp_dir: prepare_tmp_dir(&config.state_dir),
             path_limits: bounds.git_paths,
             max_repos: bounds.git_max_repos,
             fs_timeout: bounds.fs_timeout,
+            scan_observer: {
+                let durations = durations.clone();
+                gitwatch::ScanObserver::new(move |d| {
+                    durations
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .observe(d)
+                })
+            },
             ..gitwatch::Config::default()
         };
         let api = Arc::new(Self {
             watch: GitWatch::new(cfg),
+            fs_timeout: bounds.fs_timeout,
+            daemon_shutdown,
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
@@ -107,7 +125,7 @@ impl GitApi {
         }
         let watch = api.watch.clone();
         metrics.register(Box::new(move |out: &mut String| {
-            render_metrics(&watch, out)
+            render_metrics(&watch, &durations, out)
         }));
         api
     }
@@ -145,8 +163,12 @@ pub(crate) async fn feed_process_exits(
     }
 }
 
-/// The git routes.
-pub(crate) fn routes() -> Router<AppState> {
+/// The git routes, for any router state that holds a [`GitState`].
+pub(crate) fn routes<S>() -> Router<S>
+where
+    Arc<GitState>: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
     Router::new()
         .route("/api/v0/git/watch", get(watch))
         .route("/api/v0/git/watch/paths", post(add_paths).get(list_paths))
@@ -234,7 +256,7 @@ struct ClientMessage {
 
 async fn watch(
     ApiWebSocket(ws): ApiWebSocket,
-    State(state): State<AppState>,
+    State(state): State<Arc<GitState>>,
     ApiQuery(q): ApiQuery<HashMap<String, String>>,
 ) -> Response {
     let chat = q
@@ -246,14 +268,14 @@ async fn watch(
         .on_upgrade(move |socket| serve(socket, state, chat))
 }
 
-async fn serve(mut socket: WebSocket, state: AppState, chat: Option<Uuid>) {
+async fn serve(mut socket: WebSocket, state: Arc<GitState>, chat: Option<Uuid>) {
     tracing::debug!(chat_id = ?chat, "git watch connected");
-    let mut sub = state.git.watch.subscribe(chat);
+    let mut sub = state.watch.subscribe(chat);
     let mut ping =
         tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
     loop {
         tokio::select! {
-            _ = state.shutdown.cancelled() => {
+            _ = state.daemon_shutdown.cancelled() => {
                 let _ = socket.send(Message::Close(None)).await;
                 break;
             }
@@ -324,7 +346,7 @@ pub(crate) struct AddPathsResponse {
 }
 
 async fn add_paths(
-    State(state): State<AppState>,
+    State(state): State<Arc<GitState>>,
     identity: Option<axum::Extension<ChatIdentity>>,
     ApiJson(req): ApiJson<AddPathsRequest>,
 ) -> Result<Json<AddPathsResponse>, ApiError> {
@@ -367,10 +389,10 @@ async fn add_paths(
     ids.extend(ancestors);
     // Moved, not copied: a 4 MiB body is never held twice over.
     let paths: Vec<PathBuf> = req.paths.into_iter().map(PathBuf::from).collect();
-    let (accepted, paths) = state.git.watch.paths().add_owned(&ids, paths);
+    let (accepted, paths) = state.watch.paths().add_owned(&ids, paths);
     // Discovery reads client-chosen paths: on the blocking pool, bounded in time (a hung
     // mount costs a blocking thread, never an async worker or the answer).
-    let timeout = state.config.bounds.fs_timeout;
+    let timeout = state.fs_timeout;
     let found = gitwatch::blocking_fs(timeout, move || {
         paths
             .iter()
@@ -409,7 +431,7 @@ pub(crate) struct ListPathsResponse {
 }
 
 async fn list_paths(
-    State(state): State<AppState>,
+    State(state): State<Arc<GitState>>,
     identity: Option<axum::Extension<ChatIdentity>>,
     ApiQuery(q): ApiQuery<HashMap<String, String>>,
 ) -> Result<Json<ListPathsResponse>, ApiError> {
@@ -428,7 +450,6 @@ async fn list_paths(
     Ok(Json(ListPathsResponse {
         chat_id: chat.to_string(),
         paths: state
-            .git
             .watch
             .paths()
             .peek(chat)
@@ -438,7 +459,7 @@ async fn list_paths(
     }))
 }
 
-fn render_metrics(watch: &GitWatch, out: &mut String) {
+fn render_metrics(watch: &GitWatch, durations: &Mutex<Histogram>, out: &mut String) {
     use std::fmt::Write;
     let p = watch.paths().stats();
     for (name, help, kind, v) in [
@@ -509,32 +530,16 @@ fn render_metrics(watch: &GitWatch, out: &mut String) {
     );
     let _ = writeln!(out, "# TYPE agentd_git_repos_watched gauge");
     let _ = writeln!(out, "agentd_git_repos_watched {}", s.repos_watched);
-    let _ = writeln!(
+    crate::metrics::header(
         out,
-        "# HELP agentd_git_scan_duration_seconds Duration of completed git scans."
+        "agentd_git_scan_duration_seconds",
+        "histogram",
+        "Duration of completed git scans.",
     );
-    let _ = writeln!(out, "# TYPE agentd_git_scan_duration_seconds histogram");
-    for (le, n) in &s.duration_buckets {
-        let _ = writeln!(
-            out,
-            "agentd_git_scan_duration_seconds_bucket{{le=\"{le}\"}} {n}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "agentd_git_scan_duration_seconds_bucket{{le=\"+Inf\"}} {}",
-        s.duration_count
-    );
-    let _ = writeln!(
-        out,
-        "agentd_git_scan_duration_seconds_sum {}",
-        s.duration_sum
-    );
-    let _ = writeln!(
-        out,
-        "agentd_git_scan_duration_seconds_count {}",
-        s.duration_count
-    );
+    durations
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .render(out, "agentd_git_scan_duration_seconds", "");
 }
 
 #[cfg(test)]

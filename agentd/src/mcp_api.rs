@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -17,7 +17,22 @@ use serde_json::{Map, Value};
 use crate::config::ServeConfig;
 use crate::error::{ApiError, ApiJson, ApiQuery, Json, json_response};
 use crate::metrics::Metrics;
-use crate::server::AppState;
+
+/// What the MCP handlers need: the manager (a cheap clone, one pointer).
+#[derive(Clone)]
+pub(crate) struct McpState {
+    /// The workspace's MCP servers.
+    pub mcp: agentmcp::Manager,
+}
+
+impl McpState {
+    /// Starts the manager from the daemon configuration and registers its metrics.
+    pub(crate) fn start(config: &ServeConfig, metrics: &Metrics) -> Self {
+        let mcp = agentmcp::Manager::start(options(config));
+        register_metrics(metrics, mcp.clone());
+        Self { mcp }
+    }
+}
 
 /// Builds the manager's options from the daemon configuration.
 pub(crate) fn options(config: &ServeConfig) -> agentmcp::ManagerOptions {
@@ -48,7 +63,7 @@ pub(crate) fn options(config: &ServeConfig) -> agentmcp::ManagerOptions {
 }
 
 /// Registers the `agentd_mcp_servers{state=...}` gauge.
-pub(crate) fn register_metrics(metrics: &Metrics, mcp: agentmcp::Manager) {
+fn register_metrics(metrics: &Metrics, mcp: agentmcp::Manager) {
     metrics.register(Box::new(move |out: &mut String| {
         let st = mcp.status();
         out.push_str("# HELP agentd_mcp_servers MCP servers by state.\n");
@@ -63,8 +78,12 @@ pub(crate) fn register_metrics(metrics: &Metrics, mcp: agentmcp::Manager) {
     }));
 }
 
-/// The MCP routes.
-pub(crate) fn routes() -> Router<AppState> {
+/// The MCP routes, for any router state that holds an [`McpState`].
+pub(crate) fn routes<S>() -> Router<S>
+where
+    McpState: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
     Router::new()
         .route("/api/v0/mcp/tools", get(list_tools))
         .route("/api/v0/mcp/call-tool", post(call_tool))
@@ -98,7 +117,7 @@ struct ToolDto<'a> {
 
 static NO_PROPERTIES: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
 
-async fn list_tools(State(state): State<AppState>, ApiQuery(q): ApiQuery<ToolsQuery>) -> Response {
+async fn list_tools(State(state): State<McpState>, ApiQuery(q): ApiQuery<ToolsQuery>) -> Response {
     if q.refresh.as_deref() == Some("true") {
         state.mcp.refresh().await;
     }
@@ -159,7 +178,7 @@ struct ContentDto {
 const CALL_FAILED: &str = "MCP tool call failed.";
 
 async fn call_tool(
-    State(state): State<AppState>,
+    State(state): State<McpState>,
     ApiJson(req): ApiJson<CallRequest>,
 ) -> Result<Json<CallResponse>, ApiError> {
     let args = req.arguments.unwrap_or_default();
@@ -220,7 +239,7 @@ struct ConfigErrorDto {
     error: String,
 }
 
-async fn servers(State(state): State<AppState>) -> Json<ServersResponse> {
+async fn servers(State(state): State<McpState>) -> Json<ServersResponse> {
     let st = state.mcp.status();
     Json(ServersResponse {
         servers: st

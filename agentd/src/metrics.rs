@@ -14,20 +14,41 @@ use std::time::{Duration, Instant};
 /// Appends Prometheus text for one subsystem.
 pub(crate) type Collector = Box<dyn Fn(&mut String) + Send + Sync>;
 
-const BUCKETS: &[f64] = &[
+/// Upper bounds (seconds) of `agentd_http_request_duration_seconds`.
+pub(crate) const HTTP_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
 ];
 
-#[derive(Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
+/// Upper bounds (seconds) of `agentd_git_scan_duration_seconds`.
+pub(crate) const GIT_SCAN_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// A duration histogram with fixed upper bounds (cumulative counts, as Prometheus has them).
+/// Not synchronised: its owner keeps it behind a short-held lock.
+#[derive(Debug, Clone)]
+pub(crate) struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<u64>,
     sum: f64,
     count: u64,
 }
 
 impl Histogram {
-    fn observe(&mut self, secs: f64) {
-        for (i, b) in BUCKETS.iter().enumerate() {
+    /// An empty histogram with these upper bounds (seconds, ascending).
+    pub(crate) fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            counts: vec![0; bounds.len()],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    /// Records one duration.
+    pub(crate) fn observe(&mut self, d: Duration) {
+        let secs = d.as_secs_f64();
+        for (i, b) in self.bounds.iter().enumerate() {
             if secs <= *b {
                 self.counts[i] += 1;
             }
@@ -35,6 +56,33 @@ impl Histogram {
         self.sum += secs;
         self.count += 1;
     }
+
+    /// Appends the `_bucket`, `_sum` and `_count` lines of family `name` with `labels`
+    /// (already escaped, `""` for none, e.g. `route="/healthz"`).
+    pub(crate) fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (b, n) in self.bounds.iter().zip(&self.counts) {
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
+        let braced = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braced} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{braced} {}", self.count);
+    }
+}
+
+/// Appends the `# HELP` and `# TYPE` lines of a family.
+pub(crate) fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
 /// The daemon's metrics.
@@ -42,7 +90,29 @@ pub(crate) struct Metrics {
     started: Instant,
     requests: Mutex<BTreeMap<(String, &'static str, u16), u64>>,
     durations: Mutex<BTreeMap<String, Histogram>>,
+    /// Requests being answered, by route (entries stay at 0 once seen).
+    in_flight: Mutex<BTreeMap<String, u64>>,
     collectors: RwLock<Vec<Collector>>,
+}
+
+/// One request counted in `agentd_http_requests_in_flight` until dropped (also when the
+/// request's future is dropped: a client that hangs up is no longer in flight).
+pub(crate) struct InFlight<'a> {
+    metrics: &'a Metrics,
+    route: &'a str,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut m = self
+            .metrics
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = m.get_mut(self.route) {
+            *n = n.saturating_sub(1);
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -58,7 +128,27 @@ impl Metrics {
             started: Instant::now(),
             requests: Mutex::default(),
             durations: Mutex::default(),
+            in_flight: Mutex::default(),
             collectors: RwLock::default(),
+        }
+    }
+
+    /// Counts one request of `route` (a matched route pattern or "unmatched") as in flight
+    /// until the returned guard is dropped.
+    pub(crate) fn in_flight<'a>(&'a self, route: &'a str) -> InFlight<'a> {
+        let mut m = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match m.get_mut(route) {
+            Some(n) => *n += 1,
+            None => {
+                m.insert(route.to_owned(), 1);
+            }
+        }
+        InFlight {
+            metrics: self,
+            route,
         }
     }
 
@@ -82,10 +172,10 @@ impl Metrics {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         match durations.get_mut(route) {
-            Some(h) => h.observe(elapsed.as_secs_f64()),
+            Some(h) => h.observe(elapsed),
             None => {
-                let mut h = Histogram::default();
-                h.observe(elapsed.as_secs_f64());
+                let mut h = Histogram::new(HTTP_BUCKETS);
+                h.observe(elapsed);
                 durations.insert(route.to_owned(), h);
             }
         }
@@ -139,40 +229,39 @@ impl Metrics {
             );
         }
 
-        let _ = writeln!(
-            out,
-            "# HELP agentd_http_request_duration_seconds HTTP request latency by route."
+        header(
+            &mut out,
+            "agentd_http_requests_in_flight",
+            "gauge",
+            "HTTP requests being answered, by route.",
         );
-        let _ = writeln!(out, "# TYPE agentd_http_request_duration_seconds histogram");
+        for (route, n) in self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "agentd_http_requests_in_flight{{route=\"{}\"}} {n}",
+                escape(route)
+            );
+        }
+
+        header(
+            &mut out,
+            "agentd_http_request_duration_seconds",
+            "histogram",
+            "HTTP request latency by route.",
+        );
         for (route, h) in self
             .durations
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
         {
-            let route = escape(route);
-            for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "agentd_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{b}\"}} {}",
-                    h.counts[i]
-                );
-            }
-            let _ = writeln!(
-                out,
-                "agentd_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "agentd_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "agentd_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
-                h.count
-            );
+            let labels = format!("route=\"{}\"", escape(route));
+            h.render(&mut out, "agentd_http_request_duration_seconds", &labels);
         }
 
         for c in self
@@ -212,6 +301,14 @@ mod tests {
         m.observe_request("/healthz", "GET", 200, Duration::from_millis(2));
         m.observe_request("/healthz", "GET", 200, Duration::from_millis(3));
         m.register(Box::new(|out| out.push_str("agentd_custom 7\n")));
+        {
+            let _a = m.in_flight("/api/v0/processes/{id}/output");
+            let _b = m.in_flight("/api/v0/processes/{id}/output");
+            let page = m.render();
+            assert!(page.contains(
+                "agentd_http_requests_in_flight{route=\"/api/v0/processes/{id}/output\"} 2\n"
+            ));
+        }
         // Made-up methods share one label value.
         m.observe_request("unmatched", "FOO", 404, Duration::from_millis(1));
         m.observe_request("unmatched", "BAR", 404, Duration::from_millis(1));
@@ -230,5 +327,33 @@ mod tests {
             page.contains("agentd_http_request_duration_seconds_count{route=\"/healthz\"} 2\n")
         );
         assert!(page.contains("agentd_custom 7\n"));
+        // Finished requests are no longer in flight.
+        assert!(page.contains(
+            "agentd_http_requests_in_flight{route=\"/api/v0/processes/{id}/output\"} 0\n"
+        ));
+    }
+
+    #[test]
+    fn histogram_bounds_are_a_parameter_and_labels_optional() {
+        let mut h = Histogram::new(&[0.25, 1.0]);
+        h.observe(Duration::from_millis(250));
+        h.observe(Duration::from_millis(500));
+        h.observe(Duration::from_secs(2));
+        let mut out = String::new();
+        h.render(&mut out, "x_seconds", "");
+        assert_eq!(
+            out,
+            "x_seconds_bucket{le=\"0.25\"} 1\n\
+             x_seconds_bucket{le=\"1\"} 2\n\
+             x_seconds_bucket{le=\"+Inf\"} 3\n\
+             x_seconds_sum 2.75\n\
+             x_seconds_count 3\n"
+        );
+        let mut out = String::new();
+        h.render(&mut out, "x_seconds", "route=\"/a\"");
+        assert!(out.starts_with("x_seconds_bucket{route=\"/a\",le=\"0.25\"} 1\n"));
+        assert!(
+            out.ends_with("x_seconds_sum{route=\"/a\"} 2.75\nx_seconds_count{route=\"/a\"} 3\n")
+        );
     }
 }

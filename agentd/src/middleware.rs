@@ -74,6 +74,7 @@ pub(crate) async fn access_log(
         chat_id = tracing::field::Empty,
         ancestor_chat_ids = tracing::field::Empty,
     );
+    let in_flight = metrics.in_flight(&route);
     let res = match AssertUnwindSafe(next.run(req).instrument(span.clone()))
         .catch_unwind()
         .await
@@ -87,6 +88,7 @@ pub(crate) async fn access_log(
                 .into_response()
         }
     };
+    drop(in_flight);
     let elapsed = start.elapsed();
     let status = res.status().as_u16();
     metrics.observe_request(&route, &method, status, elapsed);

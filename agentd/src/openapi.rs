@@ -10,8 +10,6 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::server::AppState;
-
 /// Path of the document.
 const OPENAPI_PATH: &str = "/api/v0/openapi.json";
 
@@ -21,7 +19,10 @@ pub const DOCUMENT: &str = include_str!("../openapi.json");
 /// The route. It sits behind the same auth as every other route (the token on TCP when
 /// one is configured): the document describes what the daemon can do, which is no
 /// business of a caller that may not use it.
-pub(crate) fn routes() -> Router<AppState> {
+pub(crate) fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
     Router::new().route(OPENAPI_PATH, get(document))
 }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::Extension;
 use axum::Router;
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{FromRef, FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -29,9 +29,8 @@ use agentproc::{
 use crate::chat::ChatIdentity;
 use crate::config::ServeConfig;
 use crate::error::{ApiError, ApiJson, ApiQuery, Json, PathParam, json_response};
-use crate::events::ProcessExited;
+use crate::events::{Events, ProcessExited};
 use crate::metrics::Metrics;
-use crate::server::AppState;
 
 /// Grace between TERM and KILL of every process group at shutdown.
 pub(crate) const KILL_GRACE: Duration = Duration::from_secs(2);
@@ -41,8 +40,45 @@ const MAX_LIST: usize = 10;
 /// Longest a containment scan or signal may take before the request gives up on it.
 const SCAN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What the process handlers need: the supervisor, the event bus (exits feed the git
+/// watcher), the daemon's shutdown signal and a few configuration values. Held in an `Arc`:
+/// one pointer clone per request.
+pub(crate) struct ProcState {
+    /// The process supervisor.
+    pub procs: Supervisor,
+    /// Process exits are published here.
+    pub events: Events,
+    /// Cancelled when the daemon starts shutting down; long-polls answer early on it.
+    shutdown: tokio_util::sync::CancellationToken,
+    /// `--fs-timeout-ms`: bounds the check of a client-chosen workdir.
+    fs_timeout: Duration,
+    /// The default working directory (named in start-failure details).
+    workdir: PathBuf,
+    /// Longest `?wait=true` long-poll.
+    max_wait: Duration,
+}
+
+impl ProcState {
+    /// Builds the supervisor from the daemon's configuration and registers its metrics.
+    pub(crate) fn new(
+        config: &ServeConfig,
+        metrics: &Metrics,
+        events: Events,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Self {
+        Self {
+            procs: supervisor(config, metrics),
+            events,
+            shutdown,
+            fs_timeout: config.bounds.fs_timeout,
+            workdir: config.workdir.clone(),
+            max_wait: config.processes.max_wait,
+        }
+    }
+}
+
 /// Builds the supervisor from the daemon's configuration and registers its metrics.
-pub(crate) fn supervisor(config: &ServeConfig, metrics: &Metrics) -> Supervisor {
+fn supervisor(config: &ServeConfig, metrics: &Metrics) -> Supervisor {
     let s = &config.processes;
     let mut c = agentproc::Config::new(config.child_env.clone(), config.workdir.clone());
     if !s.default_child_env {
@@ -86,8 +122,12 @@ pub(crate) fn supervisor(config: &ServeConfig, metrics: &Metrics) -> Supervisor 
     sup
 }
 
-/// The process routes.
-pub(crate) fn routes() -> Router<AppState> {
+/// The process routes, for any router state that holds a [`ProcState`].
+pub(crate) fn routes<S>() -> Router<S>
+where
+    Arc<ProcState>: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
     Router::new()
         .route("/api/v0/processes/start", post(start))
         .route("/api/v0/processes/list", get(list))
@@ -239,7 +279,7 @@ fn decode<T: serde::de::DeserializeOwned>(v: Value, fields: &[&str]) -> Result<T
 }
 
 async fn start(
-    State(state): State<AppState>,
+    State(state): State<Arc<ProcState>>,
     chat: Option<Extension<ChatIdentity>>,
     ApiJson(body): ApiJson<Value>,
 ) -> Response {
@@ -300,7 +340,7 @@ async fn start(
     let checked = match &req.workdir {
         Some(w) => {
             let (procs, w) = (procs.clone(), w.clone());
-            let timeout = state.config.bounds.fs_timeout;
+            let timeout = state.fs_timeout;
             match tokio::time::timeout(
                 timeout,
                 tokio::task::spawn_blocking(move || procs.resolve_workdir(Some(&w)).map(drop)),
@@ -342,7 +382,7 @@ async fn start(
             started: true,
         })
         .into_response(),
-        Err(e) => start_failure(&e, &state.config.workdir),
+        Err(e) => start_failure(&e, &state.workdir),
     }
 }
 
@@ -440,7 +480,7 @@ fn info(p: &Process) -> ProcessInfo {
 }
 
 async fn list(
-    State(state): State<AppState>,
+    State(state): State<Arc<ProcState>>,
     chat: Option<Extension<ChatIdentity>>,
 ) -> Json<ListResponse> {
     let chat = effective_chat(&chat).map(|c| c.to_string());
@@ -489,7 +529,7 @@ fn parse_query(params: &HashMap<String, String>) -> Result<OutputQuery, ApiError
 }
 
 async fn output(
-    State(state): State<AppState>,
+    State(state): State<Arc<ProcState>>,
     chat: Option<Extension<ChatIdentity>>,
     PathParam(id): PathParam,
     ApiQuery(params): ApiQuery<HashMap<String, String>>,
@@ -502,7 +542,7 @@ async fn output(
         return Err(not_found(&id));
     }
     if q.wait {
-        let max = state.config.processes.max_wait;
+        let max = state.max_wait;
         let done = async {
             match q.since {
                 Some(n) => proc.wait_output_after(n).await,
@@ -561,7 +601,7 @@ async fn output(
 }
 
 async fn signal(
-    State(state): State<AppState>,
+    State(state): State<Arc<ProcState>>,
     chat: Option<Extension<ChatIdentity>>,
     PathParam(id): PathParam,
     req: Request,
@@ -628,7 +668,7 @@ mod tests {
     use axum::body::Body;
     use tower::ServiceExt;
 
-    fn state(workdir: &std::path::Path) -> AppState {
+    fn state(workdir: &std::path::Path) -> crate::server::AppState {
         let config = ServeConfig {
             listen: vec![],
             socket: "/nonexistent.sock".into(),
@@ -645,7 +685,7 @@ mod tests {
             bounds: Default::default(),
             net: Default::default(),
         };
-        AppState::new(config, tokio_util::sync::CancellationToken::new())
+        crate::server::AppState::new(config, tokio_util::sync::CancellationToken::new())
     }
 
     async fn post(app: &Router, chat: Option<&str>, anc: &str, body: &str) -> StatusCode {
@@ -666,7 +706,7 @@ mod tests {
     async fn chat_process_exit_is_published() {
         let dir = std::env::temp_dir();
         let st = state(&dir);
-        let mut rx = st.events.subscribe_process_exited();
+        let mut rx = st.procs.events.subscribe_process_exited();
         let app = crate::server::routes(st.clone(), false);
         let chat = "3f0e6a54-9b1c-4a8e-9d7e-2a1b8c3d4e5f";
         let parent = "8d0f5a3e-4c1b-4f7a-9a2e-6b5c4d3e2f1a";

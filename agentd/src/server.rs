@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, FromRef, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
@@ -22,15 +22,24 @@ use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::config::ServeConfig;
+use crate::context_api::ContextState;
 use crate::error::{ApiError, BODY_LIMIT, Json};
 use crate::events::Events;
+use crate::files_api::FilesState;
+use crate::git_api::GitState;
+use crate::mcp_api::McpState;
 use crate::metrics::Metrics;
 use crate::middleware::{self, AuthToken};
+use crate::proc_api::ProcState;
 
 /// How long in-flight responses may take to finish after a shutdown signal.
 pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Shared state of every handler: one pointer, cloned per request by the extractors.
+///
+/// Handlers never see it whole: each `*_api` module declares the small state its handlers
+/// need (a cheap clone, one pointer), taken out of this one with [`FromRef`]. So no
+/// capability module depends on this one.
 #[derive(Clone)]
 pub(crate) struct AppState(Arc<Shared>);
 
@@ -47,49 +56,63 @@ pub(crate) struct Shared {
     pub config: Arc<ServeConfig>,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
-    /// Cancelled when the daemon starts shutting down; long-polls answer early on it.
-    pub shutdown: CancellationToken,
-    /// Events between subsystems (process exits feed the git watcher).
-    pub events: Events,
-    /// Context config and the `agentd ctx` store.
-    pub context: Arc<crate::context_api::ContextState>,
-    /// Git watch: path store and shared per-repo scan workers.
-    pub git: Arc<crate::git_api::GitApi>,
+    /// Context config and the `agentd ctx` store (`context_api`).
+    pub context: Arc<ContextState>,
+    /// Git watch: path store and shared per-repo scan workers (`git_api`).
+    pub git: Arc<GitState>,
     /// The workspace's MCP servers (`mcp_api`).
-    pub mcp: agentmcp::Manager,
-    /// The process supervisor (`proc_api`).
-    pub procs: agentproc::Supervisor,
+    pub mcp: McpState,
+    /// The process supervisor and what its routes need (`proc_api`).
+    pub procs: Arc<ProcState>,
     /// The file API: per-file writer locks and the temp-file journal (`files_api`).
-    pub files: Arc<crate::files_api::FilesState>,
+    pub files: Arc<FilesState>,
+}
+
+impl FromRef<AppState> for Arc<ContextState> {
+    fn from_ref(s: &AppState) -> Self {
+        s.context.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<GitState> {
+    fn from_ref(s: &AppState) -> Self {
+        s.git.clone()
+    }
+}
+
+impl FromRef<AppState> for McpState {
+    fn from_ref(s: &AppState) -> Self {
+        s.mcp.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<ProcState> {
+    fn from_ref(s: &AppState) -> Self {
+        s.procs.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<FilesState> {
+    fn from_ref(s: &AppState) -> Self {
+        s.files.clone()
+    }
 }
 
 impl AppState {
     /// Builds the state and starts the capability subsystems.
     pub(crate) fn new(config: ServeConfig, shutdown: CancellationToken) -> Self {
+        let config = Arc::new(config);
         let metrics = Arc::new(Metrics::new());
-        let context = Arc::new(crate::context_api::ContextState::open(
-            &config.state_dir,
-            config.bounds.context_max_chats,
-            &metrics,
-        ));
+        let context = Arc::new(ContextState::open(config.clone(), &metrics));
         let events = Events::default();
-        let git = crate::git_api::GitApi::new(
-            config.child_env.clone(),
-            crate::git_api::prepare_tmp_dir(&config.state_dir),
-            &config.bounds,
-            &events,
-            &metrics,
-        );
-        let mcp = agentmcp::Manager::start(crate::mcp_api::options(&config));
-        crate::mcp_api::register_metrics(&metrics, mcp.clone());
-        let procs = crate::proc_api::supervisor(&config, &metrics);
-        let files = Arc::new(crate::files_api::FilesState::open(&config.state_dir));
+        let git = GitState::new(&config, &events, &metrics, shutdown.clone());
+        let mcp = McpState::start(&config, &metrics);
+        let procs = Arc::new(ProcState::new(&config, &metrics, events, shutdown));
+        let files = Arc::new(FilesState::open(&config, git.watch.clone()));
         Self(Arc::new(Shared {
-            config: Arc::new(config),
+            config,
             metrics,
-            shutdown,
             context,
-            events,
             git,
             mcp,
             procs,
@@ -101,16 +124,16 @@ impl AppState {
     /// stopped with their process groups. Called once, after the listeners have drained.
     pub(crate) async fn shutdown_subsystems(&self) {
         tokio::join!(
-            self.procs.shutdown(crate::proc_api::KILL_GRACE),
+            self.procs.procs.shutdown(crate::proc_api::KILL_GRACE),
             self.git.shutdown(),
-            self.mcp.shutdown(Duration::from_secs(5))
+            self.mcp.mcp.shutdown(Duration::from_secs(5))
         );
     }
 
     /// The last resort on a second signal: kill every process group now, synchronously.
     pub(crate) fn kill_everything_now(&self) {
-        self.mcp.kill_now();
-        self.procs.kill_all_now();
+        self.mcp.mcp.kill_now();
+        self.procs.procs.kill_all_now();
     }
 }
 
@@ -192,7 +215,7 @@ async fn healthz(State(state): State<AppState>) -> Json<Health> {
     Json(Health {
         status: "ok",
         version: env!("CARGO_PKG_VERSION"),
-        containment: state.procs.containment().as_str(),
+        containment: state.procs.procs.containment().as_str(),
     })
 }
 
@@ -379,7 +402,16 @@ pub(crate) async fn run(config: ServeConfig) -> anyhow::Result<()> {
         slots: Arc::new(tokio::sync::Semaphore::new(
             state.config.net.max_connections,
         )),
+        open: Arc::default(),
     };
+    let unix_limits = crate::conn::ConnLimits {
+        header_read_timeout: state.config.net.header_read_timeout,
+        slots: Arc::new(tokio::sync::Semaphore::new(
+            state.config.net.max_connections,
+        )),
+        open: Arc::default(),
+    };
+    register_connection_metrics(&state.metrics, &tcp_limits, &unix_limits);
     for l in tcp {
         let addr = l.local_addr()?;
         tracing::info!(addr = %addr, "listening on tcp");
@@ -394,13 +426,7 @@ pub(crate) async fn run(config: ServeConfig) -> anyhow::Result<()> {
     tracing::info!(socket = %socket_path.display(), "listening on unix socket");
     {
         let app = routes(state.clone(), false);
-        let limits = crate::conn::ConnLimits {
-            header_read_timeout: state.config.net.header_read_timeout,
-            slots: Arc::new(tokio::sync::Semaphore::new(
-                state.config.net.max_connections,
-            )),
-        };
-        servers.spawn(crate::conn::serve(unix, app, limits, shutdown.clone()));
+        servers.spawn(crate::conn::serve(unix, app, unix_limits, shutdown.clone()));
     }
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -460,6 +486,30 @@ pub(crate) async fn run(config: ServeConfig) -> anyhow::Result<()> {
     second.abort();
     tracing::info!("agentd stopped");
     Ok(())
+}
+
+/// Registers `agentd_connections_open{listener="tcp"|"unix"}`.
+fn register_connection_metrics(
+    metrics: &Metrics,
+    tcp: &crate::conn::ConnLimits,
+    unix: &crate::conn::ConnLimits,
+) {
+    let (tcp, unix) = (tcp.open.clone(), unix.open.clone());
+    metrics.register(Box::new(move |out: &mut String| {
+        use std::sync::atomic::Ordering::Relaxed;
+        crate::metrics::header(
+            out,
+            "agentd_connections_open",
+            "gauge",
+            "Connections being served, by listener kind.",
+        );
+        out.push_str(&format!(
+            "agentd_connections_open{{listener=\"tcp\"}} {}\n\
+             agentd_connections_open{{listener=\"unix\"}} {}\n",
+            tcp.load(Relaxed),
+            unix.load(Relaxed)
+        ));
+    }));
 }
 
 /// SIGTERM and SIGINT, installed once at startup.

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 pub use discover::{RepoLocation, discover};
 pub use fsio::{FsError, MAX_IN_FLIGHT, blocking_fs, blocking_fs_single, spawn_fs};
-pub use hub::{GitWatch, RepoChange, Stats, Subscription, Update};
+pub use hub::{GitWatch, RepoChange, ScanObserver, Stats, Subscription, Update};
 pub use pathstore::{PathLimits, PathStats, PathStore};
 pub use scan::{Outcome, ScanError, Snapshot, read_meta, scan};
 
@@ -65,6 +65,9 @@ pub struct Config {
     pub max_repos: usize,
     /// Longest file-system call on a client-chosen path (discovery, `is_gone`, stats).
     pub fs_timeout: Duration,
+    /// Told the duration of every completed scan (the daemon keeps the histogram; this
+    /// crate knows no metrics format). Does nothing by default.
+    pub scan_observer: ScanObserver,
 }
 
 impl Default for Config {
@@ -84,6 +87,7 @@ impl Default for Config {
             path_limits: PathLimits::default(),
             max_repos: DEFAULT_MAX_REPOS,
             fs_timeout: DEFAULT_FS_TIMEOUT,
+            scan_observer: ScanObserver::default(),
         }
     }
 }

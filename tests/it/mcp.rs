@@ -502,7 +502,12 @@ async fn misbehaving_huge_result_whole_and_hung_call_times_out() {
             )
         }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The hung call is being answered before the next one is sent.
+    d.wait_metric(
+        r#"agentd_http_requests_in_flight{route="/api/v0/mcp/call-tool"}"#,
+        |n| n >= 1.0,
+    )
+    .await;
     let t0 = Instant::now();
     assert_eq!(
         call(&d, "hangs__echo", json!({"message": "alive"})).await.0,

@@ -954,7 +954,11 @@ async fn nothing_survives_daemon_sigterm() {
             (r.status().as_u16(), r.json::<Value>().await.unwrap())
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    d.wait_metric(
+        r#"agentd_http_requests_in_flight{route="/api/v0/processes/{id}/output"}"#,
+        |n| n >= 1.0,
+    )
+    .await;
     let t = Instant::now();
     d.signal(Signal::SIGTERM);
     let (s, v) = waiter.await.unwrap();

@@ -379,7 +379,9 @@ async fn beyond_the_connection_cap_clients_wait_in_the_backlog() {
     for _ in 0..4 {
         idle.push(tokio::net::TcpStream::connect(&d.addr).await.unwrap());
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // All four slots are taken (accepted), so the next client waits in the backlog.
+    d.wait_metric(r#"agentd_connections_open{listener="tcp"}"#, |n| n == 4.0)
+        .await;
     let addr = d.addr.clone();
     let t0 = Instant::now();
     let (s, _) = tokio::task::spawn_blocking(move || {

@@ -340,6 +340,35 @@ impl Agentd {
         res.text().await.unwrap()
     }
 
+    /// Polls `GET /metrics` (over the unix socket, so a full TCP side cannot hold it back)
+    /// until the sample `name_with_labels` (e.g.
+    /// `agentd_http_requests_in_flight{route="/api/v0/mcp/call-tool"}`, written as the page
+    /// writes it) has a value for which `pred` holds, and returns it. Panics after 10 s with
+    /// the last value seen. The signal to wait on instead of a sleep when a test needs
+    /// another request or connection to have started.
+    pub async fn wait_metric(&self, name_with_labels: &str, pred: impl Fn(f64) -> bool) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let prefix = format!("{name_with_labels} ");
+        let mut last = None;
+        loop {
+            let (status, page) = unix_request(&self.socket, "GET", "/metrics", &[], None).await;
+            assert_eq!(status, 200, "{page}");
+            last = page
+                .lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .or(last);
+            if let Some(v) = last.filter(|v| pred(*v)) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name_with_labels} did not reach the expected value within 10 s; last value: {last:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Returns once every line the daemon logged before this call is in `logs`: a marker
     /// request's access line is written after them (lines keep their order) and is waited
     /// for. Count log lines only after this.

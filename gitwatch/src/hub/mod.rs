@@ -11,7 +11,8 @@
 //! [`Subscription`] turns the workers' shared snapshots into per-connection updates with
 //! Coder's delta semantics. This module (the registry of repos and their workers) must not
 //! know HTTP or WebSocket. Roles: `worker.rs` the scheduler, `subscription.rs` a client's
-//! view, `fswatch.rs` the shared inotify watch, `stats.rs` the counters.
+//! view, `fswatch.rs` the shared inotify watch, `stats.rs` the counters and the
+//! completed-scan observer.
 
 mod fswatch;
 mod stats;
@@ -36,7 +37,7 @@ use crate::pathstore::PathStore;
 use crate::scan::{self, Outcome, ScanError, Snapshot};
 use fswatch::FsWatch;
 use stats::Counters;
-pub use stats::Stats;
+pub use stats::{ScanObserver, Stats};
 pub use subscription::{RepoChange, Subscription, Update};
 
 /// The watcher. Cheap to clone; [`GitWatch::shutdown`] stops every worker.

@@ -97,7 +97,7 @@ pub(super) async fn run(host: &impl Host, cfg: &Config, counters: &Counters, rep
             }
         }
         counters.scans.fetch_add(1, Ordering::Relaxed);
-        let t0 = std::time::Instant::now();
+        let t0 = Instant::now();
         let res = tokio::select! {
             _ = repo.cancel.cancelled() => return,
             r = tokio::time::timeout(cfg.scan_timeout, host.scan(&root, fp)) => Some(r),
@@ -122,7 +122,7 @@ pub(super) async fn run(host: &impl Host, cfg: &Config, counters: &Counters, rep
         last_cancelled = false;
         match res {
             Ok(Ok(outcome)) => {
-                counters.observe(t0.elapsed());
+                cfg.scan_observer.observe(t0.elapsed());
                 let changed = match outcome {
                     Outcome::Unchanged => {
                         counters.unchanged.fetch_add(1, Ordering::Relaxed);
@@ -268,10 +268,25 @@ mod tests {
 
     /// Runs a worker on `repo` with the default timing (cooldown 1 s, poll 5 s → 60 s).
     fn spawn(fake: &Arc<Fake>, repo: &Arc<Repo>) -> Arc<Counters> {
+        spawn_with(fake, repo, Config::default())
+    }
+
+    fn spawn_with(fake: &Arc<Fake>, repo: &Arc<Repo>, cfg: Config) -> Arc<Counters> {
         let counters = Arc::new(Counters::default());
         let (fake, repo, c) = (fake.clone(), repo.clone(), counters.clone());
-        tokio::spawn(async move { run(&*fake, &Config::default(), &c, repo).await });
+        tokio::spawn(async move { run(&*fake, &cfg, &c, repo).await });
         counters
+    }
+
+    /// A config whose scan observer records each duration it is told.
+    fn observed() -> (Config, Arc<Mutex<Vec<Duration>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let cfg = Config {
+            scan_observer: crate::ScanObserver::new(move |d| s.lock().unwrap().push(d)),
+            ..Config::default()
+        };
+        (cfg, seen)
     }
 
     #[tokio::test(start_paused = true)]
@@ -292,7 +307,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_newer_trigger_cancels_a_long_scan_once() {
         let (fake, repo) = (Fake::new(&[10, 10]), repo());
-        let counters = spawn(&fake, &repo);
+        let (cfg, seen) = observed();
+        let counters = spawn_with(&fake, &repo, cfg);
         fake.at(500).await;
         repo.trigger();
         // Cancelled a cooldown after it started, restarted at once; the trigger during the
@@ -303,6 +319,11 @@ mod tests {
         assert_eq!(fake.starts(), vec![0, 1000, 11_000]);
         assert_eq!(counters.cancelled.load(Ordering::Relaxed), 1);
         assert_eq!(counters.scans.load(Ordering::Relaxed), 3);
+        // The observer hears of the two completed scans (10 s, then 0 s), not the cancelled one.
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![Duration::from_secs(10), Duration::ZERO]
+        );
         repo.cancel.cancel();
     }
 
