@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::net::unix::pipe;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::process::{Exit, Process};
 use super::{OnExit, Supervisor, lock};
@@ -23,12 +24,14 @@ const READS_PER_WAKEUP: usize = 16;
 
 impl Supervisor {
     /// The process task: reads the pipe, waits for the shell, records the exit once the
-    /// shell's output is in, and holds the process's slot until its tree is gone.
+    /// shell's output is in, and holds the process's `slot` (its permit against the cap) until
+    /// its tree is gone.
     pub(super) async fn supervise(
         &self,
         proc: Arc<Process>,
         child: spawn::Child,
         rx: pipe::Receiver,
+        slot: OwnedSemaphorePermit,
         priority_problems: Vec<String>,
         mut on_exit: Option<OnExit>,
     ) {
@@ -181,7 +184,8 @@ impl Supervisor {
         {
             self.inner.contain.release_leaf(leaf);
         }
-        self.inner.slots.fetch_sub(1, Ordering::SeqCst);
+        // The tree is gone (or the supervisor is stopping): the process no longer counts.
+        drop(slot);
         self.inner.registry.finished(&proc.id);
     }
 }
