@@ -276,6 +276,8 @@ impl Supervisor {
             )
             .collect();
         let launcher = crate::launch::Launcher::new("sh", &env);
+        // Reads /proc/self/{cgroup,mountinfo} and cleans stale cgroup dirs, synchronously:
+        // this runs once at startup, before any request or task.
         let (contain, err) = Containment::new_or_subreaper(config.containment);
         if let Some(e) = err {
             tracing::error!(error = %e, "cgroup containment was asked for; using subreaper mode");
@@ -436,9 +438,13 @@ impl Supervisor {
         let rx = match pipe::Receiver::from_owned_fd(reader.into()) {
             Ok(rx) => rx,
             Err(e) => {
-                let _ = inner
-                    .contain
-                    .signal_tree(leaf.as_deref(), pid, &req.id, GroupSignal::Kill);
+                // The tree walk reads /proc (subreaper mode): not on the caller's thread.
+                let (leaf, id) = (leaf.clone(), req.id.clone());
+                self.in_background(move |inner| {
+                    let _ = inner
+                        .contain
+                        .signal_tree(leaf.as_deref(), pid, &id, GroupSignal::Kill);
+                });
                 return Err(StartError::Spawn {
                     step: SpawnStep::Other,
                     source: e,
@@ -508,6 +514,8 @@ impl Supervisor {
         if let Some(chat) = &req.chat_id {
             env.push((OsStr::new("CODER_CHAT_ID"), OsStr::new(chat)));
         }
+        // cgroupfs calls on the start's critical path, synchronous on purpose: kernfs answers
+        // from the kernel's own tables (no disk, no other process's memory), in microseconds.
         let leaf = inner.contain.leaf().map_err(SpawnError::Cgroup)?;
         let spec = spawn::Spec {
             launcher: &inner.launcher,
@@ -546,13 +554,17 @@ impl Supervisor {
 
     /// Forgets processes that exited more than the retention ago. Returns how many.
     pub fn forget_expired(&self) -> usize {
-        self.inner
+        let (n, gone) = self
+            .inner
             .registry
-            .forget_expired(self.inner.config.retention)
+            .forget_expired(self.inner.config.retention);
+        self.remember_strays(gone);
+        n
     }
 
     /// Signals a process's whole tree (see [`crate::contain`]). A process whose shell exited
     /// is still signalled while its tree has live members (descendants it left behind).
+    /// Blocking: it may freeze a cgroup or scan `/proc`; async callers use the blocking pool.
     pub fn signal(&self, proc: &Process, sig: GroupSignal) -> Result<(), SignalError> {
         if !proc.running() && !proc.group_alive() {
             return Err(SignalError::NotRunning);
@@ -562,6 +574,65 @@ impl Supervisor {
             .signal_tree(proc.leaf.as_deref(), proc.pid, &proc.id, sig)?;
         tracing::info!(process_id = %proc.id, pid = proc.pid, signal = ?sig, "signalled process group");
         Ok(())
+    }
+}
+
+/// Longest a `/proc` or cgroupfs look of the supervisor's own tasks may take before they go
+/// on without its answer (a read of another process's `environ` waits on that process's
+/// memory map, which a process stuck in the kernel can hold).
+const SCAN_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Supervisor {
+    /// Starts `f` on the blocking pool at once, as one of the supervisor's tasks; the future
+    /// gives its answer, or `None` when it panicked or took longer than [`SCAN_TIMEOUT`]
+    /// (it may still finish later). For the `/proc` and cgroupfs scans of async paths.
+    fn off_runtime<T, F>(
+        &self,
+        what: &'static str,
+        f: F,
+    ) -> impl Future<Output = Option<T>> + Send + use<T, F>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> T + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        let job = self.inner.tasks.spawn_blocking(move || f(&inner));
+        async move {
+            match tokio::time::timeout(SCAN_TIMEOUT, job).await {
+                Ok(Ok(v)) => Some(v),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "{what} failed");
+                    None
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        "{what} did not finish within {} s; going on without it",
+                        SCAN_TIMEOUT.as_secs()
+                    );
+                    None
+                }
+            }
+        }
+    }
+
+    /// Runs `f` on the blocking pool as one of the supervisor's tasks, without waiting for
+    /// it (inline where no runtime runs: nothing async waits then).
+    fn in_background(&self, f: impl FnOnce(&Inner) + Send + 'static) {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let inner = self.inner.clone();
+            self.inner.tasks.spawn_blocking(move || f(&inner));
+        } else {
+            f(&self.inner);
+        }
+    }
+
+    /// Keeps the groups of forgotten processes `gone` that still have live members. The
+    /// `/proc` scan runs in the background: callers are request handlers, the sweep and
+    /// process tasks.
+    fn remember_strays(&self, gone: Vec<u32>) {
+        if !gone.is_empty() {
+            self.in_background(move |inner| inner.registry.remember_strays(&gone));
+        }
     }
 }
 
