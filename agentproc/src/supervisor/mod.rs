@@ -819,6 +819,31 @@ mod tests {
         std::fs::remove_dir_all(&home).unwrap();
     }
 
+    // On the real clock: the shutdown's bounded waits race real processes being reaped.
+    #[tokio::test]
+    async fn shutdown_terms_then_kills_what_ignores_term() {
+        let s = sup();
+        let polite = s.start(req("polite", "sleep 30")).unwrap();
+        let stubborn = s
+            .start(req("stubborn", "trap '' TERM; echo ready; sleep 30 & wait"))
+            .unwrap();
+        stubborn.wait_output_after(0).await;
+        assert_eq!(stubborn.output().output, "ready\n");
+        assert_eq!(s.counted(), 2);
+        s.shutdown(Duration::from_millis(300)).await;
+        let signal = |p: &Process| p.exit().and_then(|e| e.signal_name());
+        assert_eq!(signal(&polite).as_deref(), Some("SIGTERM"));
+        assert_eq!(signal(&stubborn).as_deref(), Some("SIGKILL"));
+        assert!(!group::group_alive(polite.pid));
+        assert!(!group::group_alive(stubborn.pid));
+        // Both trees were reaped before the shutdown returned: every permit is back.
+        assert_eq!((s.counted(), s.running_count()), (0, 0));
+        assert!(matches!(
+            s.start(req("late", "true")),
+            Err(StartError::Closed)
+        ));
+    }
+
     #[tokio::test]
     async fn workdir_resolution() {
         let s = sup();
