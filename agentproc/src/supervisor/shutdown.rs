@@ -207,10 +207,9 @@ impl Supervisor {
         inner.phase.advance(Phase::Stopped);
     }
 
-    /// Kills every group now, synchronously (second signal). The one place whose `/proc`
-    /// scans stay on the caller's thread, on purpose: the daemon exits right after, so the
-    /// kill must be done when this returns, and handing it to the blocking pool could leave
-    /// it unsent.
+    /// Kills every group now, synchronously (second signal). Its `/proc` scans stay on the
+    /// caller's thread on purpose: the daemon exits right after, so the kill must be done
+    /// when this returns, and handing it to the blocking pool could leave it unsent.
     pub fn kill_all_now(&self) {
         self.inner.phase.advance(Phase::Killing);
         let groups = self.inner.registry.target_groups();
