@@ -584,6 +584,9 @@ async fn output(
             _ => Vec::new(),
         }
     } else {
+        // cgroup mode: one read of the leaf's `cgroup.procs`, synchronous on purpose (kernfs
+        // answers from the kernel's own tables and never waits on another process; cheaper
+        // than the hop to the blocking pool on every read of an exited process).
         proc.group_members()
     };
     Ok(Json(OutputResponse {

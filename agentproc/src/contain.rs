@@ -401,6 +401,8 @@ impl Containment {
 }
 
 impl Drop for Containment {
+    // Synchronous (a drop cannot wait): after a shutdown the root is gone already and this
+    // is one failing `read_dir`; only a supervisor dropped without a shutdown does the work.
     fn drop(&mut self) {
         self.remove_root();
     }

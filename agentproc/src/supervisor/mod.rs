@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use tokio::net::unix::pipe;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -237,9 +237,14 @@ struct Inner {
     registry: Registry,
     /// Start order of the next process; also how many have started.
     seq: AtomicU64,
+    /// Shells not yet reported exited (the `agentd_processes_running` gauge).
     running: AtomicUsize,
-    /// Processes counted against the cap: running shells, and exited ones whose tree lives.
-    slots: AtomicUsize,
+    /// One permit per process counted against the cap (`max_running` permits): a running
+    /// shell, or an exited one whose tree lives. Taken by `start`; its process task holds
+    /// it and drops it once the tree is gone (a failed start drops it on the way out).
+    slots: Arc<Semaphore>,
+    /// The permits `slots` was made with.
+    cap: usize,
     contain: Arc<Containment>,
     /// Shells not reaped yet (never taken for adopted orphans).
     own: Mutex<HashSet<u32>>,
@@ -271,6 +276,8 @@ impl Supervisor {
             )
             .collect();
         let launcher = crate::launch::Launcher::new("sh", &env);
+        // Reads /proc/self/{cgroup,mountinfo} and cleans stale cgroup dirs, synchronously:
+        // this runs once at startup, before any request or task.
         let (contain, err) = Containment::new_or_subreaper(config.containment);
         if let Some(e) = err {
             tracing::error!(error = %e, "cgroup containment was asked for; using subreaper mode");
@@ -287,6 +294,7 @@ impl Supervisor {
                 "process trees are contained by a child subreaper"
             ),
         }
+        let cap = config.max_running.min(Semaphore::MAX_PERMITS);
         let inner = Arc::new(Inner {
             launcher,
             dev_null: std::fs::File::open("/dev/null").ok(),
@@ -294,7 +302,8 @@ impl Supervisor {
             registry: Registry::default(),
             seq: AtomicU64::new(0),
             running: AtomicUsize::new(0),
-            slots: AtomicUsize::new(0),
+            slots: Arc::new(Semaphore::new(cap)),
+            cap,
             contain: Arc::new(contain),
             own: Mutex::default(),
             phase: PhaseCell::default(),
@@ -319,7 +328,7 @@ impl Supervisor {
     /// Processes counted against the cap (running shells, and exited ones whose
     /// descendants live on).
     pub fn counted(&self) -> usize {
-        self.inner.slots.load(Ordering::Relaxed)
+        self.inner.cap - self.inner.slots.available_permits()
     }
 
     /// Processes running now.
@@ -378,26 +387,23 @@ impl Supervisor {
                 (cfg.default_workdir.clone(), fallback)
             }
         };
-        let limit = inner.config.max_running;
-        if inner.slots.fetch_add(1, Ordering::SeqCst) >= limit {
-            inner.slots.fetch_sub(1, Ordering::SeqCst);
-            return Err(StartError::TooMany { limit });
-        }
-        inner.running.fetch_add(1, Ordering::SeqCst);
-        let res = self.spawn(req, workdir, fallback);
-        if res.is_err() {
-            inner.running.fetch_sub(1, Ordering::SeqCst);
-            inner.slots.fetch_sub(1, Ordering::SeqCst);
-        }
-        res
+        // The semaphore is never closed: no permit left is the only error.
+        let Ok(slot) = inner.slots.clone().try_acquire_owned() else {
+            return Err(StartError::TooMany {
+                limit: inner.config.max_running,
+            });
+        };
+        self.spawn(req, workdir, fallback, slot)
     }
 
-    /// Starts `req` in `workdir`, or in `fallback` when changing to `workdir` fails.
+    /// Starts `req` in `workdir`, or in `fallback` when changing to `workdir` fails. `slot`
+    /// goes to the process task, or is dropped with an error.
     fn spawn(
         &self,
         req: StartRequest,
         mut workdir: PathBuf,
         fallback: Option<PathBuf>,
+        slot: OwnedSemaphorePermit,
     ) -> Result<Arc<Process>, StartError> {
         let inner = &self.inner;
         if inner.registry.contains(&req.id) {
@@ -432,9 +438,13 @@ impl Supervisor {
         let rx = match pipe::Receiver::from_owned_fd(reader.into()) {
             Ok(rx) => rx,
             Err(e) => {
-                let _ = inner
-                    .contain
-                    .signal_tree(leaf.as_deref(), pid, &req.id, GroupSignal::Kill);
+                // The tree walk reads /proc (subreaper mode): not on the caller's thread.
+                let (leaf, id) = (leaf.clone(), req.id.clone());
+                self.in_background(move |inner| {
+                    let _ = inner
+                        .contain
+                        .signal_tree(leaf.as_deref(), pid, &id, GroupSignal::Kill);
+                });
                 return Err(StartError::Spawn {
                     step: SpawnStep::Other,
                     source: e,
@@ -461,6 +471,7 @@ impl Supervisor {
             leaf,
             contain: inner.contain.clone(),
         });
+        inner.running.fetch_add(1, Ordering::SeqCst);
         inner.registry.insert(&proc);
         let span = req.span;
         let problems = spawned.priority_problems;
@@ -468,7 +479,7 @@ impl Supervisor {
         let task_proc = proc.clone();
         inner.tasks.spawn(
             async move {
-                sup.supervise(task_proc, child, rx, problems, req.on_exit)
+                sup.supervise(task_proc, child, rx, slot, problems, req.on_exit)
                     .await;
             }
             .instrument(span),
@@ -503,6 +514,8 @@ impl Supervisor {
         if let Some(chat) = &req.chat_id {
             env.push((OsStr::new("CODER_CHAT_ID"), OsStr::new(chat)));
         }
+        // cgroupfs calls on the start's critical path, synchronous on purpose: kernfs answers
+        // from the kernel's own tables (no disk, no other process's memory), in microseconds.
         let leaf = inner.contain.leaf().map_err(SpawnError::Cgroup)?;
         let spec = spawn::Spec {
             launcher: &inner.launcher,
@@ -541,13 +554,17 @@ impl Supervisor {
 
     /// Forgets processes that exited more than the retention ago. Returns how many.
     pub fn forget_expired(&self) -> usize {
-        self.inner
+        let (n, gone) = self
+            .inner
             .registry
-            .forget_expired(self.inner.config.retention)
+            .forget_expired(self.inner.config.retention);
+        self.remember_strays(gone);
+        n
     }
 
     /// Signals a process's whole tree (see [`crate::contain`]). A process whose shell exited
     /// is still signalled while its tree has live members (descendants it left behind).
+    /// Blocking: it may freeze a cgroup or scan `/proc`; async callers use the blocking pool.
     pub fn signal(&self, proc: &Process, sig: GroupSignal) -> Result<(), SignalError> {
         if !proc.running() && !proc.group_alive() {
             return Err(SignalError::NotRunning);
@@ -557,6 +574,65 @@ impl Supervisor {
             .signal_tree(proc.leaf.as_deref(), proc.pid, &proc.id, sig)?;
         tracing::info!(process_id = %proc.id, pid = proc.pid, signal = ?sig, "signalled process group");
         Ok(())
+    }
+}
+
+/// Longest a `/proc` or cgroupfs look of the supervisor's own tasks may take before they go
+/// on without its answer (a read of another process's `environ` waits on that process's
+/// memory map, which a process stuck in the kernel can hold).
+const SCAN_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Supervisor {
+    /// Starts `f` on the blocking pool at once, as one of the supervisor's tasks; the future
+    /// gives its answer, or `None` when it panicked or took longer than [`SCAN_TIMEOUT`]
+    /// (it may still finish later). For the `/proc` and cgroupfs scans of async paths.
+    fn off_runtime<T, F>(
+        &self,
+        what: &'static str,
+        f: F,
+    ) -> impl Future<Output = Option<T>> + Send + use<T, F>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> T + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        let job = self.inner.tasks.spawn_blocking(move || f(&inner));
+        async move {
+            match tokio::time::timeout(SCAN_TIMEOUT, job).await {
+                Ok(Ok(v)) => Some(v),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "{what} failed");
+                    None
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        "{what} did not finish within {} s; going on without it",
+                        SCAN_TIMEOUT.as_secs()
+                    );
+                    None
+                }
+            }
+        }
+    }
+
+    /// Runs `f` on the blocking pool as one of the supervisor's tasks, without waiting for
+    /// it (inline where no runtime runs: nothing async waits then).
+    fn in_background(&self, f: impl FnOnce(&Inner) + Send + 'static) {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let inner = self.inner.clone();
+            self.inner.tasks.spawn_blocking(move || f(&inner));
+        } else {
+            f(&self.inner);
+        }
+    }
+
+    /// Keeps the groups of forgotten processes `gone` that still have live members. The
+    /// `/proc` scan runs in the background: callers are request handlers, the sweep and
+    /// process tasks.
+    fn remember_strays(&self, gone: Vec<u32>) {
+        if !gone.is_empty() {
+            self.in_background(move |inner| inner.registry.remember_strays(&gone));
+        }
     }
 }
 
@@ -672,6 +748,100 @@ mod tests {
         assert!(!group::group_alive(a.pid));
         assert!(!group::group_alive(b.pid));
         assert!(matches!(s.start(req("4", "true")), Err(StartError::Closed)));
+    }
+
+    /// Waits (in real time: the clock may be paused) until `f` holds.
+    async fn until(what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn permits_count_trees_and_come_back() {
+        let home = std::env::temp_dir().join(format!("agentproc-permits-{}", std::process::id()));
+        let mut c = Config::new(
+            vec![("PATH".into(), "/usr/bin:/bin".into())],
+            home.join("missing-default"),
+        );
+        c.home = Some(home.join("missing-home"));
+        c.max_running = 2;
+        c.linger = Duration::from_millis(50);
+        let s = Supervisor::new(c);
+        // A failed start gives its permit back: here the child's chdir fails in both the
+        // default directory and $HOME.
+        for _ in 0..3 {
+            assert!(matches!(
+                s.start(req("nowhere", "true")),
+                Err(StartError::Workdir { ref path, ref source })
+                    if *path == home.join("missing-home")
+                        && source.kind() == io::ErrorKind::NotFound
+            ));
+        }
+        assert_eq!(s.counted(), 0);
+        std::fs::create_dir_all(home.join("missing-default")).unwrap();
+        // An exited shell whose background child lives keeps its permit.
+        let bg = s.start(req("bg", "sleep 30 & exit 0")).unwrap();
+        bg.wait_exit().await;
+        assert_eq!(bg.exit().unwrap().code, 0);
+        assert_eq!((s.counted(), s.running_count()), (1, 0));
+        // A start that fails after taking a permit (a taken id) gives it back too.
+        assert!(matches!(
+            s.start(req("bg", "true")),
+            Err(StartError::DuplicateId(ref id)) if id == "bg"
+        ));
+        assert_eq!(s.counted(), 1);
+        let run = s.start(req("run", "sleep 30")).unwrap();
+        assert_eq!((s.counted(), s.running_count()), (2, 1));
+        for id in ["over1", "over2", "over3"] {
+            assert!(matches!(
+                s.start(req(id, "true")),
+                Err(StartError::TooMany { limit: 2 })
+            ));
+        }
+        assert_eq!(s.counted(), 2);
+        assert!(s.get("over1").is_none());
+        // Killing the lingering tree returns its permit once it is reaped.
+        s.signal(&bg, GroupSignal::Kill).unwrap();
+        until("bg's tree is reaped", || s.counted() == 1).await;
+        let next = s.start(req("next", "exit 7")).unwrap();
+        next.wait_exit().await;
+        assert_eq!(next.exit().unwrap().code, 7);
+        until("next is reaped", || s.counted() == 1).await;
+        s.signal(&run, GroupSignal::Kill).unwrap();
+        run.wait_exit().await;
+        until("run is reaped", || s.counted() == 0).await;
+        assert_eq!(s.running_count(), 0);
+        assert_eq!(s.started_total(), 3);
+        s.shutdown(Duration::from_millis(300)).await;
+        std::fs::remove_dir_all(&home).unwrap();
+    }
+
+    // On the real clock: the shutdown's bounded waits race real processes being reaped.
+    #[tokio::test]
+    async fn shutdown_terms_then_kills_what_ignores_term() {
+        let s = sup();
+        let polite = s.start(req("polite", "sleep 30")).unwrap();
+        let stubborn = s
+            .start(req("stubborn", "trap '' TERM; echo ready; sleep 30 & wait"))
+            .unwrap();
+        stubborn.wait_output_after(0).await;
+        assert_eq!(stubborn.output().output, "ready\n");
+        assert_eq!(s.counted(), 2);
+        s.shutdown(Duration::from_millis(300)).await;
+        let signal = |p: &Process| p.exit().and_then(|e| e.signal_name());
+        assert_eq!(signal(&polite).as_deref(), Some("SIGTERM"));
+        assert_eq!(signal(&stubborn).as_deref(), Some("SIGKILL"));
+        assert!(!group::group_alive(polite.pid));
+        assert!(!group::group_alive(stubborn.pid));
+        // Both trees were reaped before the shutdown returned: every permit is back.
+        assert_eq!((s.counted(), s.running_count()), (0, 0));
+        assert!(matches!(
+            s.start(req("late", "true")),
+            Err(StartError::Closed)
+        ));
     }
 
     #[tokio::test]

@@ -158,7 +158,9 @@ impl Process {
     }
 
     /// Pids of live processes left in its tree (the shell itself counts while it runs):
-    /// its cgroup's members, or its descendants, group and adopted orphans.
+    /// its cgroup's members, or its descendants, group and adopted orphans. Blocking: in
+    /// subreaper mode a `/proc` scan that reads other processes' environments (async
+    /// callers use the blocking pool, bounded); in cgroup mode a read of `cgroup.procs`.
     pub fn group_members(&self) -> Vec<u32> {
         if self.group_gone.load(Ordering::Relaxed) {
             return Vec::new();
@@ -172,7 +174,20 @@ impl Process {
         members
     }
 
-    /// Whether its tree has a live member.
+    /// Whether its tree has ended; its cgroup leaf is released when it has. Blocking, as
+    /// [`Process::group_alive`].
+    pub(super) fn tree_ended(&self) -> bool {
+        if self.group_alive() {
+            return false;
+        }
+        if let Some(leaf) = &self.leaf {
+            self.contain.release_leaf(leaf);
+        }
+        true
+    }
+
+    /// Whether its tree has a live member. Blocking: reads `/proc` (subreaper mode) or
+    /// `cgroup.events`.
     pub(super) fn group_alive(&self) -> bool {
         if self.group_gone.load(Ordering::Relaxed) {
             return false;

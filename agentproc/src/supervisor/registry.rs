@@ -55,8 +55,9 @@ impl Registry {
         lock(&self.procs).values().cloned().collect()
     }
 
-    /// Forgets processes that exited more than `retention` ago. Returns how many.
-    pub(super) fn forget_expired(&self, retention: Duration) -> usize {
+    /// Forgets processes that exited more than `retention` ago. Returns how many, and the
+    /// groups of those whose tree was not seen gone (for [`Registry::remember_strays`]).
+    pub(super) fn forget_expired(&self, retention: Duration) -> (usize, Vec<u32>) {
         let now = SystemTime::now();
         // Forgotten processes whose group may still have live members.
         let mut gone = Vec::new();
@@ -75,24 +76,24 @@ impl Registry {
             });
             before - procs.len()
         };
-        self.remember_strays(&gone);
-        reaped
+        (reaped, gone)
     }
 
-    /// Forgets the oldest exited processes beyond `cap` exited records.
-    pub(super) fn evict_exited(&self, cap: usize) {
+    /// Forgets the oldest exited processes beyond `cap` exited records. Returns the groups
+    /// of those whose tree was not seen gone (for [`Registry::remember_strays`]).
+    pub(super) fn evict_exited(&self, cap: usize) -> Vec<u32> {
         let mut gone = Vec::new();
         {
             let mut procs = lock(&self.procs);
             if procs.len() <= cap {
-                return;
+                return gone;
             }
             let mut exited: Vec<(SystemTime, u64, String)> = procs
                 .values()
                 .filter_map(|p| p.exit().map(|e| (e.at, p.seq, p.id.clone())))
                 .collect();
             if exited.len() <= cap {
-                return;
+                return gone;
             }
             exited.sort_unstable();
             let n = exited.len() - cap;
@@ -104,11 +105,12 @@ impl Registry {
                 }
             }
         }
-        self.remember_strays(&gone);
+        gone
     }
 
-    /// Keeps the groups of forgotten processes that still have live members.
-    fn remember_strays(&self, gone: &[u32]) {
+    /// Keeps the groups of forgotten processes that still have live members. Blocking (a
+    /// `/proc` scan).
+    pub(super) fn remember_strays(&self, gone: &[u32]) {
         if gone.is_empty() {
             return;
         }
@@ -119,7 +121,7 @@ impl Registry {
     }
 
     /// Groups that may still have live members: those with a live member now, or whose
-    /// shell is unreaped (its pgid cannot have been reused).
+    /// shell is unreaped (its pgid cannot have been reused). Blocking (a `/proc` scan).
     pub(super) fn target_groups(&self) -> Vec<u32> {
         let mut groups: HashSet<u32> = lock(&self.procs).values().map(|p| p.pid).collect();
         groups.extend(lock(&self.active).values().map(|p| p.pid));

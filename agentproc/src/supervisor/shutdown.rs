@@ -114,7 +114,13 @@ impl Supervisor {
                 }
                 let Some(inner) = weak.upgrade() else { return };
                 let own = lock(&inner.own).clone();
-                let scan = tokio::task::spawn_blocking(move || inner.contain.reap_adopted(&own));
+                // Awaited without a bound: a scan that hangs stalls only this task (another
+                // would hang on the same process, one blocking thread more each time), and
+                // the shutdown abandons it after its own bound.
+                let scan = inner
+                    .tasks
+                    .clone()
+                    .spawn_blocking(move || inner.contain.reap_adopted(&own));
                 if let Ok(n) = scan.await
                     && n > 0
                 {
@@ -125,39 +131,59 @@ impl Supervisor {
     }
 
     /// Stops everything: no new starts, TERM every group, wait up to `grace`, KILL what is
-    /// left, then wait (bounded) for the per-process tasks.
+    /// left, then wait (bounded) for the per-process tasks. Every `/proc` or cgroupfs look
+    /// runs on the blocking pool, bounded (freezing a cgroup sleeps; a scan may stall).
     pub async fn shutdown(&self, grace: Duration) {
         let inner = &self.inner;
         inner.phase.advance(Phase::Terminating);
-        let groups = inner.registry.target_groups();
+        let groups = self
+            .off_runtime("finding the process groups", |inner| {
+                inner.registry.target_groups()
+            })
+            .await
+            .unwrap_or_default();
         if !groups.is_empty() {
             tracing::info!(groups = groups.len(), "terminating process groups");
         }
+        let mut killing = None;
         group::stop_group(
             || {
-                inner.contain.signal_all(&groups, GroupSignal::Term);
+                self.in_background(move |inner| {
+                    inner.contain.signal_all(&groups, GroupSignal::Term);
+                });
             },
             async {
-                while !inner.registry.none_active()
-                    || inner.contain.anything_alive(&inner.registry.all_groups())
-                {
+                loop {
+                    if inner.registry.none_active() {
+                        let alive = self.off_runtime("looking for live trees", |inner| {
+                            inner.contain.anything_alive(&inner.registry.all_groups())
+                        });
+                        if alive.await == Some(false) {
+                            break;
+                        }
+                    }
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             },
             grace,
             |_| {
                 inner.phase.advance(Phase::Killing);
-                let left = inner.registry.all_groups();
-                if inner.contain.anything_alive(&left) {
-                    let n = inner.contain.signal_all(&left, GroupSignal::Kill);
-                    tracing::warn!(
-                        trees = n,
-                        "killing process trees that outlived the grace period"
-                    );
-                }
+                killing = Some(self.off_runtime("killing the process trees", |inner| {
+                    let left = inner.registry.all_groups();
+                    if inner.contain.anything_alive(&left) {
+                        let n = inner.contain.signal_all(&left, GroupSignal::Kill);
+                        tracing::warn!(
+                            trees = n,
+                            "killing process trees that outlived the grace period"
+                        );
+                    }
+                }));
             },
         )
         .await;
+        if let Some(killing) = killing {
+            killing.await;
+        }
         inner.tasks.close();
         let done = tokio::time::timeout(Duration::from_secs(2), async {
             loop {
@@ -173,12 +199,17 @@ impl Supervisor {
         }
         inner.cancel.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(2), inner.tasks.wait()).await;
-        inner.contain.reap_adopted(&lock(&inner.own).clone());
-        inner.contain.remove_root();
+        self.off_runtime("the last orphan reap", |inner| {
+            inner.contain.reap_adopted(&lock(&inner.own).clone());
+            inner.contain.remove_root();
+        })
+        .await;
         inner.phase.advance(Phase::Stopped);
     }
 
-    /// Kills every group now, synchronously (second signal).
+    /// Kills every group now, synchronously (second signal). Its `/proc` scans stay on the
+    /// caller's thread on purpose: the daemon exits right after, so the kill must be done
+    /// when this returns, and handing it to the blocking pool could leave it unsent.
     pub fn kill_all_now(&self) {
         self.inner.phase.advance(Phase::Killing);
         let groups = self.inner.registry.target_groups();

@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::net::unix::pipe;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::process::{Exit, Process};
 use super::{OnExit, Supervisor, lock};
@@ -23,12 +24,14 @@ const READS_PER_WAKEUP: usize = 16;
 
 impl Supervisor {
     /// The process task: reads the pipe, waits for the shell, records the exit once the
-    /// shell's output is in, and holds the process's slot until its tree is gone.
+    /// shell's output is in, and holds the process's `slot` (its permit against the cap) until
+    /// its tree is gone.
     pub(super) async fn supervise(
         &self,
         proc: Arc<Process>,
         child: spawn::Child,
         rx: pipe::Receiver,
+        slot: OwnedSemaphorePermit,
         priority_problems: Vec<String>,
         mut on_exit: Option<OnExit>,
     ) {
@@ -73,8 +76,12 @@ impl Supervisor {
                         && let Some(c) = child.as_mut()
                     {
                         // The shell is unreaped, so its pgid cannot have been reused: the
-                        // whole tree goes, not only the shell.
-                        let _ = self.inner.contain.signal_tree(proc.leaf.as_deref(), proc.pid, &proc.id, GroupSignal::Kill);
+                        // whole tree goes, not only the shell (the walk reads /proc).
+                        let p = proc.clone();
+                        self.off_runtime("killing a process tree", move |inner| {
+                            let _ = inner.contain.signal_tree(p.leaf.as_deref(), p.pid, &p.id, GroupSignal::Kill);
+                        })
+                        .await;
                         status = tokio::time::timeout(Duration::from_secs(1), c.wait()).await.ok().and_then(Result::ok);
                     }
                     eof = true;
@@ -153,9 +160,11 @@ impl Supervisor {
                 if let Some(f) = on_exit.take() {
                     f(&proc, &exit);
                 }
-                self.inner
+                let gone = self
+                    .inner
                     .registry
                     .evict_exited(self.inner.config.max_exited);
+                self.remember_strays(gone);
             }
             if reported && eof {
                 break;
@@ -167,21 +176,37 @@ impl Supervisor {
         if child.take().is_some() {
             lock(&self.inner.own).remove(&proc.pid);
         }
-        // Descendants that closed or never had the pipe still count until they are gone.
+        // Descendants that closed or never had the pipe still count until they are gone. A
+        // look reads /proc or cgroupfs, so it runs on the blocking pool; it is awaited without
+        // a bound of its own: a look that hangs keeps the slot (the tree is not known to be
+        // gone) and blocks nobody else, and the shutdown abandons this task after its bound.
         let mut every = Duration::from_millis(10);
-        while !cancel.is_cancelled() && proc.group_alive() {
+        loop {
+            let p = proc.clone();
+            let ended = match self
+                .inner
+                .tasks
+                .spawn_blocking(move || p.tree_ended())
+                .await
+            {
+                Ok(ended) => ended,
+                Err(e) => {
+                    tracing::error!(process_id = %proc.id, error = %e, "looking at the process tree failed");
+                    true
+                }
+            };
+            // Once cancelled, that was the last look.
+            if ended || cancel.is_cancelled() {
+                break;
+            }
             tokio::select! {
                 _ = cancel.cancelled() => {}
                 _ = tokio::time::sleep(every) => {}
             }
             every = (every * 2).min(Duration::from_secs(1));
         }
-        if let Some(leaf) = &proc.leaf
-            && !proc.group_alive()
-        {
-            self.inner.contain.release_leaf(leaf);
-        }
-        self.inner.slots.fetch_sub(1, Ordering::SeqCst);
+        // The tree is gone (or the supervisor is stopping): the process no longer counts.
+        drop(slot);
         self.inner.registry.finished(&proc.id);
     }
 }
