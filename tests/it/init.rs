@@ -69,22 +69,36 @@ async fn as_pid1_it_reaps_orphans_forwards_signals_and_leaves_nothing() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
+    let mut ns = serve_in_a_new_pid_namespace(tmp.path(), port).await;
+    // unshare -> init (PID 1 inside) -> the daemon.
+    let init = children(ns.0.id())[0];
+    let daemon = children(init);
+    assert_eq!(daemon.len(), 1, "init has exactly the daemon as its child");
+    let (_, _, comm) = stat(daemon[0]).unwrap();
+    assert_eq!(comm, stat(init).unwrap().2, "the daemon is the same binary");
+
+    an_orphan_goes_to_init_and_is_reaped(init).await;
+    sigterm_to_pid1_stops_the_daemon_and_leaves_nothing(&mut ns, port, init, daemon[0]).await;
+}
+
+/// `agentd serve` on `port` under `unshare --pid --fork` (agentd is PID 1 inside), once its
+/// /healthz answers.
+async fn serve_in_a_new_pid_namespace(tmp: &Path, port: u16) -> Ns {
     let mut cmd = clean_command(Path::new("unshare"));
     cmd.args(["--pid", "--fork", "--kill-child", "--mount-proc"])
         .arg(agentd_bin())
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--state-dir")
-        .arg(tmp.path().join("st"))
+        .arg(tmp.join("st"))
         .arg("--socket")
-        .arg(tmp.path().join("s.sock"))
+        .arg(tmp.join("s.sock"))
         .arg("--workdir")
-        .arg(tmp.path())
+        .arg(tmp)
         .args(["--log-format", "json"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let mut ns = Ns(cmd.spawn().unwrap());
-    let unshare = ns.0.id();
+    let ns = Ns(cmd.spawn().unwrap());
     let client = reqwest::Client::new();
     let t = Instant::now();
     loop {
@@ -102,15 +116,12 @@ async fn as_pid1_it_reaps_orphans_forwards_signals_and_leaves_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // unshare -> init (PID 1 inside) -> the daemon.
-    let init = children(unshare)[0];
-    let daemon = children(init);
-    assert_eq!(daemon.len(), 1, "init has exactly the daemon as its child");
-    let (_, _, comm) = stat(daemon[0]).unwrap();
-    assert_eq!(comm, stat(init).unwrap().2, "the daemon is the same binary");
+    ns
+}
 
-    // An orphan the daemon never started (a `docker exec` session that backgrounds a job):
-    // it is reparented to init, which reaps it when it exits.
+/// An orphan the daemon never started (a `docker exec` session that backgrounds a job) is
+/// reparented to init, which reaps it when it exits.
+async fn an_orphan_goes_to_init_and_is_reaped(init: u32) {
     let marker = format!("0.7{}", std::process::id());
     let status = std::process::Command::new("nsenter")
         .args(["-t", &init.to_string(), "-p", "-m", "--", "sh", "-c"])
@@ -139,9 +150,16 @@ async fn as_pid1_it_reaps_orphans_forwards_signals_and_leaves_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
 
-    // A long-running command, then SIGTERM to PID 1: forwarded, the daemon shuts down
-    // cleanly, init exits 0 and nothing is left.
+/// A long-running command, then SIGTERM to PID 1: forwarded, the daemon shuts down cleanly,
+/// init exits 0 and nothing is left.
+async fn sigterm_to_pid1_stops_the_daemon_and_leaves_nothing(
+    ns: &mut Ns,
+    port: u16,
+    init: u32,
+    daemon: u32,
+) {
     let keep = format!("300.{}", std::process::id());
     let v = post(
         port,
@@ -172,7 +190,7 @@ async fn as_pid1_it_reaps_orphans_forwards_signals_and_leaves_nothing() {
     assert!(
         !all_pids()
             .into_iter()
-            .any(|p| cmdline_has(p, &keep) || p == init || p == daemon[0]),
+            .any(|p| cmdline_has(p, &keep) || p == init || p == daemon),
         "something outlived the shutdown"
     );
 }
