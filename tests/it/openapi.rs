@@ -485,6 +485,67 @@ async fn every_answer_matches_the_document() {
     let d = daemon(work.path(), &["--max-processes", "1"]);
     let w = Walk::new(&d);
 
+    walk_core(&w).await;
+    walk_body_limit(&w).await;
+    let done = walk_process_start_and_output(&w).await;
+    walk_process_limit_list_and_signal(&w, &done).await;
+    walk_context_config_and_store_writes(&w).await;
+    walk_context_store_reads_and_deletes(&w).await;
+    walk_mcp(&w).await;
+    let root = walk_git_paths(&w, &repo).await;
+    walk_git_watch(&w, &root).await;
+    walk_files(&w, work.path()).await;
+
+    // Coverage: every operation answered its success; every documented status was seen,
+    // except those no test can cause on demand (listed).
+    let seen = w.seen.lock().unwrap().clone();
+    let unreachable: &[(&str, &str, u16)] = &[
+        ("POST", "/api/v0/processes/start", 500),
+        ("POST", "/api/v0/processes/start", 504),
+        ("GET", "/api/v0/context-config", 504),
+        ("POST", "/api/v0/git/watch/paths", 504),
+        ("GET", "/api/v0/git/watch", 405),
+        ("GET", "/api/v0/git/watch", 426),
+        // A hung mount, a directory removed mid-write, a body that stalls for 60 s.
+        ("GET", "/api/v0/read-file", 504),
+        ("GET", "/api/v0/read-file-lines", 504),
+        ("POST", "/api/v0/write-file", 404),
+        ("POST", "/api/v0/write-file", 408),
+        ("POST", "/api/v0/write-file", 504),
+        ("POST", "/api/v0/edit-files", 504),
+        ("GET", "/api/v0/resolve-path", 504),
+        ("POST", "/api/v0/list-directory", 504),
+        ("GET", "/api/v0/resolve-path", 404),
+    ];
+    let common = [401, 403, 413, 500];
+    let mut missing = Vec::new();
+    for (method, path) in w.spec.operations() {
+        let op = w.spec.operation(&method, &path);
+        for code in op["responses"].as_object().unwrap().keys() {
+            let code: u16 = code.parse().unwrap();
+            let hit = seen.contains(&(method.clone(), path.clone(), code));
+            let excused = common.contains(&code)
+                || unreachable.contains(&(method.as_str(), path.as_str(), code));
+            if !hit && !excused {
+                missing.push(format!("{method} {path} {code}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "documented but never exercised: {missing:#?}"
+    );
+    for code in [401, 403, 413] {
+        assert!(
+            seen.iter().any(|(_, _, c)| *c == code),
+            "no route answered {code}"
+        );
+    }
+}
+
+/// Core routes: the root with and without a (right) token, /healthz and its Origin and Host
+/// checks, /metrics and the served document.
+async fn walk_core(w: &Walk<'_>) {
     // Core.
     let (s, v) = w.get("/", "/").await;
     assert_eq!((s, v), (200, json!({"message": "Hello from the agent!"})));
@@ -544,6 +605,11 @@ async fn every_answer_matches_the_document() {
         )
         .await;
     assert_eq!(s, 401);
+}
+
+/// A body announced over 4 MiB is refused before it is read, with a documented 413.
+async fn walk_body_limit(w: &Walk<'_>) {
+    let d = w.d;
     // A body announced over 4 MiB is refused before it is read.
     let head = format!(
         "POST /api/v0/processes/start HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\
@@ -563,7 +629,10 @@ async fn every_answer_matches_the_document() {
         .unwrap();
     assert_eq!(status, 413);
     w.check("POST", "/api/v0/processes/start", status, &ctype, body);
+}
 
+/// A finished process's output (waited, from an offset), and start's 400s. Returns its id.
+async fn walk_process_start_and_output(w: &Walk<'_>) -> String {
     // Processes.
     let start = "/api/v0/processes/start";
     let chat = [("Coder-Chat-Id", CHAT)];
@@ -624,6 +693,15 @@ async fn every_answer_matches_the_document() {
             .await;
         assert_eq!((s, v["message"].as_str()), (400, Some(message)), "{body}");
     }
+    done
+}
+
+/// The process limit's 429, list (all and one chat's), and signal's answers up to 409 and
+/// 404; another chat's process is not found.
+async fn walk_process_limit_list_and_signal(w: &Walk<'_>, done: &str) {
+    let start = "/api/v0/processes/start";
+    let output = "/api/v0/processes/{id}/output";
+    let chat = [("Coder-Chat-Id", CHAT)];
     let (s, v) = w.post(start, start, &json!({"command": "sleep 30"})).await;
     assert_eq!(s, 200);
     let sleeper = v["id"].as_str().unwrap().to_owned();
@@ -646,10 +724,7 @@ async fn every_answer_matches_the_document() {
             Auth::Token,
         )
         .await;
-    assert_eq!(
-        (s, v["processes"][0]["id"].as_str()),
-        (200, Some(done.as_str()))
-    );
+    assert_eq!((s, v["processes"][0]["id"].as_str()), (200, Some(done)));
     let signal = "/api/v0/processes/{id}/signal";
     let sig_path = format!("/api/v0/processes/{sleeper}/signal");
     for (body, status) in [
@@ -697,7 +772,11 @@ async fn every_answer_matches_the_document() {
         )
         .await;
     assert_eq!(s, 404);
+}
 
+/// context-config in both formats, and context-store writes (chat, workspace-wide, bad).
+async fn walk_context_config_and_store_writes(w: &Walk<'_>) {
+    let chat = [("Coder-Chat-Id", CHAT)];
     // Context.
     let cc = "/api/v0/context-config";
     let (s, v) = w.get(cc, cc).await;
@@ -768,6 +847,11 @@ async fn every_answer_matches_the_document() {
         (s, sources),
         (200, vec!["discovered", "discovered", "workspace", "chat"])
     );
+}
+
+/// context-store reads (all, one chat, bad id) and deletes.
+async fn walk_context_store_reads_and_deletes(w: &Walk<'_>) {
+    let store = "/api/v0/context-store";
     let (s, v) = w.get(store, store).await;
     assert_eq!((s, v["scopes"].as_array().unwrap().len()), (200, 2));
     let (s, v) = w.get(store, &format!("{store}?chat_id={CHAT}")).await;
@@ -799,7 +883,11 @@ async fn every_answer_matches_the_document() {
         )
         .await;
     assert_eq!(s, 400);
+}
 
+/// MCP servers, tools (with refresh) and call-tool's statuses, once the servers settled.
+async fn walk_mcp(w: &Walk<'_>) {
+    let d = w.d;
     // MCP.
     agentd_tests::eventually(Duration::from_secs(20), async || {
         let (_, v) = d.get_json("/api/v0/mcp/servers").await;
@@ -842,7 +930,10 @@ async fn every_answer_matches_the_document() {
     }
     let (s, _) = w.post(call, call, &json!({"tool_name": 1})).await;
     assert_eq!(s, 400);
+}
 
+/// git watch paths: record, the request caps, and reads. Returns the repo's canonical root.
+async fn walk_git_paths(w: &Walk<'_>, repo: &Path) -> std::path::PathBuf {
     // Git.
     let paths = "/api/v0/git/watch/paths";
     let (s, v) = w
@@ -852,7 +943,7 @@ async fn every_answer_matches_the_document() {
             &json!({"chat_id": CHAT, "ancestor_chat_ids": [PARENT], "paths": [repo.join("a.txt"), "/"]}),
         )
         .await;
-    let root = std::fs::canonicalize(&repo).unwrap();
+    let root = std::fs::canonicalize(repo).unwrap();
     assert_eq!(
         (s, v),
         (
@@ -876,6 +967,13 @@ async fn every_answer_matches_the_document() {
     assert_eq!(s, 400);
     let (s, _) = w.get(paths, &format!("{paths}?chat_id=x")).await;
     assert_eq!(s, 400);
+    root
+}
+
+/// git watch without an upgrade (400), then the upgrade and its messages against the
+/// document's schemas.
+async fn walk_git_watch(w: &Walk<'_>, root: &Path) {
+    let d = w.d;
     let watch = "/api/v0/git/watch";
     let (s, v) = w.get(watch, &format!("{watch}?chat_id={CHAT}")).await;
     assert_eq!(
@@ -925,55 +1023,6 @@ async fn every_answer_matches_the_document() {
         err,
         json!({"type": "error", "message": "unknown message type"})
     );
-
-    // Files.
-    walk_files(&w, work.path()).await;
-
-    // Coverage: every operation answered its success; every documented status was seen,
-    // except those no test can cause on demand (listed).
-    let seen = w.seen.lock().unwrap().clone();
-    let unreachable: &[(&str, &str, u16)] = &[
-        ("POST", "/api/v0/processes/start", 500),
-        ("POST", "/api/v0/processes/start", 504),
-        ("GET", "/api/v0/context-config", 504),
-        ("POST", "/api/v0/git/watch/paths", 504),
-        ("GET", "/api/v0/git/watch", 405),
-        ("GET", "/api/v0/git/watch", 426),
-        // A hung mount, a directory removed mid-write, a body that stalls for 60 s.
-        ("GET", "/api/v0/read-file", 504),
-        ("GET", "/api/v0/read-file-lines", 504),
-        ("POST", "/api/v0/write-file", 404),
-        ("POST", "/api/v0/write-file", 408),
-        ("POST", "/api/v0/write-file", 504),
-        ("POST", "/api/v0/edit-files", 504),
-        ("GET", "/api/v0/resolve-path", 504),
-        ("POST", "/api/v0/list-directory", 504),
-        ("GET", "/api/v0/resolve-path", 404),
-    ];
-    let common = [401, 403, 413, 500];
-    let mut missing = Vec::new();
-    for (method, path) in w.spec.operations() {
-        let op = w.spec.operation(&method, &path);
-        for code in op["responses"].as_object().unwrap().keys() {
-            let code: u16 = code.parse().unwrap();
-            let hit = seen.contains(&(method.clone(), path.clone(), code));
-            let excused = common.contains(&code)
-                || unreachable.contains(&(method.as_str(), path.as_str(), code));
-            if !hit && !excused {
-                missing.push(format!("{method} {path} {code}"));
-            }
-        }
-    }
-    assert!(
-        missing.is_empty(),
-        "documented but never exercised: {missing:#?}"
-    );
-    for code in [401, 403, 413] {
-        assert!(
-            seen.iter().any(|(_, _, c)| *c == code),
-            "no route answered {code}"
-        );
-    }
 }
 
 type WsStream =
