@@ -1056,11 +1056,23 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
     std::fs::create_dir_all(&dir).unwrap();
     let dir = std::fs::canonicalize(&dir).unwrap();
     let p = |name: &str| dir.join(name).display().to_string();
-    let ds = dir.display().to_string();
     let txt = p("a file.txt");
     write(Path::new(&txt), "hello\nworld\n");
     std::fs::write(p("pixel.png"), b"\x89PNG\r\n").unwrap();
 
+    walk_read_file(w, &dir).await;
+    walk_read_file_lines(w, &dir).await;
+    walk_write_file(w, &dir).await;
+    walk_edit_files(w, &dir).await;
+    walk_resolve_path(w, &dir).await;
+    walk_list_directory(w, &dir, work).await;
+}
+
+/// read-file: a range, past the end, the content type, and its 400s and 404.
+async fn walk_read_file(w: &Walk<'_>, dir: &Path) {
+    let p = |name: &str| dir.join(name).display().to_string();
+    let ds = dir.display().to_string();
+    let txt = p("a file.txt");
     // read-file.
     let (s, ct, v) = read_file(w, &format!("path={}&offset=1&limit=4", enc(&txt))).await;
     assert_eq!(
@@ -1125,7 +1137,13 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
             json!({"message": format!("open {missing}: no such file or directory")})
         )
     );
+}
 
+/// read-file-lines: a window and its query errors.
+async fn walk_read_file_lines(w: &Walk<'_>, dir: &Path) {
+    let p = |name: &str| dir.join(name).display().to_string();
+    let txt = p("a file.txt");
+    let missing = p("missing.txt");
     // read-file-lines.
     let lines = "/api/v0/read-file-lines";
     let (s, v) = w
@@ -1160,7 +1178,14 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
             )
         )
     );
+}
 
+/// write-file: a new file with parents, the SHA-256 precondition, a hard-linked file's
+/// warning, its 400s, and a body over the limit refused before anything is written.
+async fn walk_write_file(w: &Walk<'_>, dir: &Path) {
+    let p = |name: &str| dir.join(name).display().to_string();
+    let ds = dir.display().to_string();
+    let txt = p("a file.txt");
     // write-file.
     let wf = "/api/v0/write-file";
     let post_raw = async |query: &str, body: &'static str, chat: bool| {
@@ -1278,7 +1303,13 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
         json!({"message": "Request body too large.", "detail": "the limit is 134217728 bytes"})
     );
     assert!(!Path::new(&p("huge.bin")).exists());
+}
 
+/// edit-files: an edit, its 400s, a matcher miss, the precondition and a file too large.
+async fn walk_edit_files(w: &Walk<'_>, dir: &Path) {
+    let p = |name: &str| dir.join(name).display().to_string();
+    let txt = p("a file.txt");
+    let missing = p("missing.txt");
     // edit-files.
     let ef = "/api/v0/edit-files";
     let edit = |path: &str, old: &str, new: &str| json!({"path": path, "edits": [{"old_text": old, "new_text": new}]});
@@ -1369,7 +1400,12 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
             json!({"message": format!("edit {big}: file is 67108865 bytes; edit-files handles files up to 67108864 bytes")})
         )
     );
+}
 
+/// resolve-path: a link, and its 400s and 500.
+async fn walk_resolve_path(w: &Walk<'_>, dir: &Path) {
+    let p = |name: &str| dir.join(name).display().to_string();
+    let txt = p("a file.txt");
     // resolve-path.
     let rp = "/api/v0/resolve-path";
     std::os::unix::fs::symlink(&txt, p("link")).unwrap();
@@ -1418,7 +1454,13 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
             json!({"message": format!("too many levels of symlinks resolving \"{}\"", p("loop1"))})
         )
     );
+}
 
+/// list-directory: by query path, by components, home-relative, and its errors.
+async fn walk_list_directory(w: &Walk<'_>, dir: &Path, work: &Path) {
+    let p = |name: &str| dir.join(name).display().to_string();
+    let txt = p("a file.txt");
+    let missing = p("missing.txt");
     // list-directory.
     let ls = "/api/v0/list-directory";
     let sub = dir.join("new");
