@@ -220,24 +220,32 @@ fn daemon(work: &Path, extra: &[&str]) -> Agentd {
 /// The `.route(PATH, METHODS)` calls in agentd's sources: path → methods. A path given as a
 /// constant is resolved from the `const NAME: &str = "..."` items of the same sources.
 fn source_routes() -> BTreeMap<String, BTreeSet<String>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../agentd/src");
+    // Every `.rs` file under agentd/src, subdirectories included.
+    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("../agentd/src")];
     let mut sources = String::new();
-    for e in std::fs::read_dir(&dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "rs") {
-            let text = std::fs::read_to_string(&p).unwrap();
-            // `#[cfg(test)]` modules (at the end of a file) build their own routers.
-            let text = text.split("#[cfg(test)]").next().unwrap_or_default();
-            sources.push_str(text);
-            sources.push('\n');
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                // `#[cfg(test)]` modules (at the end of a file) build their own routers.
+                let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+                sources.push_str(text);
+                sources.push('\n');
+            }
         }
     }
     let mut consts = BTreeMap::new();
     for line in sources.lines() {
         let l = line.trim();
-        if let Some(rest) = l
-            .strip_prefix("pub const ")
-            .or_else(|| l.strip_prefix("const "))
+        // `const`, `pub const`, `pub(crate) const`, `pub(super) const`, ….
+        let unvis = match l.strip_prefix("pub(") {
+            Some(r) => r.split_once(") ").map_or(l, |(_, r)| r),
+            None => l.strip_prefix("pub ").unwrap_or(l),
+        };
+        if let Some(rest) = unvis.strip_prefix("const ")
             && let Some((name, value)) = rest.split_once(": &str = \"")
         {
             consts.insert(name.to_owned(), value.trim_end_matches("\";").to_owned());
