@@ -6,8 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use agentd_tests::Agentd;
 use agentd_tests::gitwatch::{Ws, add_paths, diff_of, git, init_repo, repo};
+use agentd_tests::{Agentd, metric};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(10);
@@ -232,13 +232,7 @@ async fn path_store_rss_growth(run: u64, path_len: usize, requests: u64) -> (i64
     tokio::time::sleep(Duration::from_millis(200)).await;
     let after = agentd_tests::rss_kib(d.pid()) as i64;
     let metrics = d.metrics_text().await;
-    let bytes: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("agentd_git_path_store_bytes "))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let bytes = metric(&metrics, "agentd_git_path_store_bytes");
     (after - before, bytes, before)
 }
 
@@ -274,15 +268,6 @@ async fn stored_paths(d: &Agentd, chat: &str) -> Vec<String> {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["chat_id"], chat);
     serde_json::from_value(v["paths"].clone()).unwrap()
-}
-
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("{name} missing"))
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use agentd_tests::context::{ctx, skill, write};
+use agentd_tests::display as s;
 use agentd_tests::{Agentd, Options};
 use serde_json::{Value, json};
 
@@ -49,10 +50,6 @@ impl Ws {
             ..Options::default()
         })
     }
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
 }
 
 async fn config(d: &Agentd, chat: Option<&str>) -> Value {

@@ -6,6 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use agentd_tests::display as s;
 use agentd_tests::gitwatch::{Ws, diff_of, init_repo};
 use agentd_tests::{Agentd, Options, enc};
 use serde_json::{Value, json};
@@ -15,10 +16,6 @@ const PARENT: &str = "00000000-0000-4000-8000-00000000f002";
 
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
 }
 
 /// A canonical temp dir (the daemon resolves symlinks, so `/tmp` aliases would differ).

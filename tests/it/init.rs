@@ -6,41 +6,9 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use agentd_tests::procfs::{children, cmdline_has, pids, stat};
 use agentd_tests::{agentd_bin, clean_command, free_port};
 use serde_json::{Value, json};
-
-fn children(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|s| s.parse().ok())
-        .collect()
-}
-
-/// `(state, ppid, comm)` from /proc/<pid>/stat.
-fn stat(pid: u32) -> Option<(char, u32, String)> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let open = s.find('(')?;
-    let close = s.rfind(')')?;
-    let comm = s[open + 1..close].to_owned();
-    let mut rest = s[close + 2..].split(' ');
-    let state = rest.next()?.chars().next()?;
-    let ppid = rest.next()?.parse().ok()?;
-    Some((state, ppid, comm))
-}
-
-fn all_pids() -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect()
-}
-
-fn cmdline_has(pid: u32, needle: &str) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| String::from_utf8_lossy(&b).contains(needle))
-        .unwrap_or(false)
-}
 
 async fn post(port: u16, path: &str, body: Value) -> Value {
     let res = reqwest::Client::new()
@@ -131,7 +99,7 @@ async fn an_orphan_goes_to_init_and_is_reaped(init: u32) {
     assert!(status.success());
     let orphan = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
-            if let Some(p) = all_pids().into_iter().find(|p| cmdline_has(*p, &marker)) {
+            if let Some(p) = pids().into_iter().find(|p| cmdline_has(*p, &marker)) {
                 return p;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -169,7 +137,7 @@ async fn sigterm_to_pid1_stops_the_daemon_and_leaves_nothing(
     .await;
     assert_eq!(v["started"], true);
     let t = Instant::now();
-    while !all_pids().into_iter().any(|p| cmdline_has(p, &keep)) {
+    while !pids().into_iter().any(|p| cmdline_has(p, &keep)) {
         assert!(t.elapsed() < Duration::from_secs(5));
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -188,7 +156,7 @@ async fn sigterm_to_pid1_stops_the_daemon_and_leaves_nothing(
     };
     assert_eq!(status.code(), Some(0));
     assert!(
-        !all_pids()
+        !pids()
             .into_iter()
             .any(|p| cmdline_has(p, &keep) || p == init || p == daemon),
         "something outlived the shutdown"

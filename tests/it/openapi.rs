@@ -10,8 +10,9 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use agentd_tests::context::write;
 use agentd_tests::openapi::Spec;
-use agentd_tests::{Agentd, Options, enc, raw_tcp};
+use agentd_tests::{Agentd, Options, RawResponse, enc, raw_tcp};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -174,11 +175,6 @@ impl<'a> Walk<'a> {
         )
         .await
     }
-}
-
-fn write(p: &Path, content: &str) {
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, content).unwrap();
 }
 
 /// A daemon with a token, a fake MCP server, instruction files, a good and a bad skill and
@@ -624,19 +620,15 @@ async fn walk_body_limit(w: &Walk<'_>) {
          Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{{",
         5 * 1024 * 1024
     );
-    let raw = raw_tcp(&d.addr, head.as_bytes()).await;
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let ctype = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-type: ")
-                .map(str::to_owned)
-        })
-        .unwrap();
-    assert_eq!(status, 413);
-    w.check("POST", "/api/v0/processes/start", status, &ctype, body);
+    let r = RawResponse::parse(&raw_tcp(&d.addr, head.as_bytes()).await);
+    assert_eq!(r.status, 413);
+    w.check(
+        "POST",
+        "/api/v0/processes/start",
+        r.status,
+        &r.content_type,
+        &r.body,
+    );
 }
 
 /// A finished process's output (waited, from an offset), and start's 400s. Returns its id.
@@ -1301,11 +1293,9 @@ async fn walk_write_file(w: &Walk<'_>, dir: &Path) {
         enc(&p("huge.bin")),
         200 << 20
     );
-    let raw = raw_tcp(&w.d.addr, head.as_bytes()).await;
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
-    assert_eq!(status, 413, "{raw}");
-    let v = w.check("POST", wf, status, "application/json", body);
+    let r = RawResponse::parse(&raw_tcp(&w.d.addr, head.as_bytes()).await);
+    assert_eq!(r.status, 413, "{r:?}");
+    let v = w.check("POST", wf, r.status, "application/json", &r.body);
     assert_eq!(
         v,
         json!({"message": "Request body too large.", "detail": "the limit is 134217728 bytes"})
