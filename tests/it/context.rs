@@ -124,18 +124,7 @@ async fn defaults_parts_and_paths_shapes() {
 #[tokio::test]
 async fn custom_env_vars_legacy_names_and_comma_lists() {
     let ws = Ws::new();
-    let (a, b) = (ws.home.join("a"), ws.home.join("b"));
-    write(&a.join("claude.md"), "from a");
-    write(&b.join("CLAUDE.md"), "from b");
-    write(&a.join("AGENTS.md"), "wrong name: ignored");
-    write(&ws.work.join("Claude.MD"), "from work");
-    skill(&ws.work.join("s1"), "one", "one", "first");
-    skill(&ws.work.join("s2"), "one", "one", "second wins never");
-    skill(&ws.work.join("s2"), "two", "two", "second dir");
-    write(
-        &ws.work.join("s1/meta-only/META.md"),
-        "---\nname: meta-only\ndescription: custom meta\n---\n",
-    );
+    let (a, b) = custom_instruction_and_skill_dirs(&ws);
     let dirs = format!(" {} , ~/b,{} ", s(&a), s(&a));
     let d = ws.start(&[
         ("CODER_AGENT_EXP_INSTRUCTIONS_DIRS", &dirs),
@@ -187,6 +176,31 @@ async fn custom_env_vars_legacy_names_and_comma_lists() {
              "reason": format!("duplicate skill name \"one\": {} comes first", s(&ws.work.join("s1/one")))},
         ])
     );
+    a_custom_meta_file_name(&ws).await;
+    children_never_see_the_exp_variables(&d).await;
+}
+
+/// Instruction dirs `~/a` (a lowercase `claude.md`, and an AGENTS.md that the custom file
+/// name ignores) and `~/b`, a mixed-case CLAUDE.md in the workdir, and skills dirs `s1`, `s2`
+/// (a duplicate name, a META.md-only skill). Returns (a, b).
+fn custom_instruction_and_skill_dirs(ws: &Ws) -> (PathBuf, PathBuf) {
+    let (a, b) = (ws.home.join("a"), ws.home.join("b"));
+    write(&a.join("claude.md"), "from a");
+    write(&b.join("CLAUDE.md"), "from b");
+    write(&a.join("AGENTS.md"), "wrong name: ignored");
+    write(&ws.work.join("Claude.MD"), "from work");
+    skill(&ws.work.join("s1"), "one", "one", "first");
+    skill(&ws.work.join("s2"), "one", "one", "second wins never");
+    skill(&ws.work.join("s2"), "two", "two", "second dir");
+    write(
+        &ws.work.join("s1/meta-only/META.md"),
+        "---\nname: meta-only\ndescription: custom meta\n---\n",
+    );
+    (a, b)
+}
+
+/// A custom meta file name (on a second daemon).
+async fn a_custom_meta_file_name(ws: &Ws) {
     // Custom meta file name.
     let d2 = ws.start(&[
         ("CODER_AGENT_EXP_SKILLS_DIRS", "s1"),
@@ -203,6 +217,10 @@ async fn custom_env_vars_legacy_names_and_comma_lists() {
             "discovered"
         )])
     );
+}
+
+/// The daemon's children never see the CODER_AGENT_EXP_* values.
+async fn children_never_see_the_exp_variables(d: &Agentd) {
     // The daemon's children never see the CODER_AGENT_EXP_* values.
     let (st, v) = d
         .post_json("/api/v0/processes/start", &json!({"command": "env"}))
@@ -627,16 +645,21 @@ async fn store_routes_limits_and_corrupt_file() {
     assert_eq!(on_disk["scopes"].as_array().unwrap().len(), 2);
 }
 
-#[tokio::test]
-async fn ctx_cli_errors() {
-    let ws = Ws::new();
+/// A temp dir with `full/AGENTS.md`, an `empty` dir and a `file`, and a socket path
+/// nobody listens on.
+fn ctx_error_dirs() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let dead = tmp.path().join("nobody.sock");
-    let env = [("AGENTD_SOCKET", dead.to_str().unwrap())];
     write(&tmp.path().join("full/AGENTS.md"), "x");
     std::fs::create_dir_all(tmp.path().join("empty")).unwrap();
     write(&tmp.path().join("file"), "x");
+    (tmp, dead)
+}
 
+#[tokio::test]
+async fn ctx_cli_errors_for_directories_and_chat_ids() {
+    let (tmp, dead) = ctx_error_dirs();
+    let env = [("AGENTD_SOCKET", dead.to_str().unwrap())];
     let r = ctx(&["add", "--dir", "missing"], &env, tmp.path()).await;
     assert_eq!(r.code, 1);
     assert_eq!(
@@ -684,6 +707,12 @@ async fn ctx_cli_errors() {
             "{args:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn ctx_cli_errors_for_the_socket_and_upstream() {
+    let (tmp, dead) = ctx_error_dirs();
+    let env = [("AGENTD_SOCKET", dead.to_str().unwrap())];
     // Daemon not running: the socket tried and how to start it.
     let r = ctx(&["add"], &env, &tmp.path().join("full")).await;
     assert_eq!(r.code, 1);
@@ -718,7 +747,6 @@ async fn ctx_cli_errors() {
             "agentd: --upstream needs CODER_AGENT_URL and CODER_AGENT_TOKEN to be set\n"
         )
     );
-    drop(ws);
 }
 
 /// A one-shot recording HTTP server: answers each request with `status`/`body` and sends
@@ -813,6 +841,16 @@ async fn upstream_mode_sends_coders_request() {
             ""
         )
     );
+    the_add_request_is_coders(&mut rx, tmp.path()).await;
+    upstream_error_then_clear(&env, tmp.path(), &mut rx).await;
+}
+
+/// The first recorded request is Coder's chat-context POST: its path, session token,
+/// content type and body (the workspace-wide parts of `dir`).
+async fn the_add_request_is_coders(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
+    dir: &Path,
+) {
     let (head, body) = rx.recv().await.unwrap();
     assert!(
         head.starts_with("POST /api/v2/workspaceagents/me/experimental/chat-context HTTP/1.1\r\n"),
@@ -832,14 +870,23 @@ async fn upstream_mode_sends_coders_request() {
     assert_eq!(
         body,
         json!({"chat_id": NIL, "parts": [
-            {"type": "context-file", "context_file_path": s(&tmp.path().join("AGENTS.md")),
+            {"type": "context-file", "context_file_path": s(&dir.join("AGENTS.md")),
              "context_file_content": "Up rules", "skill_name": ""},
             {"type": "skill", "context_file_path": "", "skill_name": "up", "skill_description": "Upstream skill",
-             "skill_dir": s(&tmp.path().join("skills/up")), "context_file_skill_meta_file": "SKILL.md"},
+             "skill_dir": s(&dir.join("skills/up")), "context_file_skill_meta_file": "SKILL.md"},
         ]})
     );
+}
+
+/// An upstream error is printed and fails the command (the local add still happened);
+/// clear sends a DELETE with Coder's body.
+async fn upstream_error_then_clear(
+    env: &[(&str, &str); 3],
+    dir: &Path,
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
+) {
     // An upstream error is printed and fails the command; the local add still happened.
-    let r = ctx(&["add", "--chat", A], &env, tmp.path()).await;
+    let r = ctx(&["add", "--chat", A], env, dir).await;
     assert_eq!(
         (r.code, r.stdout.as_str(), r.stderr.as_str()),
         (
@@ -851,7 +898,7 @@ async fn upstream_mode_sends_coders_request() {
     let (_, body) = rx.recv().await.unwrap();
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["chat_id"], A);
     // clear: DELETE with Coder's body.
-    let r = ctx(&["clear"], &env, tmp.path()).await;
+    let r = ctx(&["clear"], env, dir).await;
     assert_eq!(
         (r.code, r.stdout.as_str()),
         (
