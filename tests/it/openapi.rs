@@ -1050,6 +1050,20 @@ async fn read_file(w: &Walk<'_>, query: &str) -> (u16, String, Value) {
     w.send_typed("GET", "/api/v0/read-file", req).await
 }
 
+/// `POST /api/v0/write-file?<query>` through the walk with a raw body, as chat `CHAT` if
+/// `chat`.
+async fn write_file_raw(w: &Walk<'_>, query: &str, body: &'static str, chat: bool) -> (u16, Value) {
+    let wf = "/api/v0/write-file";
+    let mut req = Walk::client()
+        .post(w.d.url(&format!("{wf}?{query}")))
+        .bearer_auth(TOKEN)
+        .body(body);
+    if chat {
+        req = req.header("Coder-Chat-Id", CHAT);
+    }
+    w.send("POST", wf, req).await
+}
+
 /// The file API, route by route, on temp files under the daemon's workdir.
 async fn walk_files(w: &Walk<'_>, work: &Path) {
     let dir = work.join("files");
@@ -1184,22 +1198,8 @@ async fn walk_read_file_lines(w: &Walk<'_>, dir: &Path) {
 /// warning, its 400s, and a body over the limit refused before anything is written.
 async fn walk_write_file(w: &Walk<'_>, dir: &Path) {
     let p = |name: &str| dir.join(name).display().to_string();
-    let ds = dir.display().to_string();
-    let txt = p("a file.txt");
-    // write-file.
-    let wf = "/api/v0/write-file";
-    let post_raw = async |query: &str, body: &'static str, chat: bool| {
-        let mut req = Walk::client()
-            .post(w.d.url(&format!("{wf}?{query}")))
-            .bearer_auth(TOKEN)
-            .body(body);
-        if chat {
-            req = req.header("Coder-Chat-Id", CHAT);
-        }
-        w.send("POST", wf, req).await
-    };
     let new = p("new/deeper/b.txt");
-    let (s, v) = post_raw(&format!("path={}", enc(&new)), "hello\n", true).await;
+    let (s, v) = write_file_raw(w, &format!("path={}", enc(&new)), "hello\n", true).await;
     assert_eq!(
         (s, v),
         (
@@ -1219,7 +1219,8 @@ async fn walk_write_file(w: &Walk<'_>, dir: &Path) {
         s == 200 && v["paths"].as_array().unwrap().contains(&json!(new)),
         "{v}"
     );
-    let (s, v) = post_raw(
+    let (s, v) = write_file_raw(
+        w,
         &format!(
             "path={}&expected_sha256=5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03",
             enc(&new)
@@ -1235,7 +1236,8 @@ async fn walk_write_file(w: &Walk<'_>, dir: &Path) {
             &json!("4a1e67f2fe1d1cc7b31d0ca2ec441da4778203a036a77da10344c85e24ff0f92")
         )
     );
-    let (s, v) = post_raw(
+    let (s, v) = write_file_raw(
+        w,
         &format!("path={}&expected_sha256={}", enc(&new), "0".repeat(64)),
         "x",
         false,
@@ -1251,10 +1253,19 @@ async fn walk_write_file(w: &Walk<'_>, dir: &Path) {
             )})
         )
     );
+    walk_write_file_links_and_400s(w, dir).await;
+    walk_write_file_body_limit(w, dir).await;
+}
+
+/// write-file over a hard-linked file (a warning), and its 400s.
+async fn walk_write_file_links_and_400s(w: &Walk<'_>, dir: &Path) {
+    let p = |name: &str| dir.join(name).display().to_string();
+    let ds = dir.display().to_string();
+    let txt = p("a file.txt");
     let linked = p("linked.txt");
     std::fs::write(&linked, "old").unwrap();
     std::fs::hard_link(&linked, p("other-name.txt")).unwrap();
-    let (s, v) = post_raw(&format!("path={}", enc(&linked)), "new", false).await;
+    let (s, v) = write_file_raw(w, &format!("path={}", enc(&linked)), "new", false).await;
     assert_eq!(
         (s, v["warnings"].clone()),
         (
@@ -1278,14 +1289,20 @@ async fn walk_write_file(w: &Walk<'_>, dir: &Path) {
             format!("mkdir {txt}: not a directory"),
         ),
     ] {
-        let (s, v) = post_raw(&query, "x", false).await;
+        let (s, v) = write_file_raw(w, &query, "x", false).await;
         assert_eq!((s, v), (400, json!({"message": message})), "{query}");
     }
-    let (s, v) = post_raw("", "x", false).await;
+    let (s, v) = write_file_raw(w, "", "x", false).await;
     assert_eq!(
         (s, &v["message"]),
         (400, &json!("Query parameters have invalid values."))
     );
+}
+
+/// write-file: a body announced over 128 MiB is refused before anything is written.
+async fn walk_write_file_body_limit(w: &Walk<'_>, dir: &Path) {
+    let p = |name: &str| dir.join(name).display().to_string();
+    let wf = "/api/v0/write-file";
     // A body announced over 128 MiB is refused before anything is written.
     let head = format!(
         "POST {wf}?path={} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\
