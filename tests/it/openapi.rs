@@ -550,7 +550,6 @@ async fn every_answer_matches_the_document() {
 /// Core routes: the root with and without a (right) token, /healthz and its Origin and Host
 /// checks, /metrics and the served document.
 async fn walk_core(w: &Walk<'_>) {
-    // Core.
     let (s, v) = w.get("/", "/").await;
     assert_eq!((s, v), (200, json!({"message": "Hello from the agent!"})));
     let (s, _) = w.call("GET", "/", "/", None, &[], Auth::None).await;
@@ -633,7 +632,6 @@ async fn walk_body_limit(w: &Walk<'_>) {
 
 /// A finished process's output (waited, from an offset), and start's 400s. Returns its id.
 async fn walk_process_start_and_output(w: &Walk<'_>) -> String {
-    // Processes.
     let start = "/api/v0/processes/start";
     let chat = [("Coder-Chat-Id", CHAT)];
     let (s, v) = w
@@ -777,7 +775,6 @@ async fn walk_process_limit_list_and_signal(w: &Walk<'_>, done: &str) {
 /// context-config in both formats, and context-store writes (chat, workspace-wide, bad).
 async fn walk_context_config_and_store_writes(w: &Walk<'_>) {
     let chat = [("Coder-Chat-Id", CHAT)];
-    // Context.
     let cc = "/api/v0/context-config";
     let (s, v) = w.get(cc, cc).await;
     assert_eq!(s, 200);
@@ -888,7 +885,6 @@ async fn walk_context_store_reads_and_deletes(w: &Walk<'_>) {
 /// MCP servers, tools (with refresh) and call-tool's statuses, once the servers settled.
 async fn walk_mcp(w: &Walk<'_>) {
     let d = w.d;
-    // MCP.
     agentd_tests::eventually(Duration::from_secs(20), async || {
         let (_, v) = d.get_json("/api/v0/mcp/servers").await;
         let states: Vec<&str> = v["servers"]
@@ -934,7 +930,6 @@ async fn walk_mcp(w: &Walk<'_>) {
 
 /// git watch paths: record, the request caps, and reads. Returns the repo's canonical root.
 async fn walk_git_paths(w: &Walk<'_>, repo: &Path) -> std::path::PathBuf {
-    // Git.
     let paths = "/api/v0/git/watch/paths";
     let (s, v) = w
         .post(
@@ -1087,7 +1082,6 @@ async fn walk_read_file(w: &Walk<'_>, dir: &Path) {
     let p = |name: &str| dir.join(name).display().to_string();
     let ds = dir.display().to_string();
     let txt = p("a file.txt");
-    // read-file.
     let (s, ct, v) = read_file(w, &format!("path={}&offset=1&limit=4", enc(&txt))).await;
     assert_eq!(
         (s, ct.as_str(), v),
@@ -1158,7 +1152,6 @@ async fn walk_read_file_lines(w: &Walk<'_>, dir: &Path) {
     let p = |name: &str| dir.join(name).display().to_string();
     let txt = p("a file.txt");
     let missing = p("missing.txt");
-    // read-file-lines.
     let lines = "/api/v0/read-file-lines";
     let (s, v) = w
         .get(lines, &format!("{lines}?path={}&offset=2", enc(&txt)))
@@ -1325,7 +1318,6 @@ async fn walk_edit_files(w: &Walk<'_>, dir: &Path) {
     let p = |name: &str| dir.join(name).display().to_string();
     let txt = p("a file.txt");
     let missing = p("missing.txt");
-    // edit-files.
     let ef = "/api/v0/edit-files";
     let edit = |path: &str, old: &str, new: &str| json!({"path": path, "edits": [{"old_text": old, "new_text": new}]});
     let (s, v) = w
@@ -1421,7 +1413,6 @@ async fn walk_edit_files(w: &Walk<'_>, dir: &Path) {
 async fn walk_resolve_path(w: &Walk<'_>, dir: &Path) {
     let p = |name: &str| dir.join(name).display().to_string();
     let txt = p("a file.txt");
-    // resolve-path.
     let rp = "/api/v0/resolve-path";
     std::os::unix::fs::symlink(&txt, p("link")).unwrap();
     let (s, v) = w
@@ -1476,7 +1467,6 @@ async fn walk_list_directory(w: &Walk<'_>, dir: &Path, work: &Path) {
     let p = |name: &str| dir.join(name).display().to_string();
     let txt = p("a file.txt");
     let missing = p("missing.txt");
-    // list-directory.
     let ls = "/api/v0/list-directory";
     let sub = dir.join("new");
     let (s, v) = w
