@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use agentd_tests::{Agentd, Options, eventually, procfs};
+use agentd_tests::{Agentd, eventually, procfs};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
@@ -76,12 +76,7 @@ fn escapes(m: &str) -> (String, [String; 3]) {
 }
 
 fn daemon(mode: &str, extra: &[&str]) -> Agentd {
-    let mut args: Vec<String> = vec!["--containment".into(), mode.into()];
-    args.extend(extra.iter().map(|s| (*s).to_owned()));
-    Agentd::start_with(Options {
-        args,
-        ..Options::default()
-    })
+    Agentd::start_with_args(&[&["--containment", mode], extra].concat())
 }
 
 async fn start(d: &Agentd, cmd: &str) -> (u16, Value) {

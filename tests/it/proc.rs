@@ -87,14 +87,6 @@ async fn list(d: &Agentd, chat: Option<&str>) -> Vec<Value> {
     v["processes"].as_array().unwrap().clone()
 }
 
-/// A daemon started with extra command-line flags.
-fn with_flags(flags: &[&str]) -> Agentd {
-    Agentd::start_with(Options {
-        args: flags.iter().map(|f| (*f).to_owned()).collect(),
-        ..Default::default()
-    })
-}
-
 /// Removes `pid` (checking it is a real pid) so the rest can be compared exactly.
 fn strip_pid(mut v: Value) -> Value {
     assert!(v["pid"].as_u64().unwrap() > 1, "{v}");
@@ -562,7 +554,7 @@ async fn output_exceeds_buffer_and_invalid_utf8(d: &Agentd) {
 
 #[tokio::test]
 async fn wait_bound_shutdown_and_concurrent_waiters() {
-    let d = with_flags(&["--process-max-wait-ms", "400"]);
+    let d = Agentd::start_with_args(&["--process-max-wait-ms", "400"]);
     // The wait is bounded: 200 with running:true.
     let id = start(&d, "sleep 300").await;
     let t = Instant::now();
@@ -860,7 +852,8 @@ async fn many_processes_over_time() {
 /// The periodic sweep forgets exited processes without any list call.
 #[tokio::test]
 async fn sweep_forgets_exited_processes() {
-    let d = with_flags(&["--process-retention-ms", "300", "--process-sweep-ms", "100"]);
+    let d =
+        Agentd::start_with_args(&["--process-retention-ms", "300", "--process-sweep-ms", "100"]);
     let id = start(&d, "true").await;
     wait(&d, &id).await;
     eventually(Duration::from_secs(10), async || {
@@ -871,7 +864,7 @@ async fn sweep_forgets_exited_processes() {
 
 #[tokio::test]
 async fn running_cap() {
-    let d = with_flags(&["--max-processes", "5"]);
+    let d = Agentd::start_with_args(&["--max-processes", "5"]);
     let mut ids = Vec::new();
     for _ in 0..5 {
         ids.push(start(&d, "sleep 300").await);
@@ -909,7 +902,7 @@ async fn running_cap() {
 
 #[tokio::test]
 async fn list_reaps_after_retention() {
-    let d = with_flags(&["--process-retention-ms", "1500"]);
+    let d = Agentd::start_with_args(&["--process-retention-ms", "1500"]);
     let id = start(&d, "true").await;
     wait(&d, &id).await;
     assert_eq!(output(&d, &id, "").await.0, 200);

@@ -13,10 +13,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 const CHAT: &str = "3f0e6a54-9b1c-4a8e-9d7e-2a1b8c3d4e5f";
 
 fn start(args: &[&str]) -> Agentd {
-    Agentd::start_with(Options {
-        args: args.iter().map(|s| (*s).to_owned()).collect(),
-        ..Options::default()
-    })
+    Agentd::start_with_args(args)
 }
 
 /// A raw HTTP/1.1 exchange: (status, JSON body or the text as a string).

@@ -206,6 +206,14 @@ impl Agentd {
         Self::start_with(Options::default())
     }
 
+    /// Starts agentd with extra command-line flags (everything else as [`Agentd::start`]).
+    pub fn start_with_args(args: &[&str]) -> Self {
+        Self::start_with(Options {
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            ..Options::default()
+        })
+    }
+
     /// Starts and waits until the TCP listener is up (its address is read from the log).
     pub fn start_with(opts: Options) -> Self {
         let tmp = tempfile::tempdir().unwrap();
