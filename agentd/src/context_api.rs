@@ -28,11 +28,8 @@ use crate::metrics::Metrics;
 
 /// Path of Coder's context-config endpoint.
 const CONTEXT_CONFIG_PATH: &str = "/api/v0/context-config";
-/// Path of agentd's context store. A plain `const` line: the e2e route scan
-/// (`tests/it/openapi.rs`) reads route paths from `const NAME: &str = "..."` lines.
-const STORE_PATH: &str = "/api/v0/context-store";
-/// The same path for `agentd ctx`.
-pub(crate) const CONTEXT_STORE_PATH: &str = STORE_PATH;
+/// Path of agentd's context store (its router and `agentd ctx`).
+pub(crate) const CONTEXT_STORE_PATH: &str = "/api/v0/context-store";
 
 /// `context_source` of a part discovered on disk.
 pub(crate) const SOURCE_DISCOVERED: &str = "discovered";
@@ -103,7 +100,7 @@ where
     Router::new()
         .route(CONTEXT_CONFIG_PATH, get(get_context_config))
         .route(
-            STORE_PATH,
+            CONTEXT_STORE_PATH,
             get(list_store).post(add_to_store).delete(clear_store),
         )
 }

@@ -6,8 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use agentd_tests::Agentd;
 use agentd_tests::gitwatch::{Ws, add_paths, diff_of, git, init_repo, repo};
+use agentd_tests::{Agentd, metric};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(10);
@@ -21,60 +21,7 @@ fn script(path: &Path, body: &str) {
 async fn repo_configured_programs_never_run_and_the_temp_index_is_private() {
     let d = Agentd::start();
     let tmp = tempfile::tempdir().unwrap();
-    let root = init_repo(&tmp.path().join("r"));
-    let marks = tmp.path().join("marks");
-    std::fs::create_dir(&marks).unwrap();
-    let m = |n: &str| marks.join(n).display().to_string();
-    let bin = tmp.path().join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    script(
-        &bin.join("fsmonitor"),
-        &format!("touch {}\nexit 1", m("fsmonitor")),
-    );
-    script(&bin.join("clean"), &format!("touch {}\ncat", m("clean")));
-    script(&bin.join("smudge"), &format!("touch {}\ncat", m("smudge")));
-    // A long-running filter process: touching the marker is enough; it then fails.
-    script(
-        &bin.join("process"),
-        &format!("touch {}\nexit 1", m("process")),
-    );
-    let hooks = tmp.path().join("hooks");
-    std::fs::create_dir(&hooks).unwrap();
-    for h in [
-        "post-index-change",
-        "pre-commit",
-        "post-checkout",
-        "reference-transaction",
-    ] {
-        script(&hooks.join(h), &format!("touch {}", m(h)));
-    }
-    std::fs::write(
-        root.join(".gitattributes"),
-        "*.txt filter=cl\n*.dat filter=pr\n",
-    )
-    .unwrap();
-    std::fs::write(root.join("a.txt"), "one\n").unwrap();
-    std::fs::write(root.join("b.dat"), "uno\n").unwrap();
-    git(&root, &["add", "."]);
-    git(&root, &["commit", "-q", "-m", "files"]);
-    let b = |n: &str| bin.join(n).display().to_string();
-    git(&root, &["config", "core.fsmonitor", &b("fsmonitor")]);
-    git(
-        &root,
-        &["config", "core.hooksPath", &hooks.display().to_string()],
-    );
-    git(&root, &["config", "filter.cl.clean", &b("clean")]);
-    git(&root, &["config", "filter.cl.smudge", &b("smudge")]);
-    git(&root, &["config", "filter.cl.required", "true"]);
-    git(&root, &["config", "filter.pr.process", &b("process")]);
-    git(&root, &["config", "filter.pr.required", "true"]);
-    git(&root, &["config", "core.untrackedCache", "true"]);
-
-    std::fs::write(root.join("a.txt"), "one\ntwo\n").unwrap();
-    std::fs::write(root.join("b.dat"), "uno\ndos\n").unwrap();
-    std::fs::write(root.join("new.txt"), "fresh\n").unwrap();
-    std::fs::write(root.join("new.dat"), "nuevo\n").unwrap();
-
+    let (root, marks) = repo_with_configured_programs(tmp.path());
     let chat = "00000000-0000-4000-8000-000000001301";
     let mut ws = Ws::connect(&d, chat).await;
     add_paths(&d, chat, &[], &[&root.join("a.txt")]).await;
@@ -112,7 +59,72 @@ async fn repo_configured_programs_never_run_and_the_temp_index_is_private() {
     // The untracked cache was not written into the repo's index.
     assert!(!root.join(".git/index.lock").exists());
 
-    // The throwaway index directory: private, under the state dir, empty between scans.
+    the_throwaway_index_dir_is_private_and_empty(&d);
+}
+
+/// A repo whose config names an fsmonitor, hooks, clean/smudge and process filters, each a
+/// script that touches a marker in the returned `marks` directory; its files are then edited
+/// and new ones added. Returns (root, marks).
+fn repo_with_configured_programs(tmp: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let root = init_repo(&tmp.join("r"));
+    let marks = tmp.join("marks");
+    std::fs::create_dir(&marks).unwrap();
+    let m = |n: &str| marks.join(n).display().to_string();
+    let bin = tmp.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    script(
+        &bin.join("fsmonitor"),
+        &format!("touch {}\nexit 1", m("fsmonitor")),
+    );
+    script(&bin.join("clean"), &format!("touch {}\ncat", m("clean")));
+    script(&bin.join("smudge"), &format!("touch {}\ncat", m("smudge")));
+    // A long-running filter process: touching the marker is enough; it then fails.
+    script(
+        &bin.join("process"),
+        &format!("touch {}\nexit 1", m("process")),
+    );
+    let hooks = tmp.join("hooks");
+    std::fs::create_dir(&hooks).unwrap();
+    for h in [
+        "post-index-change",
+        "pre-commit",
+        "post-checkout",
+        "reference-transaction",
+    ] {
+        script(&hooks.join(h), &format!("touch {}", m(h)));
+    }
+    std::fs::write(
+        root.join(".gitattributes"),
+        "*.txt filter=cl\n*.dat filter=pr\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("a.txt"), "one\n").unwrap();
+    std::fs::write(root.join("b.dat"), "uno\n").unwrap();
+    git(&root, &["add", "."]);
+    git(&root, &["commit", "-q", "-m", "files"]);
+    let b = |n: &str| bin.join(n).display().to_string();
+    git(&root, &["config", "core.fsmonitor", &b("fsmonitor")]);
+    git(
+        &root,
+        &["config", "core.hooksPath", &hooks.display().to_string()],
+    );
+    git(&root, &["config", "filter.cl.clean", &b("clean")]);
+    git(&root, &["config", "filter.cl.smudge", &b("smudge")]);
+    git(&root, &["config", "filter.cl.required", "true"]);
+    git(&root, &["config", "filter.pr.process", &b("process")]);
+    git(&root, &["config", "filter.pr.required", "true"]);
+    git(&root, &["config", "core.untrackedCache", "true"]);
+
+    std::fs::write(root.join("a.txt"), "one\ntwo\n").unwrap();
+    std::fs::write(root.join("b.dat"), "uno\ndos\n").unwrap();
+    std::fs::write(root.join("new.txt"), "fresh\n").unwrap();
+    std::fs::write(root.join("new.dat"), "nuevo\n").unwrap();
+    (root, marks)
+}
+
+/// The throwaway index directory: private, under the state dir, empty between scans, and
+/// nothing of this daemon's in the system temp dir.
+fn the_throwaway_index_dir_is_private_and_empty(d: &Agentd) {
     let dir = d.state_dir.join("gitwatch");
     let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700);
@@ -220,13 +232,7 @@ async fn path_store_rss_growth(run: u64, path_len: usize, requests: u64) -> (i64
     tokio::time::sleep(Duration::from_millis(200)).await;
     let after = agentd_tests::rss_kib(d.pid()) as i64;
     let metrics = d.metrics_text().await;
-    let bytes: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("agentd_git_path_store_bytes "))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let bytes = metric(&metrics, "agentd_git_path_store_bytes");
     (after - before, bytes, before)
 }
 
@@ -262,15 +268,6 @@ async fn stored_paths(d: &Agentd, chat: &str) -> Vec<String> {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["chat_id"], chat);
     serde_json::from_value(v["paths"].clone()).unwrap()
-}
-
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("{name} missing"))
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 #[tokio::test]

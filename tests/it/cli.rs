@@ -24,27 +24,49 @@ fn check<'a>(v: &'a Value, name: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-#[test]
-fn doctor_reports_what_serve_would_need() {
-    let tmp = tempfile::tempdir().unwrap();
-    let work = tmp.path().join("work");
-    std::fs::create_dir_all(&work).unwrap();
-    let st = tmp.path().join("st");
-    let sock = tmp.path().join("s.sock");
-    let base = |listen: &str| {
+/// A workdir, state dir and socket path in a temp dir, as doctor's arguments.
+struct DoctorDirs {
+    _tmp: tempfile::TempDir,
+    work: std::path::PathBuf,
+    st: std::path::PathBuf,
+    sock: std::path::PathBuf,
+}
+
+impl DoctorDirs {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let work = tmp.path().join("work");
+        std::fs::create_dir_all(&work).unwrap();
+        let st = tmp.path().join("st");
+        let sock = tmp.path().join("s.sock");
+        Self {
+            _tmp: tmp,
+            work,
+            st,
+            sock,
+        }
+    }
+
+    /// `--workdir … --state-dir … --socket … --listen <listen>`.
+    fn args(&self, listen: &str) -> Vec<String> {
         vec![
             "--workdir".to_owned(),
-            work.display().to_string(),
+            self.work.display().to_string(),
             "--state-dir".to_owned(),
-            st.display().to_string(),
+            self.st.display().to_string(),
             "--socket".to_owned(),
-            sock.display().to_string(),
+            self.sock.display().to_string(),
             "--listen".to_owned(),
             listen.to_owned(),
         ]
-    };
+    }
+}
+
+#[test]
+fn doctor_reports_what_serve_would_need() {
+    let dirs = DoctorDirs::new();
     let free = agentd_tests::free_port();
-    let args = base(&format!("127.0.0.1:{free}"));
+    let args = dirs.args(&format!("127.0.0.1:{free}"));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, v) = doctor(&args);
     assert_eq!(code, 0, "{v:#}");
@@ -77,10 +99,10 @@ fn doctor_reports_what_serve_would_need() {
         check(&v, "mcp")[0]["message"],
         format!(
             "no config file found (looked for {})",
-            work.join(".mcp.json").display()
+            dirs.work.join(".mcp.json").display()
         )
     );
-    assert!(st.is_dir());
+    assert!(dirs.st.is_dir());
     // This machine (root, writable cgroup2) gets cgroup mode; asked for, subreaper is ok too.
     let mode = &check(&v, "containment")[0];
     assert_eq!(mode["level"], "ok", "{mode}");
@@ -92,16 +114,20 @@ fn doctor_reports_what_serve_would_need() {
         check(&v, "containment")[0]["message"],
         "subreaper (as requested): orphans are adopted and tracked by a marker variable"
     );
+}
 
+#[test]
+fn doctor_fails_a_port_in_use_and_a_broken_mcp_config() {
+    let dirs = DoctorDirs::new();
     // A port in use and a broken MCP config both fail, with serve's and /servers' words.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     std::fs::write(
-        work.join(".mcp.json"),
+        dirs.work.join(".mcp.json"),
         r#"{"mcpServers":{"ok":{"command":"true"},"bad__name":{"command":"x"}}}"#,
     )
     .unwrap();
-    let args = base(&addr);
+    let args = dirs.args(&addr);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, v) = doctor(&args);
     assert_eq!(code, 1, "{v:#}");
@@ -121,29 +147,33 @@ fn doctor_reports_what_serve_would_need() {
     assert!(
         msg.starts_with(&format!(
             "server \"bad__name\" in {}: ",
-            work.join(".mcp.json").display()
+            dirs.work.join(".mcp.json").display()
         )),
         "{msg}"
     );
 
     // Malformed JSON fails the file.
-    std::fs::write(work.join(".mcp.json"), "{nope").unwrap();
+    std::fs::write(dirs.work.join(".mcp.json"), "{nope").unwrap();
     let (code, v) = doctor(&args);
     assert_eq!(code, 1);
     assert!(
         check(&v, "mcp")[0]["message"]
             .as_str()
             .unwrap()
-            .starts_with(&work.join(".mcp.json").display().to_string()),
+            .starts_with(&dirs.work.join(".mcp.json").display().to_string()),
         "{v:#}"
     );
+}
 
+#[test]
+fn doctor_reports_a_configuration_serve_would_refuse() {
+    let dirs = DoctorDirs::new();
     // A configuration serve would refuse is reported, not a crash.
     let (code, v) = doctor(&[
         "--listen",
         "0.0.0.0:0",
         "--state-dir",
-        &st.display().to_string(),
+        &dirs.st.display().to_string(),
     ]);
     assert_eq!(code, 1);
     assert_eq!(check(&v, "config")[0]["level"], "fail");

@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use agentd_tests::{Agentd, Options, eventually};
+use agentd_tests::{Agentd, eventually, procfs};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
@@ -30,28 +30,10 @@ fn unique() -> String {
 
 /// Live (non-zombie) processes whose command line contains `marker`.
 fn alive_with(marker: &str) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| {
-                s.rsplit(')')
-                    .next()
-                    .and_then(|r| r.split_whitespace().next().map(str::to_owned))
-            })
-            .is_none_or(|st| st == "Z" || st == "X");
-        if cmd.contains(marker) && !zombie {
-            out.push(pid);
-        }
-    }
-    out
+    procfs::pids()
+        .into_iter()
+        .filter(|&pid| procfs::cmdline_has(pid, marker) && procfs::is_live(pid))
+        .collect()
 }
 
 /// Zombie children of `pid`.
@@ -66,12 +48,7 @@ fn zombie_children(pid: u32) -> Vec<u32> {
             .split_whitespace()
             .filter_map(|k| k.parse::<u32>().ok())
         {
-            let st = std::fs::read_to_string(format!("/proc/{k}/stat")).unwrap_or_default();
-            if st
-                .rsplit(')')
-                .next()
-                .is_some_and(|r| r.trim_start().starts_with('Z'))
-            {
+            if procfs::stat(k).is_some_and(|(state, _, _)| state == 'Z') {
                 out.push(k);
             }
         }
@@ -99,12 +76,7 @@ fn escapes(m: &str) -> (String, [String; 3]) {
 }
 
 fn daemon(mode: &str, extra: &[&str]) -> Agentd {
-    let mut args: Vec<String> = vec!["--containment".into(), mode.into()];
-    args.extend(extra.iter().map(|s| (*s).to_owned()));
-    Agentd::start_with(Options {
-        args,
-        ..Options::default()
-    })
+    Agentd::start_with_args(&[&["--containment", mode], extra].concat())
 }
 
 async fn start(d: &Agentd, cmd: &str) -> (u16, Value) {
@@ -388,11 +360,7 @@ async fn exited_records_are_bounded_oldest_first() {
 }
 
 fn pid_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        s.rsplit(')')
-            .next()
-            .is_some_and(|r| !r.trim_start().starts_with('Z'))
-    })
+    procfs::stat(pid).is_some_and(|(state, _, _)| state != 'Z')
 }
 
 #[tokio::test]

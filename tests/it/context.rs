@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use agentd_tests::context::{ctx, skill, write};
+use agentd_tests::display as s;
 use agentd_tests::{Agentd, Options};
 use serde_json::{Value, json};
 
@@ -49,10 +50,6 @@ impl Ws {
             ..Options::default()
         })
     }
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
 }
 
 async fn config(d: &Agentd, chat: Option<&str>) -> Value {
@@ -127,18 +124,7 @@ async fn defaults_parts_and_paths_shapes() {
 #[tokio::test]
 async fn custom_env_vars_legacy_names_and_comma_lists() {
     let ws = Ws::new();
-    let (a, b) = (ws.home.join("a"), ws.home.join("b"));
-    write(&a.join("claude.md"), "from a");
-    write(&b.join("CLAUDE.md"), "from b");
-    write(&a.join("AGENTS.md"), "wrong name: ignored");
-    write(&ws.work.join("Claude.MD"), "from work");
-    skill(&ws.work.join("s1"), "one", "one", "first");
-    skill(&ws.work.join("s2"), "one", "one", "second wins never");
-    skill(&ws.work.join("s2"), "two", "two", "second dir");
-    write(
-        &ws.work.join("s1/meta-only/META.md"),
-        "---\nname: meta-only\ndescription: custom meta\n---\n",
-    );
+    let (a, b) = custom_instruction_and_skill_dirs(&ws);
     let dirs = format!(" {} , ~/b,{} ", s(&a), s(&a));
     let d = ws.start(&[
         ("CODER_AGENT_EXP_INSTRUCTIONS_DIRS", &dirs),
@@ -190,6 +176,31 @@ async fn custom_env_vars_legacy_names_and_comma_lists() {
              "reason": format!("duplicate skill name \"one\": {} comes first", s(&ws.work.join("s1/one")))},
         ])
     );
+    a_custom_meta_file_name(&ws).await;
+    children_never_see_the_exp_variables(&d).await;
+}
+
+/// Instruction dirs `~/a` (a lowercase `claude.md`, and an AGENTS.md that the custom file
+/// name ignores) and `~/b`, a mixed-case CLAUDE.md in the workdir, and skills dirs `s1`, `s2`
+/// (a duplicate name, a META.md-only skill). Returns (a, b).
+fn custom_instruction_and_skill_dirs(ws: &Ws) -> (PathBuf, PathBuf) {
+    let (a, b) = (ws.home.join("a"), ws.home.join("b"));
+    write(&a.join("claude.md"), "from a");
+    write(&b.join("CLAUDE.md"), "from b");
+    write(&a.join("AGENTS.md"), "wrong name: ignored");
+    write(&ws.work.join("Claude.MD"), "from work");
+    skill(&ws.work.join("s1"), "one", "one", "first");
+    skill(&ws.work.join("s2"), "one", "one", "second wins never");
+    skill(&ws.work.join("s2"), "two", "two", "second dir");
+    write(
+        &ws.work.join("s1/meta-only/META.md"),
+        "---\nname: meta-only\ndescription: custom meta\n---\n",
+    );
+    (a, b)
+}
+
+/// A custom meta file name (on a second daemon).
+async fn a_custom_meta_file_name(ws: &Ws) {
     // Custom meta file name.
     let d2 = ws.start(&[
         ("CODER_AGENT_EXP_SKILLS_DIRS", "s1"),
@@ -206,6 +217,10 @@ async fn custom_env_vars_legacy_names_and_comma_lists() {
             "discovered"
         )])
     );
+}
+
+/// The daemon's children never see the CODER_AGENT_EXP_* values.
+async fn children_never_see_the_exp_variables(d: &Agentd) {
     // The daemon's children never see the CODER_AGENT_EXP_* values.
     let (st, v) = d
         .post_json("/api/v0/processes/start", &json!({"command": "env"}))
@@ -226,32 +241,7 @@ async fn custom_env_vars_legacy_names_and_comma_lists() {
 #[tokio::test]
 async fn sanitising_truncation_and_skill_rules() {
     let ws = Ws::new();
-    write(
-        &ws.work.join("AGENTS.md"),
-        "visible\r\n<!-- hidden\r\nmulti -->content\u{200B}\u{200C}\rend  \n",
-    );
-    write(
-        &ws.home.join(".coder/AGENTS.md"),
-        "a".repeat(64 * 1024 + 100),
-    );
-    let sk = ws.work.join(".agents/skills");
-    skill(&sk, "good", "good", "ok");
-    skill(&sk, "mismatch", "other-name", "x");
-    skill(&sk, "Upper", "Upper", "x");
-    write(&sk.join("broken/SKILL.md"), "no front matter here");
-    write(
-        &sk.join("numeric/SKILL.md"),
-        "---\nname: numeric\ndescription: 42\n---\n",
-    );
-    write(
-        &sk.join("quoted/SKILL.md"),
-        "---\nname: 'quoted'\ndescription: \"say \\\"hi\\\"\"\n---\n",
-    );
-    std::fs::create_dir_all(ws.work.join("outside-skill")).unwrap();
-    skill(&ws.work, "outside-skill", "outside-skill", "x");
-    std::os::unix::fs::symlink(ws.work.join("outside-skill"), sk.join("outside-skill")).unwrap();
-    skill(&sk.join("store"), "linked", "linked", "via link");
-    std::os::unix::fs::symlink(sk.join("store/linked"), sk.join("linked")).unwrap();
+    let sk = hostile_instructions_and_skills(&ws);
 
     let d = ws.start(&[]);
     let v = config(&d, None).await;
@@ -289,20 +279,9 @@ async fn sanitising_truncation_and_skill_rules() {
             ),
         ]
     );
-    let skipped: Vec<(String, String)> = v["skipped"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["path"].as_str().unwrap().to_owned(),
-                s["reason"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
     let real_outside = std::fs::canonicalize(ws.work.join("outside-skill")).unwrap();
     assert_eq!(
-        skipped,
+        skipped_pairs(&v),
         vec![
             (s(&sk.join("Upper")), "invalid skill name \"Upper\": must match ^[a-z0-9]+(-[a-z0-9]+)*$".into()),
             (s(&sk.join("broken")), "invalid front matter in SKILL.md: missing opening frontmatter delimiter".into()),
@@ -312,23 +291,99 @@ async fn sanitising_truncation_and_skill_rules() {
             (s(&sk.join("store")), "no SKILL.md".into()),
         ]
     );
-    // Each skipped skill is logged once, with its path and reason.
+    skipped_skill_is_logged_once(&d, &sk.join("mismatch")).await;
+}
+
+/// A workdir AGENTS.md with CRLF, a comment and zero-width characters, an oversized home
+/// AGENTS.md, and a skills directory of good, invalid and symlinked skills; returns the
+/// skills directory.
+fn hostile_instructions_and_skills(ws: &Ws) -> PathBuf {
+    write(
+        &ws.work.join("AGENTS.md"),
+        "visible\r\n<!-- hidden\r\nmulti -->content\u{200B}\u{200C}\rend  \n",
+    );
+    write(
+        &ws.home.join(".coder/AGENTS.md"),
+        "a".repeat(64 * 1024 + 100),
+    );
+    let sk = ws.work.join(".agents/skills");
+    skill(&sk, "good", "good", "ok");
+    skill(&sk, "mismatch", "other-name", "x");
+    skill(&sk, "Upper", "Upper", "x");
+    write(&sk.join("broken/SKILL.md"), "no front matter here");
+    write(
+        &sk.join("numeric/SKILL.md"),
+        "---\nname: numeric\ndescription: 42\n---\n",
+    );
+    write(
+        &sk.join("quoted/SKILL.md"),
+        "---\nname: 'quoted'\ndescription: \"say \\\"hi\\\"\"\n---\n",
+    );
+    std::fs::create_dir_all(ws.work.join("outside-skill")).unwrap();
+    skill(&ws.work, "outside-skill", "outside-skill", "x");
+    std::os::unix::fs::symlink(ws.work.join("outside-skill"), sk.join("outside-skill")).unwrap();
+    skill(&sk.join("store"), "linked", "linked", "via link");
+    std::os::unix::fs::symlink(sk.join("store/linked"), sk.join("linked")).unwrap();
+    sk
+}
+
+/// `(path, reason)` of each entry of a context-config answer's `skipped`.
+fn skipped_pairs(v: &Value) -> Vec<(String, String)> {
+    v["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["path"].as_str().unwrap().to_owned(),
+                s["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The skipped skill at `path` is logged once (as a warning), even after another request.
+async fn skipped_skill_is_logged_once(d: &Agentd, path: &Path) {
     let line = d
         .logs
         .wait_for(Duration::from_secs(5), |l| {
-            l["message"] == "context: skipped" && l["path"] == s(&sk.join("mismatch"))
+            l["message"] == "context: skipped" && l["path"] == s(path)
         })
         .unwrap();
     assert_eq!(line["level"], "warn");
-    config(&d, None).await;
+    config(d, None).await;
     d.logs_settled().await;
     let n = d
         .logs
         .json()
         .iter()
-        .filter(|l| l["message"] == "context: skipped" && l["path"] == s(&sk.join("mismatch")))
+        .filter(|l| l["message"] == "context: skipped" && l["path"] == s(path))
         .count();
     assert_eq!(n, 1);
+}
+
+/// The parts `ctx_cli_end_to_end_with_restart_and_chat_scoping` expects per scope.
+struct CliWant {
+    discovered: Value,
+    workspace: Vec<Value>,
+    chat_a: Value,
+}
+
+impl CliWant {
+    /// No chat: discovered + workspace-wide parts; chat A: plus its own part, tagged "chat";
+    /// a chat with nothing of its own: only the shared parts.
+    async fn check(&self, d: &Agentd) {
+        let mut want = vec![self.discovered.clone()];
+        want.extend(self.workspace.clone());
+        assert_eq!(config(d, None).await["parts"], json!(want));
+        let mut want_a = want.clone();
+        want_a.push(self.chat_a.clone());
+        assert_eq!(config(d, Some(A)).await["parts"], json!(want_a));
+        assert_eq!(
+            config(d, Some("11111111-2222-4333-8444-555555555555")).await["parts"],
+            json!(want)
+        );
+    }
 }
 
 #[tokio::test]
@@ -336,7 +391,7 @@ async fn ctx_cli_end_to_end_with_restart_and_chat_scoping() {
     let ws = Ws::new();
     let tmp = tempfile::tempdir().unwrap();
     let (state, sock) = (tmp.path().join("state"), tmp.path().join("a.sock"));
-    let src = tmp.path().join("extra");
+    let (src, other) = (tmp.path().join("extra"), tmp.path().join("other"));
     write(&src.join("AGENTS.md"), "Extra rules <!-- x -->");
     skill(
         &src.join(".agents/skills"),
@@ -345,25 +400,71 @@ async fn ctx_cli_end_to_end_with_restart_and_chat_scoping() {
         "Deploys things",
     );
     skill(&src.join("skills"), "lint", "lint", "Lints");
-    let other = tmp.path().join("other");
     write(&other.join("agents.md"), "Chat B only");
     write(&ws.work.join("AGENTS.md"), "Workdir rules");
 
     let mut d = ws.start_opts(&[], Some((&state, &sock)));
     let sock_s = s(&sock);
     let env = [("AGENTD_SOCKET", sock_s.as_str())];
+    ctx_add_for_workspace_and_chats(&env, tmp.path(), &src, &other).await;
+    let want = CliWant {
+        discovered: file_part(&ws.work.join("AGENTS.md"), "Workdir rules", "discovered"),
+        workspace: vec![
+            file_part(&src.join("AGENTS.md"), "Extra rules", "workspace"),
+            skill_part(
+                &src.join(".agents/skills/deploy"),
+                "deploy",
+                "Deploys things",
+                "SKILL.md",
+                "workspace",
+            ),
+            skill_part(
+                &src.join("skills/lint"),
+                "lint",
+                "Lints",
+                "SKILL.md",
+                "workspace",
+            ),
+        ],
+        chat_a: file_part(&other.join("agents.md"), "Chat B only", "chat"),
+    };
+    want.check(&d).await;
+    ctx_list_text_and_json(&env, tmp.path(), &src, &other).await;
 
-    // Workspace-wide add (no --chat, no CODER_CHAT_ID), from the cwd.
-    let r = ctx(&["add"], &env, &src).await;
+    // A restart (SIGTERM, new daemon on the same state dir) keeps everything.
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(
+        d.wait_exit(Duration::from_secs(10))
+            .is_some_and(|s| s.success())
+    );
+    drop(d);
+    let d = ws.start_opts(&[], Some((&state, &sock)));
+    want.check(&d).await;
+    assert!(
+        d.metrics_text()
+            .await
+            .contains("agentd_context_parts_stored 5\n")
+    );
+    ctx_clear_chat_then_workspace(&d, &env, tmp.path(), &other, &want.discovered).await;
+}
+
+/// Workspace-wide add (no --chat, no CODER_CHAT_ID) from the cwd; chat A via CODER_CHAT_ID;
+/// chat B via --chat; re-adding is deduplicated by path (replaced, not duplicated).
+async fn ctx_add_for_workspace_and_chats(
+    env: &[(&str, &str); 1],
+    cwd: &Path,
+    src: &Path,
+    other: &Path,
+) {
+    let r = ctx(&["add"], env, src).await;
     assert_eq!(
         (r.code, r.stdout.as_str(), r.stderr.as_str()),
         (0, "Added 3 context part(s) to all chats\n", "")
     );
-    // Chat A via CODER_CHAT_ID; chat B via --chat.
     let r = ctx(
-        &["add", "--dir", &s(&other)],
+        &["add", "--dir", &s(other)],
         &[env[0], ("CODER_CHAT_ID", A)],
-        tmp.path(),
+        cwd,
     )
     .await;
     assert_eq!(
@@ -371,56 +472,22 @@ async fn ctx_cli_end_to_end_with_restart_and_chat_scoping() {
         (0, format!("Added 1 context part(s) to chat {A}\n").as_str())
     );
     let r = ctx(
-        &["add", "--dir", "other", "--chat", B, "--socket", &sock_s],
+        &["add", "--dir", "other", "--chat", B, "--socket", env[0].1],
         &[],
-        tmp.path(),
+        cwd,
     )
     .await;
     assert_eq!(
         (r.code, r.stdout.as_str()),
         (0, format!("Added 1 context part(s) to chat {B}\n").as_str())
     );
-    // Re-adding is deduplicated by path (replaced, not duplicated).
-    let r = ctx(&["add", "--dir", &s(&src)], &env, tmp.path()).await;
+    let r = ctx(&["add", "--dir", &s(src)], env, cwd).await;
     assert_eq!(r.code, 0, "{r:?}");
+}
 
-    let workspace_parts = vec![
-        file_part(&src.join("AGENTS.md"), "Extra rules", "workspace"),
-        skill_part(
-            &src.join(".agents/skills/deploy"),
-            "deploy",
-            "Deploys things",
-            "SKILL.md",
-            "workspace",
-        ),
-        skill_part(
-            &src.join("skills/lint"),
-            "lint",
-            "Lints",
-            "SKILL.md",
-            "workspace",
-        ),
-    ];
-    let discovered = file_part(&ws.work.join("AGENTS.md"), "Workdir rules", "discovered");
-    let check = async |d: &Agentd| {
-        // No chat: discovered + workspace-wide parts.
-        let mut want = vec![discovered.clone()];
-        want.extend(workspace_parts.clone());
-        assert_eq!(config(d, None).await["parts"], json!(want));
-        // Chat A: plus its own part, tagged "chat".
-        let mut want_a = want.clone();
-        want_a.push(file_part(&other.join("agents.md"), "Chat B only", "chat"));
-        assert_eq!(config(d, Some(A)).await["parts"], json!(want_a));
-        // A chat with nothing of its own sees only the shared parts.
-        assert_eq!(
-            config(d, Some("11111111-2222-4333-8444-555555555555")).await["parts"],
-            json!(want)
-        );
-    };
-    check(&d).await;
-
-    // list (text and JSON).
-    let r = ctx(&["list"], &env, tmp.path()).await;
+/// `list` as text (every scope) and as JSON (one chat).
+async fn ctx_list_text_and_json(env: &[(&str, &str); 1], cwd: &Path, src: &Path, other: &Path) {
+    let r = ctx(&["list"], env, cwd).await;
     assert_eq!(r.code, 0);
     let (first, second) = if A < B { (A, B) } else { (B, A) };
     assert_eq!(
@@ -435,31 +502,24 @@ async fn ctx_cli_end_to_end_with_restart_and_chat_scoping() {
             s(&other.join("agents.md")),
         )
     );
-    let r = ctx(&["list", "--json", "--chat", A], &env, tmp.path()).await;
+    let r = ctx(&["list", "--json", "--chat", A], env, cwd).await;
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(
         v,
         json!({"scopes": [{"chat_id": A, "parts": [{"type": "context-file",
             "context_file_path": s(&other.join("agents.md")), "context_file_content": "Chat B only", "skill_name": ""}]}]})
     );
+}
 
-    // A restart (SIGTERM, new daemon on the same state dir) keeps everything.
-    d.signal(nix::sys::signal::Signal::SIGTERM);
-    assert!(
-        d.wait_exit(Duration::from_secs(10))
-            .is_some_and(|s| s.success())
-    );
-    drop(d);
-    let d = ws.start_opts(&[], Some((&state, &sock)));
-    check(&d).await;
-    assert!(
-        d.metrics_text()
-            .await
-            .contains("agentd_context_parts_stored 5\n")
-    );
-
-    // clear: chat A only, then the workspace-wide parts.
-    let r = ctx(&["clear", "--chat", A], &env, tmp.path()).await;
+/// `clear`: chat A only (twice: the second finds nothing), then the workspace-wide parts.
+async fn ctx_clear_chat_then_workspace(
+    d: &Agentd,
+    env: &[(&str, &str); 1],
+    cwd: &Path,
+    other: &Path,
+    discovered: &Value,
+) {
+    let r = ctx(&["clear", "--chat", A], env, cwd).await;
     assert_eq!(
         (r.code, r.stdout.as_str()),
         (
@@ -467,7 +527,7 @@ async fn ctx_cli_end_to_end_with_restart_and_chat_scoping() {
             format!("Cleared 1 context part(s) from chat {A}\n").as_str()
         )
     );
-    let r = ctx(&["clear", "--chat", A], &env, tmp.path()).await;
+    let r = ctx(&["clear", "--chat", A], env, cwd).await;
     assert_eq!(
         (r.code, r.stdout.as_str()),
         (
@@ -476,16 +536,16 @@ async fn ctx_cli_end_to_end_with_restart_and_chat_scoping() {
         )
     );
     assert_eq!(
-        config(&d, Some(A)).await["parts"].as_array().unwrap().len(),
+        config(d, Some(A)).await["parts"].as_array().unwrap().len(),
         4
     );
-    let r = ctx(&["clear"], &env, tmp.path()).await;
+    let r = ctx(&["clear"], env, cwd).await;
     assert_eq!(
         (r.code, r.stdout.as_str()),
         (0, "Cleared 3 context part(s) from all chats\n")
     );
-    assert_eq!(config(&d, Some(A)).await["parts"], json!([discovered]));
-    let r = ctx(&["list", "--chat", B], &env, tmp.path()).await;
+    assert_eq!(config(d, Some(A)).await["parts"], json!([discovered]));
+    let r = ctx(&["list", "--chat", B], env, cwd).await;
     assert_eq!(
         r.stdout,
         format!(
@@ -585,16 +645,21 @@ async fn store_routes_limits_and_corrupt_file() {
     assert_eq!(on_disk["scopes"].as_array().unwrap().len(), 2);
 }
 
-#[tokio::test]
-async fn ctx_cli_errors() {
-    let ws = Ws::new();
+/// A temp dir with `full/AGENTS.md`, an `empty` dir and a `file`, and a socket path
+/// nobody listens on.
+fn ctx_error_dirs() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let dead = tmp.path().join("nobody.sock");
-    let env = [("AGENTD_SOCKET", dead.to_str().unwrap())];
     write(&tmp.path().join("full/AGENTS.md"), "x");
     std::fs::create_dir_all(tmp.path().join("empty")).unwrap();
     write(&tmp.path().join("file"), "x");
+    (tmp, dead)
+}
 
+#[tokio::test]
+async fn ctx_cli_errors_for_directories_and_chat_ids() {
+    let (tmp, dead) = ctx_error_dirs();
+    let env = [("AGENTD_SOCKET", dead.to_str().unwrap())];
     let r = ctx(&["add", "--dir", "missing"], &env, tmp.path()).await;
     assert_eq!(r.code, 1);
     assert_eq!(
@@ -642,6 +707,12 @@ async fn ctx_cli_errors() {
             "{args:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn ctx_cli_errors_for_the_socket_and_upstream() {
+    let (tmp, dead) = ctx_error_dirs();
+    let env = [("AGENTD_SOCKET", dead.to_str().unwrap())];
     // Daemon not running: the socket tried and how to start it.
     let r = ctx(&["add"], &env, &tmp.path().join("full")).await;
     assert_eq!(r.code, 1);
@@ -676,7 +747,6 @@ async fn ctx_cli_errors() {
             "agentd: --upstream needs CODER_AGENT_URL and CODER_AGENT_TOKEN to be set\n"
         )
     );
-    drop(ws);
 }
 
 /// A one-shot recording HTTP server: answers each request with `status`/`body` and sends
@@ -771,6 +841,16 @@ async fn upstream_mode_sends_coders_request() {
             ""
         )
     );
+    the_add_request_is_coders(&mut rx, tmp.path()).await;
+    upstream_error_then_clear(&env, tmp.path(), &mut rx).await;
+}
+
+/// The first recorded request is Coder's chat-context POST: its path, session token,
+/// content type and body (the workspace-wide parts of `dir`).
+async fn the_add_request_is_coders(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
+    dir: &Path,
+) {
     let (head, body) = rx.recv().await.unwrap();
     assert!(
         head.starts_with("POST /api/v2/workspaceagents/me/experimental/chat-context HTTP/1.1\r\n"),
@@ -790,14 +870,23 @@ async fn upstream_mode_sends_coders_request() {
     assert_eq!(
         body,
         json!({"chat_id": NIL, "parts": [
-            {"type": "context-file", "context_file_path": s(&tmp.path().join("AGENTS.md")),
+            {"type": "context-file", "context_file_path": s(&dir.join("AGENTS.md")),
              "context_file_content": "Up rules", "skill_name": ""},
             {"type": "skill", "context_file_path": "", "skill_name": "up", "skill_description": "Upstream skill",
-             "skill_dir": s(&tmp.path().join("skills/up")), "context_file_skill_meta_file": "SKILL.md"},
+             "skill_dir": s(&dir.join("skills/up")), "context_file_skill_meta_file": "SKILL.md"},
         ]})
     );
+}
+
+/// An upstream error is printed and fails the command (the local add still happened);
+/// clear sends a DELETE with Coder's body.
+async fn upstream_error_then_clear(
+    env: &[(&str, &str); 3],
+    dir: &Path,
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
+) {
     // An upstream error is printed and fails the command; the local add still happened.
-    let r = ctx(&["add", "--chat", A], &env, tmp.path()).await;
+    let r = ctx(&["add", "--chat", A], env, dir).await;
     assert_eq!(
         (r.code, r.stdout.as_str(), r.stderr.as_str()),
         (
@@ -809,7 +898,7 @@ async fn upstream_mode_sends_coders_request() {
     let (_, body) = rx.recv().await.unwrap();
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["chat_id"], A);
     // clear: DELETE with Coder's body.
-    let r = ctx(&["clear"], &env, tmp.path()).await;
+    let r = ctx(&["clear"], env, dir).await;
     assert_eq!(
         (r.code, r.stdout.as_str()),
         (
@@ -869,49 +958,7 @@ async fn upstream_https_is_attempted_and_bad_schemes_are_refused() {
 #[tokio::test]
 async fn hostile_inputs() {
     let ws = Ws::new();
-    let coder = ws.home.join(".coder");
-    // Binary content with NULs and invalid UTF-8.
-    write(
-        &coder.join("AGENTS.md"),
-        b"bin\x00ary\xff\xfe tail".as_slice(),
-    );
-    // 10 MB workdir AGENTS.md.
-    write(&ws.work.join("AGENTS.md"), "0123456789".repeat(1_000_000));
-    // 10 000 skill dirs.
-    let sk = ws.work.join(".agents/skills");
-    for i in 0..10_000 {
-        let name = format!("s{i:05}");
-        write(
-            &sk.join(&name).join("SKILL.md"),
-            format!("---\nname: {name}\n---\n"),
-        );
-    }
-    // Symlink loops: a self-referencing skill link and a skill whose SKILL.md loops.
-    std::os::unix::fs::symlink(sk.join("zz-loop"), sk.join("zz-loop")).unwrap();
-    std::fs::create_dir_all(sk.join("zz-meta-loop")).unwrap();
-    std::os::unix::fs::symlink(
-        sk.join("zz-meta-loop/SKILL.md"),
-        sk.join("zz-meta-loop/SKILL.md"),
-    )
-    .unwrap();
-    // A FIFO named like a skill meta file must not hang discovery.
-    std::fs::create_dir_all(sk.join("zz-fifo")).unwrap();
-    nix::unistd::mkfifo(
-        &sk.join("zz-fifo/SKILL.md"),
-        nix::sys::stat::Mode::from_bits_truncate(0o600),
-    )
-    .unwrap();
-    // An unreadable SKILL.md (mode 000). Root reads it anyway; say which case we are in.
-    write(
-        &sk.join("zz-locked/SKILL.md"),
-        "---\nname: zz-locked\n---\n",
-    );
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        sk.join("zz-locked/SKILL.md"),
-        std::fs::Permissions::from_mode(0o000),
-    )
-    .unwrap();
+    let sk = hostile_context_tree(&ws);
     let root = nix::unistd::geteuid().is_root();
 
     let d = ws.start(&[]);
@@ -966,9 +1013,61 @@ async fn hostile_inputs() {
     assert_eq!(skipped, want);
     // Generous bound for a debug build on a shared 2-core machine.
     assert!(took < Duration::from_secs(20), "{took:?}");
+    more_than_100_parts_are_refused_and_nothing_stored(&d, &ws, root).await;
+}
 
-    // ctx add of the same hostile directory: more than 100 parts is refused by the daemon
-    // with Coder's message, and nothing is stored.
+/// Binary content with NULs and invalid UTF-8, a 10 MB workdir AGENTS.md, 10 000 skill dirs,
+/// symlink loops, a FIFO and an unreadable SKILL.md; returns the skills directory.
+fn hostile_context_tree(ws: &Ws) -> PathBuf {
+    let coder = ws.home.join(".coder");
+    // Binary content with NULs and invalid UTF-8.
+    write(
+        &coder.join("AGENTS.md"),
+        b"bin\x00ary\xff\xfe tail".as_slice(),
+    );
+    // 10 MB workdir AGENTS.md.
+    write(&ws.work.join("AGENTS.md"), "0123456789".repeat(1_000_000));
+    // 10 000 skill dirs.
+    let sk = ws.work.join(".agents/skills");
+    for i in 0..10_000 {
+        let name = format!("s{i:05}");
+        write(
+            &sk.join(&name).join("SKILL.md"),
+            format!("---\nname: {name}\n---\n"),
+        );
+    }
+    // Symlink loops: a self-referencing skill link and a skill whose SKILL.md loops.
+    std::os::unix::fs::symlink(sk.join("zz-loop"), sk.join("zz-loop")).unwrap();
+    std::fs::create_dir_all(sk.join("zz-meta-loop")).unwrap();
+    std::os::unix::fs::symlink(
+        sk.join("zz-meta-loop/SKILL.md"),
+        sk.join("zz-meta-loop/SKILL.md"),
+    )
+    .unwrap();
+    // A FIFO named like a skill meta file must not hang discovery.
+    std::fs::create_dir_all(sk.join("zz-fifo")).unwrap();
+    nix::unistd::mkfifo(
+        &sk.join("zz-fifo/SKILL.md"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    // An unreadable SKILL.md (mode 000). Root reads it anyway; say which case we are in.
+    write(
+        &sk.join("zz-locked/SKILL.md"),
+        "---\nname: zz-locked\n---\n",
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        sk.join("zz-locked/SKILL.md"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
+    sk
+}
+
+/// `ctx add` of the same hostile directory: more than 100 parts is refused by the daemon
+/// with Coder's message, and nothing is stored.
+async fn more_than_100_parts_are_refused_and_nothing_stored(d: &Agentd, ws: &Ws, root: bool) {
     let r = ctx(
         &["add", "--dir", &s(&ws.work)],
         &[("AGENTD_SOCKET", &s(&d.socket))],

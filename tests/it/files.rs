@@ -6,6 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use agentd_tests::display as s;
 use agentd_tests::gitwatch::{Ws, diff_of, init_repo};
 use agentd_tests::{Agentd, Options, enc};
 use serde_json::{Value, json};
@@ -15,10 +16,6 @@ const PARENT: &str = "00000000-0000-4000-8000-00000000f002";
 
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
 }
 
 /// A canonical temp dir (the daemon resolves symlinks, so `/tmp` aliases would differ).
@@ -122,6 +119,14 @@ async fn read_file_ranges_errors_and_query_parsing() {
     std::fs::write(&f, "content").unwrap();
     let fp = enc(&s(&f));
 
+    read_file_query_validation(&d, &fp).await;
+    read_file_missing_and_directory(&d, &root).await;
+    read_file_ranges_and_content_types(&d, &root, &fp).await;
+    read_file_fifo_device_and_big_file(&d, &root).await;
+}
+
+/// Coder's 400s for a missing, relative, negative, unknown or repeated query parameter.
+async fn read_file_query_validation(d: &Agentd, fp: &str) {
     let (st, v) = d.get_json("/api/v0/read-file").await;
     assert_eq!(st, 400);
     assert_eq!(v["message"], "Query parameters have invalid values.");
@@ -169,7 +174,10 @@ async fn read_file_ranges_errors_and_query_parsing() {
             .unwrap()
             .contains("more than once")
     );
+}
 
+/// A missing path is a 404, a directory a 400, with Go's wording.
+async fn read_file_missing_and_directory(d: &Agentd, root: &Path) {
     let missing = s(&root.join("missing"));
     let (st, v) = d
         .get_json(&format!("/api/v0/read-file?path={}", enc(&missing)))
@@ -180,11 +188,15 @@ async fn read_file_ranges_errors_and_query_parsing() {
         format!("open {missing}: no such file or directory")
     );
     let (st, v) = d
-        .get_json(&format!("/api/v0/read-file?path={}", enc(&s(&root))))
+        .get_json(&format!("/api/v0/read-file?path={}", enc(&s(root))))
         .await;
     assert_eq!(st, 400);
     assert_eq!(v["message"], format!("open {}: not a file", root.display()));
+}
 
+/// Offset/limit ranges, the content type from the extension, and odd names escaped as
+/// Go's client does.
+async fn read_file_ranges_and_content_types(d: &Agentd, root: &Path, fp: &str) {
     let cases: &[(&str, &str)] = &[
         ("", "content"),
         ("&limit=1", "c"),
@@ -198,22 +210,25 @@ async fn read_file_ranges_errors_and_query_parsing() {
         ("&limit=", "content"),
     ];
     for (q, want) in cases {
-        let (st, ct, body) = read_file(&d, &format!("path={fp}{q}")).await;
+        let (st, ct, body) = read_file(d, &format!("path={fp}{q}")).await;
         assert_eq!(st, 200, "{q}");
         assert_eq!(ct, "application/octet-stream");
         assert_eq!(String::from_utf8(body).unwrap(), *want, "{q}");
     }
     let png = root.join("file.png");
     std::fs::write(&png, b"\x89PNG").unwrap();
-    let (st, ct, _) = read_file(&d, &format!("path={}", enc(&s(&png)))).await;
+    let (st, ct, _) = read_file(d, &format!("path={}", enc(&s(&png)))).await;
     assert_eq!((st, ct.as_str()), (200, "image/png"));
 
     // `+` is a space; `&`, `#`, `%`, `?` escaped as Go's client does.
     let odd = root.join("a&b ?#%c.md");
     std::fs::write(&odd, "odd").unwrap();
-    let (st, _, body) = read_file(&d, &format!("path={}", enc(&s(&odd)))).await;
+    let (st, _, body) = read_file(d, &format!("path={}", enc(&s(&odd)))).await;
     assert_eq!((st, body.as_slice()), (200, b"odd".as_slice()));
+}
 
+/// A FIFO and /dev/zero are refused at once; a large file streams exactly.
+async fn read_file_fifo_device_and_big_file(d: &Agentd, root: &Path) {
     // A FIFO never blocks: refused at once. /dev/zero too (a device).
     let fifo = root.join("fifo");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
@@ -235,11 +250,8 @@ async fn read_file_ranges_errors_and_query_parsing() {
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     let bf = root.join("big.bin");
     std::fs::write(&bf, &big).unwrap();
-    let (st, _, body) = read_file(
-        &d,
-        &format!("path={}&offset=10&limit=2500000", enc(&s(&bf))),
-    )
-    .await;
+    let (st, _, body) =
+        read_file(d, &format!("path={}&offset=10&limit=2500000", enc(&s(&bf)))).await;
     assert_eq!(st, 200);
     assert_eq!(body, big[10..2_500_010]);
 }
@@ -252,7 +264,15 @@ async fn read_file_lines_coder_cases_and_bounds() {
     std::fs::write(&f, "line1\nline2\nline3").unwrap();
     let fp = enc(&s(&f));
 
-    let (st, v) = lines(&d, "").await;
+    read_lines_path_errors(&d, &root).await;
+    read_lines_ranges_and_budgets(&d, &root, &fp).await;
+    read_lines_long_large_and_sparse_files(&d, &root).await;
+    read_lines_special_binary_and_invalid_utf8(&d, &root).await;
+}
+
+/// A missing path is a 400; a relative, missing or directory path is Coder's 200 failure.
+async fn read_lines_path_errors(d: &Agentd, root: &Path) {
+    let (st, v) = lines(d, "").await;
     assert_eq!(st, 400);
     assert!(
         v["validations"][0]["detail"]
@@ -260,7 +280,7 @@ async fn read_file_lines_coder_cases_and_bounds() {
             .unwrap()
             .contains("is required")
     );
-    let (st, v) = lines(&d, "path=rel").await;
+    let (st, v) = lines(d, "path=rel").await;
     assert_eq!(
         (st, &v),
         (
@@ -269,59 +289,66 @@ async fn read_file_lines_coder_cases_and_bounds() {
         )
     );
     let missing = s(&root.join("nope"));
-    let (_, v) = lines(&d, &format!("path={}", enc(&missing))).await;
+    let (_, v) = lines(d, &format!("path={}", enc(&missing))).await;
     assert_eq!(
         v,
         json!({"success": false, "error": format!("file does not exist: {missing}")})
     );
-    let (_, v) = lines(&d, &format!("path={}", enc(&s(&root)))).await;
+    let (_, v) = lines(d, &format!("path={}", enc(&s(root)))).await;
     assert_eq!(
         v,
         json!({"success": false, "error": format!("not a file: {}", root.display())})
     );
+}
 
+/// An empty file, offset/limit windows, the full client query and a zero byte budget.
+async fn read_lines_ranges_and_budgets(d: &Agentd, root: &Path, fp: &str) {
     let empty = root.join("empty");
     std::fs::write(&empty, "").unwrap();
-    let (_, v) = lines(&d, &format!("path={}", enc(&s(&empty)))).await;
+    let (_, v) = lines(d, &format!("path={}", enc(&s(&empty)))).await;
     assert_eq!(v, json!({"success": true}));
 
-    let (_, v) = lines(&d, &format!("path={fp}")).await;
+    let (_, v) = lines(d, &format!("path={fp}")).await;
     assert_eq!(
         v,
         json!({"success": true, "file_size": 17, "total_lines": 3, "lines_read": 3,
                "content": "1\tline1\n2\tline2\n3\tline3"})
     );
-    let (_, v) = lines(&d, &format!("path={fp}&offset=2")).await;
+    let (_, v) = lines(d, &format!("path={fp}&offset=2")).await;
     assert_eq!(v["content"], "2\tline2\n3\tline3");
-    let (_, v) = lines(&d, &format!("path={fp}&limit=1")).await;
+    let (_, v) = lines(d, &format!("path={fp}&limit=1")).await;
     assert_eq!(v["content"], "1\tline1");
-    let (_, v) = lines(&d, &format!("path={fp}&offset=2&limit=1")).await;
+    let (_, v) = lines(d, &format!("path={fp}&offset=2&limit=1")).await;
     assert_eq!(
         (v["content"].as_str(), v["lines_read"].as_u64()),
         (Some("2\tline2"), Some(1))
     );
-    let (_, v) = lines(&d, &format!("path={fp}&offset=100")).await;
+    let (_, v) = lines(d, &format!("path={fp}&offset=100")).await;
     assert_eq!(
         v["error"],
         "offset 100 is beyond the file length of 3 lines"
     );
     // The full client query (all seven parameters), as chatd sends it.
     let (_, v) = lines(
-        &d,
+        d,
         &format!("path={fp}&offset=1&limit=0&max_file_size=1048576&max_line_bytes=1024&max_response_lines=2000&max_response_bytes=32768"),
     )
     .await;
     assert_eq!(v["lines_read"], 3);
     // `0` is literal: a zero byte budget fails.
-    let (_, v) = lines(&d, &format!("path={fp}&max_response_bytes=0")).await;
+    let (_, v) = lines(d, &format!("path={fp}&max_response_bytes=0")).await;
     assert_eq!(
         v["error"],
         "output would exceed 0 bytes. Read less at a time using offset and limit parameters."
     );
+}
 
+/// A long line is truncated, a file over max_file_size refused, a 2 GiB sparse file refused
+/// from its size without reading it (and read-file still serves its tail).
+async fn read_lines_long_large_and_sparse_files(d: &Agentd, root: &Path) {
     let long = root.join("long");
     std::fs::write(&long, "x".repeat(1025)).unwrap();
-    let (_, v) = lines(&d, &format!("path={}", enc(&s(&long)))).await;
+    let (_, v) = lines(d, &format!("path={}", enc(&s(&long)))).await;
     assert_eq!(
         v["content"],
         format!("1\t{}... [truncated]", "x".repeat(1024))
@@ -330,7 +357,7 @@ async fn read_file_lines_coder_cases_and_bounds() {
 
     let large = root.join("large");
     std::fs::write(&large, vec![b'a'; (1 << 20) + 1]).unwrap();
-    let (_, v) = lines(&d, &format!("path={}", enc(&s(&large)))).await;
+    let (_, v) = lines(d, &format!("path={}", enc(&s(&large)))).await;
     assert!(
         v["error"]
             .as_str()
@@ -346,7 +373,7 @@ async fn read_file_lines_coder_cases_and_bounds() {
         .unwrap();
     let t0 = Instant::now();
     let (_, v) = lines(
-        &d,
+        d,
         &format!(
             "path={}&max_file_size=9223372036854775807",
             enc(&s(&sparse))
@@ -363,7 +390,7 @@ async fn read_file_lines_coder_cases_and_bounds() {
     );
     assert!(t0.elapsed() < Duration::from_secs(2));
     let (st, _, body) = read_file(
-        &d,
+        d,
         &format!(
             "path={}&offset={}&limit=4",
             enc(&s(&sparse)),
@@ -372,23 +399,27 @@ async fn read_file_lines_coder_cases_and_bounds() {
     )
     .await;
     assert_eq!((st, body), (200, vec![0, 0]));
+}
 
+/// Devices and FIFOs are refused without blocking, NUL bytes are "binary", invalid UTF-8
+/// is U+FFFD.
+async fn read_lines_special_binary_and_invalid_utf8(d: &Agentd, root: &Path) {
     // Devices and FIFOs are refused without blocking; NUL bytes are "binary".
-    let (_, v) = lines(&d, "path=/dev/zero").await;
+    let (_, v) = lines(d, "path=/dev/zero").await;
     assert_eq!(
         v,
         json!({"success": false, "error": "not a regular file: /dev/zero"})
     );
     let fifo = root.join("fifo");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
-    let (_, v) = lines(&d, &format!("path={}", enc(&s(&fifo)))).await;
+    let (_, v) = lines(d, &format!("path={}", enc(&s(&fifo)))).await;
     assert_eq!(
         v["error"],
         format!("not a regular file: {}", fifo.display())
     );
     let bin = root.join("bin");
     std::fs::write(&bin, b"a\0b").unwrap();
-    let (_, v) = lines(&d, &format!("path={}", enc(&s(&bin)))).await;
+    let (_, v) = lines(d, &format!("path={}", enc(&s(&bin)))).await;
     assert!(
         v["error"]
             .as_str()
@@ -399,7 +430,7 @@ async fn read_file_lines_coder_cases_and_bounds() {
     // Invalid UTF-8 comes out as U+FFFD, numbered as usual.
     let bad = root.join("bad");
     std::fs::write(&bad, b"ok\n\xff\xfe\n").unwrap();
-    let (_, v) = lines(&d, &format!("path={}", enc(&s(&bad)))).await;
+    let (_, v) = lines(d, &format!("path={}", enc(&s(&bad)))).await;
     assert_eq!(v["content"], "1\tok\n2\t\u{fffd}\u{fffd}\n3\t");
 }
 
@@ -1039,6 +1070,15 @@ async fn resolve_path_and_list_directory() {
         ..Options::default()
     });
     let (_t, root) = tmpdir();
+    resolve_path_follows_symlinks_in_kernel_order(&d, &root).await;
+    list_directory_home_root_and_query_path(&d, &home_path).await;
+    list_directory_errors(&d, &home_path).await;
+    variant_routes_are_plain_404s(&d).await;
+}
+
+/// resolve-path follows file and directory links in the kernel's order; a relative path is
+/// a 400, a loop a 500.
+async fn resolve_path_follows_symlinks_in_kernel_order(d: &Agentd, root: &Path) {
     let rp = |p: &str| format!("/api/v0/resolve-path?path={}", enc(p));
 
     std::fs::create_dir_all(root.join("real-plans")).unwrap();
@@ -1080,7 +1120,10 @@ async fn resolve_path_and_list_directory() {
             root.join("loop1").display()
         )
     );
+}
 
+/// list-directory relative to home, to the root with components, and by query path.
+async fn list_directory_home_root_and_query_path(d: &Agentd, home_path: &Path) {
     // list-directory: home, root + components, query path; dirs first; symlinked dir false.
     std::fs::create_dir(home_path.join("zdir")).unwrap();
     std::fs::write(home_path.join("b.txt"), "").unwrap();
@@ -1093,7 +1136,7 @@ async fn resolve_path_and_list_directory() {
         )
         .await;
     assert_eq!(st, 200, "{v}");
-    let hp = s(&home_path);
+    let hp = s(home_path);
     let parts: Vec<&str> = hp.split('/').filter(|p| !p.is_empty()).collect();
     assert_eq!(
         v,
@@ -1122,6 +1165,11 @@ async fn resolve_path_and_list_directory() {
         )
         .await;
     assert_eq!((st, v["contents"].as_array().unwrap().len()), (200, 4));
+}
+
+/// list-directory's 400s and 404 with Coder's wording.
+async fn list_directory_errors(d: &Agentd, home_path: &Path) {
+    let hp = s(home_path);
     let (st, v) = d
         .post_json("/api/v0/list-directory?path=rel", &json!({}))
         .await;
@@ -1161,7 +1209,10 @@ async fn resolve_path_and_list_directory() {
         .post_json("/api/v0/list-directory", &json!({"relativity": "weird"}))
         .await;
     assert_eq!(st, 400);
+}
 
+/// Routes Coder has and agentd leaves out (VARIANT) are plain 404s.
+async fn variant_routes_are_plain_404s(d: &Agentd) {
     // VARIANT routes are plain 404s.
     for (m, p) in [
         ("POST", "/api/v0/upload-chat-file"),

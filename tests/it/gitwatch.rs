@@ -23,10 +23,43 @@ fn is_changes_with(root: &Path) -> impl Fn(&Value) -> bool + '_ {
 async fn contract_diff_content_heartbeat_refresh_errors_and_events() {
     let d = Agentd::start();
     let tmp = tempfile::tempdir().unwrap();
-    let root = init_repo(&tmp.path().join("r"));
+    let root = contract_repo(&tmp.path().join("r"));
+    let c = chat(1);
+    let mut ws = Ws::connect(&d, &c).await;
+    // No paths yet: nothing to say.
+    assert!(ws.try_next(Duration::from_millis(300)).await.is_none());
+
+    paths_resolve_to_their_repo_once_it_exists(&d, &mut ws, &c, &root).await;
+    let m = diff_is_git_diff_head_plus_untracked_without_ignored(&mut ws, &root).await;
+    heartbeat_and_error_frames(&mut ws, &m).await;
+    checkout_origin_and_revert_are_pushed(&mut ws, &root).await;
+
+    // An edit in a directory nobody touched is found by the fallback poll (5 s).
+    std::fs::create_dir_all(root.join("elsewhere")).unwrap();
+    std::fs::write(root.join("elsewhere/poll.txt"), "polled\n").unwrap();
+    ws.wait_for(Duration::from_secs(15), |m| {
+        diff_of(m, &root).is_some_and(|d| d.contains("+++ b/elsewhere/poll.txt"))
+    })
+    .await;
+
+    let text = d.metrics_text().await;
+    assert!(
+        text.contains("# TYPE agentd_git_scans_total counter"),
+        "{text}"
+    );
+    assert!(
+        text.contains("agentd_git_scan_duration_seconds_count "),
+        "{text}"
+    );
+    assert!(text.contains("agentd_git_repos_watched 1\n"), "{text}");
+}
+
+/// A repo with a tracked file, ignore rules and a configured textconv / external diff (which
+/// must never run).
+fn contract_repo(dir: &Path) -> std::path::PathBuf {
+    let root = init_repo(dir);
     std::fs::write(root.join("tracked.txt"), "one\ntwo\nthree\n").unwrap();
     std::fs::write(root.join(".gitignore"), "*.log\nbuild/\nnode_modules/\n").unwrap();
-    // Configured textconv / external diff must never run.
     std::fs::write(root.join(".gitattributes"), "*.txt diff=conv\n").unwrap();
     git(&root, &["add", "."]);
     git(&root, &["commit", "-q", "-m", "more"]);
@@ -35,27 +68,27 @@ async fn contract_diff_content_heartbeat_refresh_errors_and_events() {
         &root,
         &["config", "diff.conv.textconv", "/bin/echo TEXTCONV"],
     );
+    root
+}
 
-    let c = chat(1);
-    let mut ws = Ws::connect(&d, &c).await;
-    // No paths yet: nothing to say.
-    assert!(ws.try_next(Duration::from_millis(300)).await.is_none());
-
+/// A path under missing directories resolves to nothing; a file in the repo gives its root
+/// and a first clean message.
+async fn paths_resolve_to_their_repo_once_it_exists(d: &Agentd, ws: &mut Ws, c: &str, root: &Path) {
     let v = add_paths(
-        &d,
-        &c,
+        d,
+        c,
         &[],
         &[&root.join("a/b/c/deep.go"), Path::new("rel/x")],
     )
     .await;
     // a/b/c does not exist: its parent does not either, so nothing resolves yet.
     assert_eq!(v, json!({"accepted": 1, "repo_roots": []}));
-    let v = add_paths(&d, &c, &[], &[&root.join("README.md")]).await;
+    let v = add_paths(d, c, &[], &[&root.join("README.md")]).await;
     assert_eq!(
         v,
         json!({"accepted": 1, "repo_roots": [root.display().to_string()]})
     );
-    let first = ws.wait_for(T, is_changes_with(&root)).await;
+    let first = ws.wait_for(T, is_changes_with(root)).await;
     assert_eq!(
         first["repositories"],
         json!([{"repo_root": root.display().to_string(), "branch": "main", "unified_diff": ""}])
@@ -65,11 +98,15 @@ async fn contract_diff_content_heartbeat_refresh_errors_and_events() {
         first_at.ends_with('Z') && first_at.contains('T'),
         "{first_at}"
     );
+}
 
-    // Modified, staged-new, untracked, ignored (incl. nested negation under node_modules).
+/// Modified, staged-new, untracked, ignored (incl. nested negation under node_modules): the
+/// diff is `git diff HEAD` plus the untracked file, and the scan leaves `.git/index` alone.
+/// Returns the message.
+async fn diff_is_git_diff_head_plus_untracked_without_ignored(ws: &mut Ws, root: &Path) -> Value {
     std::fs::write(root.join("tracked.txt"), "one\nTWO\nthree\n").unwrap();
     std::fs::write(root.join("staged.txt"), "staged\n").unwrap();
-    git(&root, &["add", "staged.txt"]);
+    git(root, &["add", "staged.txt"]);
     let index_id = || {
         use std::os::unix::fs::MetadataExt;
         let m = std::fs::metadata(root.join(".git/index")).unwrap();
@@ -84,10 +121,10 @@ async fn contract_diff_content_heartbeat_refresh_errors_and_events() {
     std::fs::write(root.join("node_modules/pkg/.gitignore"), "!*\n").unwrap();
     std::fs::write(root.join("node_modules/pkg/index.js"), "ignored\n").unwrap();
     ws.refresh().await;
-    let m = ws.wait_for(T, is_changes_with(&root)).await;
-    let diff = diff_of(&m, &root).unwrap();
+    let m = ws.wait_for(T, is_changes_with(root)).await;
+    let diff = diff_of(&m, root).unwrap();
     let tracked = git(
-        &root,
+        root,
         &[
             "--no-optional-locks",
             "diff",
@@ -116,14 +153,17 @@ async fn contract_diff_content_heartbeat_refresh_errors_and_events() {
     // Our scans never take the index lock nor rewrite it.
     assert!(!root.join(".git/index.lock").exists());
     assert_eq!(index_id(), index_before, "the scan rewrote .git/index");
+    m
+}
 
-    // Unchanged → heartbeat with empty repositories and a fresh scanned_at.
+/// Unchanged → heartbeat with empty repositories and a fresh scanned_at; unknown types get
+/// the error frame and the connection stays usable.
+async fn heartbeat_and_error_frames(ws: &mut Ws, last: &Value) {
     ws.refresh().await;
     let hb = ws.next(T).await;
     assert_eq!(hb["repositories"], json!([]), "{hb}");
-    assert!(hb["scanned_at"].as_str().unwrap() >= m["scanned_at"].as_str().unwrap());
+    assert!(hb["scanned_at"].as_str().unwrap() >= last["scanned_at"].as_str().unwrap());
 
-    // Unknown types get the error frame; the connection stays usable.
     ws.send(&json!({"type": "subscribe", "paths": ["/x"]}))
         .await;
     assert_eq!(
@@ -132,57 +172,39 @@ async fn contract_diff_content_heartbeat_refresh_errors_and_events() {
     );
     ws.send(&json!({"type": "bogus"})).await;
     assert_eq!(ws.next(T).await["type"], "error");
+}
 
-    // A checkout done by another tool is pushed without refresh (.git/HEAD watch).
+/// A checkout by another tool is pushed without refresh (.git/HEAD watch), origin comes with
+/// config, and reverting everything gives a delta with an empty diff.
+async fn checkout_origin_and_revert_are_pushed(ws: &mut Ws, root: &Path) {
     let t0 = Instant::now();
-    git(&root, &["checkout", "-q", "-b", "feature"]);
+    git(root, &["checkout", "-q", "-b", "feature"]);
     let m = ws
         .wait_for(T, |m| {
-            repo(m, &root).is_some_and(|r| r["branch"] == "feature")
+            repo(m, root).is_some_and(|r| r["branch"] == "feature")
         })
         .await;
     assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
-    // Origin comes and goes with config.
     git(
-        &root,
+        root,
         &["remote", "add", "origin", "https://example.com/r.git"],
     );
     ws.refresh().await;
     let m2 = ws
         .wait_for(T, |m| {
-            repo(m, &root).is_some_and(|r| r["remote_origin"] == "https://example.com/r.git")
+            repo(m, root).is_some_and(|r| r["remote_origin"] == "https://example.com/r.git")
         })
         .await;
     assert!(m2["scanned_at"].as_str() >= m["scanned_at"].as_str());
 
-    // Reverting everything gives a delta with an empty diff.
-    git(&root, &["checkout", "-q", "--", "tracked.txt"]);
-    git(&root, &["rm", "-q", "--cached", "staged.txt"]);
+    git(root, &["checkout", "-q", "--", "tracked.txt"]);
+    git(root, &["rm", "-q", "--cached", "staged.txt"]);
     for f in ["staged.txt", "untracked.txt"] {
         std::fs::remove_file(root.join(f)).unwrap();
     }
     ws.refresh().await;
-    ws.wait_for(T, |m| diff_of(m, &root).is_some_and(|d| d.is_empty()))
+    ws.wait_for(T, |m| diff_of(m, root).is_some_and(|d| d.is_empty()))
         .await;
-
-    // An edit in a directory nobody touched is found by the fallback poll (5 s).
-    std::fs::create_dir_all(root.join("elsewhere")).unwrap();
-    std::fs::write(root.join("elsewhere/poll.txt"), "polled\n").unwrap();
-    ws.wait_for(Duration::from_secs(15), |m| {
-        diff_of(m, &root).is_some_and(|d| d.contains("+++ b/elsewhere/poll.txt"))
-    })
-    .await;
-
-    let text = d.metrics_text().await;
-    assert!(
-        text.contains("# TYPE agentd_git_scans_total counter"),
-        "{text}"
-    );
-    assert!(
-        text.contains("agentd_git_scan_duration_seconds_count "),
-        "{text}"
-    );
-    assert!(text.contains("agentd_git_repos_watched 1\n"), "{text}");
 }
 
 #[tokio::test]
@@ -267,36 +289,9 @@ async fn chat_scoping_ancestors_nesting_and_late_joiner() {
 async fn worktree_unborn_submodule_and_removals() {
     let d = Agentd::start();
     let tmp = tempfile::tempdir().unwrap();
-    let main = init_repo(&tmp.path().join("main"));
-    git(&main, &["worktree", "add", "-q", "-b", "wtb", "../wt"]);
-    let wt = std::fs::canonicalize(tmp.path().join("wt")).unwrap();
-    std::fs::write(wt.join("w.txt"), "in worktree\n").unwrap();
-
-    let unborn = tmp.path().join("unborn");
-    std::fs::create_dir_all(&unborn).unwrap();
-    git(&unborn, &["init", "-q", "-b", "trunk"]);
-    let unborn = std::fs::canonicalize(&unborn).unwrap();
-    std::fs::write(unborn.join("staged.txt"), "s\n").unwrap();
-    git(&unborn, &["add", "staged.txt"]);
-    std::fs::write(unborn.join("loose.txt"), "l\n").unwrap();
-
-    let sub_src = init_repo(&tmp.path().join("subsrc"));
-    let sup = init_repo(&tmp.path().join("super"));
-    git(
-        &sup,
-        &[
-            "-c",
-            "protocol.file.allow=always",
-            "submodule",
-            "add",
-            "-q",
-            &sub_src.display().to_string(),
-            "sm",
-        ],
-    );
-    git(&sup, &["commit", "-q", "-m", "add sm"]);
-    let sm = sup.join("sm");
-    std::fs::write(sm.join("README.md"), "sub edit\n").unwrap();
+    let (main, wt) = repo_with_edited_worktree(tmp.path());
+    let unborn = unborn_repo_with_staged_and_loose(&tmp.path().join("unborn"));
+    let (sup, sm) = super_with_edited_submodule(tmp.path());
 
     let c = chat(20);
     let mut ws = Ws::connect(&d, &c).await;
@@ -342,31 +337,75 @@ async fn worktree_unborn_submodule_and_removals() {
             .contains("diff --git a/sm b/sm"),
         "{p}"
     );
+    removed_repos_are_reported_then_evicted(&mut ws, &main, &wt, &unborn).await;
+}
 
-    // The linked worktree's gitdir vanishes → removed, then evicted.
+/// `main` with a linked worktree `wt` (branch `wtb`) holding one untracked file.
+fn repo_with_edited_worktree(tmp: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let main = init_repo(&tmp.join("main"));
+    git(&main, &["worktree", "add", "-q", "-b", "wtb", "../wt"]);
+    let wt = std::fs::canonicalize(tmp.join("wt")).unwrap();
+    std::fs::write(wt.join("w.txt"), "in worktree\n").unwrap();
+    (main, wt)
+}
+
+/// A repo without commits (branch `trunk`), one staged and one loose file.
+fn unborn_repo_with_staged_and_loose(dir: &Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    git(dir, &["init", "-q", "-b", "trunk"]);
+    let unborn = std::fs::canonicalize(dir).unwrap();
+    std::fs::write(unborn.join("staged.txt"), "s\n").unwrap();
+    git(&unborn, &["add", "staged.txt"]);
+    std::fs::write(unborn.join("loose.txt"), "l\n").unwrap();
+    unborn
+}
+
+/// `super` with the submodule `sm` whose README is edited; returns (super, sm).
+fn super_with_edited_submodule(tmp: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let sub_src = init_repo(&tmp.join("subsrc"));
+    let sup = init_repo(&tmp.join("super"));
+    git(
+        &sup,
+        &[
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            &sub_src.display().to_string(),
+            "sm",
+        ],
+    );
+    git(&sup, &["commit", "-q", "-m", "add sm"]);
+    let sm = sup.join("sm");
+    std::fs::write(sm.join("README.md"), "sub edit\n").unwrap();
+    (sup, sm)
+}
+
+/// A linked worktree whose gitdir vanishes and a plain repo whose `.git` is deleted are
+/// reported removed, then never come back in later messages.
+async fn removed_repos_are_reported_then_evicted(
+    ws: &mut Ws,
+    main: &Path,
+    wt: &Path,
+    unborn: &Path,
+) {
     std::fs::remove_dir_all(main.join(".git/worktrees/wt")).unwrap();
     ws.refresh().await;
     let m = ws
-        .wait_for(T, |m| repo(m, &wt).is_some_and(|r| r["removed"] == true))
+        .wait_for(T, |m| repo(m, wt).is_some_and(|r| r["removed"] == true))
         .await;
     assert_eq!(
-        repo(&m, &wt).unwrap(),
+        repo(&m, wt).unwrap(),
         &json!({"repo_root": wt.display().to_string(), "unified_diff": "", "removed": true})
     );
-    // Deleting `.git` of a plain repo → removed.
     std::fs::remove_dir_all(unborn.join(".git")).unwrap();
     ws.refresh().await;
-    ws.wait_for(T, |m| {
-        repo(m, &unborn).is_some_and(|r| r["removed"] == true)
-    })
-    .await;
-    // Evicted repos never come back in later messages.
+    ws.wait_for(T, |m| repo(m, unborn).is_some_and(|r| r["removed"] == true))
+        .await;
     ws.refresh().await;
     while let Some(m) = ws.try_next(Duration::from_millis(1500)).await {
-        assert!(
-            repo(&m, &wt).is_none() && repo(&m, &unborn).is_none(),
-            "{m}"
-        );
+        assert!(repo(&m, wt).is_none() && repo(&m, unborn).is_none(), "{m}");
     }
 }
 
@@ -383,13 +422,20 @@ async fn big_binary_odd_names_and_corrupt_head() {
     add_paths(&d, &c, &[], &[&root]).await;
     ws.wait_for(T, is_changes_with(&root)).await;
 
-    // Binary new and modified; a name with a newline, spaces, quotes and unicode.
+    binary_files_and_odd_names(&mut ws, &root).await;
+    many_untracked_files_arrive_in_one_diff(&mut ws, &root).await;
+    too_large_diffs_get_placeholders(&mut ws, &root).await;
+    corrupt_head_is_a_transient_error(&d, &mut ws, &root).await;
+}
+
+/// Binary new and modified; a name with a newline, spaces, quotes and unicode.
+async fn binary_files_and_odd_names(ws: &mut Ws, root: &Path) {
     std::fs::write(root.join("new.bin"), b"\0\x01\x02binary").unwrap();
     std::fs::write(root.join("old.bin"), b"x\0y").unwrap();
     std::fs::write(root.join("new\nline \"q\" é.txt"), "odd\n").unwrap();
     ws.refresh().await;
-    let m = ws.wait_for(T, is_changes_with(&root)).await;
-    let diff = diff_of(&m, &root).unwrap();
+    let m = ws.wait_for(T, is_changes_with(root)).await;
+    let diff = diff_of(&m, root).unwrap();
     assert!(
         diff.contains("Binary files a/old.bin and b/old.bin differ\n"),
         "{diff}"
@@ -403,8 +449,10 @@ async fn big_binary_odd_names_and_corrupt_head() {
         diff.contains("+++ \"b/new\\nline \\\"q\\\" \\303\\251.txt\"\t\n@@ -0,0 +1 @@\n+odd\n"),
         "{diff}"
     );
+}
 
-    // 2 000 untracked files arrive in one diff, batched.
+/// 2 000 untracked files arrive in one diff, batched, within 5 s.
+async fn many_untracked_files_arrive_in_one_diff(ws: &mut Ws, root: &Path) {
     std::fs::create_dir_all(root.join("many")).unwrap();
     for i in 0..2000 {
         std::fs::write(
@@ -419,28 +467,31 @@ async fn big_binary_odd_names_and_corrupt_head() {
     ws.refresh().await;
     let m = ws
         .wait_for(T, |m| {
-            diff_of(m, &root)
+            diff_of(m, root)
                 .is_some_and(|d| d.contains("+++ b/many/f1999.txt\n@@ -0,0 +1 @@\n+line 1999\n"))
         })
         .await;
     let took = t0.elapsed();
-    let diff = diff_of(&m, &root).unwrap();
+    let diff = diff_of(&m, root).unwrap();
     assert_eq!(diff.matches("diff --git a/many/").count(), 2000);
     assert!(diff.contains("+++ b/many/f1999.txt\n@@ -0,0 +1 @@\n+line 1999\n"));
     assert!(took < Duration::from_secs(5), "{took:?}");
     std::fs::remove_dir_all(root.join("many")).unwrap();
+}
 
-    // One 512 KiB file → per-file stub; 16 × 200 KiB (3.2 MB) → total placeholder.
+/// One 512 KiB file → per-file stub; 16 × 200 KiB (3.2 MB) → total placeholder. Leaves
+/// `big.txt` and the 16 chunks in place.
+async fn too_large_diffs_get_placeholders(ws: &mut Ws, root: &Path) {
     let line = "x".repeat(99) + "\n";
     std::fs::write(root.join("big.txt"), line.repeat(5243)).unwrap();
     ws.refresh().await;
     let m = ws
         .wait_for(T, |m| {
-            diff_of(m, &root)
+            diff_of(m, root)
                 .is_some_and(|d| d.contains("+File diff too large to show. Diff size: 530 kB\n"))
         })
         .await;
-    let diff = diff_of(&m, &root).unwrap();
+    let diff = diff_of(&m, root).unwrap();
     assert!(
         diff.contains(
             "+++ b/big.txt\n@@ -0,0 +1 @@\n+File diff too large to show. Diff size: 530 kB\n"
@@ -454,10 +505,10 @@ async fn big_binary_odd_names_and_corrupt_head() {
     ws.refresh().await;
     let m = ws
         .wait_for(T, |m| {
-            diff_of(m, &root).is_some_and(|d| d.starts_with("Total diff too large"))
+            diff_of(m, root).is_some_and(|d| d.starts_with("Total diff too large"))
         })
         .await;
-    let r = repo(&m, &root).unwrap();
+    let r = repo(&m, root).unwrap();
     let diff = r["unified_diff"].as_str().unwrap();
     assert!(
         diff.starts_with("Total diff too large to show. Size: 3."),
@@ -469,8 +520,11 @@ async fn big_binary_odd_names_and_corrupt_head() {
         "{diff}"
     );
     assert_eq!(r["branch"], "main");
+}
 
-    // A corrupt HEAD is a transient error: no removal; after repair the repo is still watched.
+/// A corrupt HEAD is a transient error: no removal; after repair (and removing the chunks)
+/// the repo is still watched.
+async fn corrupt_head_is_a_transient_error(d: &Agentd, ws: &mut Ws, root: &Path) {
     let head = std::fs::read(root.join(".git/HEAD")).unwrap();
     std::fs::write(root.join(".git/HEAD"), "garbage").unwrap();
     ws.refresh().await;
@@ -486,12 +540,12 @@ async fn big_binary_odd_names_and_corrupt_head() {
     ws.refresh().await;
     let m = ws
         .wait_for(T, |m| {
-            diff_of(m, &root).is_some_and(|d| !d.starts_with("Total diff too large"))
+            diff_of(m, root).is_some_and(|d| !d.starts_with("Total diff too large"))
         })
         .await;
-    let diff = diff_of(&m, &root).unwrap();
+    let diff = diff_of(&m, root).unwrap();
     assert!(diff.contains("File diff too large to show"), "{diff}");
-    assert_eq!(repo(&m, &root).unwrap()["removed"], Value::Null);
+    assert_eq!(repo(&m, root).unwrap()["removed"], Value::Null);
 }
 
 /// Scans caused by `edits` edits, each a write in a watched directory (an inotify event)

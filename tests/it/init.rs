@@ -6,41 +6,9 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use agentd_tests::procfs::{children, cmdline_has, pids, stat};
 use agentd_tests::{agentd_bin, clean_command, free_port};
 use serde_json::{Value, json};
-
-fn children(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|s| s.parse().ok())
-        .collect()
-}
-
-/// `(state, ppid, comm)` from /proc/<pid>/stat.
-fn stat(pid: u32) -> Option<(char, u32, String)> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let open = s.find('(')?;
-    let close = s.rfind(')')?;
-    let comm = s[open + 1..close].to_owned();
-    let mut rest = s[close + 2..].split(' ');
-    let state = rest.next()?.chars().next()?;
-    let ppid = rest.next()?.parse().ok()?;
-    Some((state, ppid, comm))
-}
-
-fn all_pids() -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect()
-}
-
-fn cmdline_has(pid: u32, needle: &str) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| String::from_utf8_lossy(&b).contains(needle))
-        .unwrap_or(false)
-}
 
 async fn post(port: u16, path: &str, body: Value) -> Value {
     let res = reqwest::Client::new()
@@ -69,22 +37,36 @@ async fn as_pid1_it_reaps_orphans_forwards_signals_and_leaves_nothing() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
+    let mut ns = serve_in_a_new_pid_namespace(tmp.path(), port).await;
+    // unshare -> init (PID 1 inside) -> the daemon.
+    let init = children(ns.0.id())[0];
+    let daemon = children(init);
+    assert_eq!(daemon.len(), 1, "init has exactly the daemon as its child");
+    let (_, _, comm) = stat(daemon[0]).unwrap();
+    assert_eq!(comm, stat(init).unwrap().2, "the daemon is the same binary");
+
+    an_orphan_goes_to_init_and_is_reaped(init).await;
+    sigterm_to_pid1_stops_the_daemon_and_leaves_nothing(&mut ns, port, init, daemon[0]).await;
+}
+
+/// `agentd serve` on `port` under `unshare --pid --fork` (agentd is PID 1 inside), once its
+/// /healthz answers.
+async fn serve_in_a_new_pid_namespace(tmp: &Path, port: u16) -> Ns {
     let mut cmd = clean_command(Path::new("unshare"));
     cmd.args(["--pid", "--fork", "--kill-child", "--mount-proc"])
         .arg(agentd_bin())
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--state-dir")
-        .arg(tmp.path().join("st"))
+        .arg(tmp.join("st"))
         .arg("--socket")
-        .arg(tmp.path().join("s.sock"))
+        .arg(tmp.join("s.sock"))
         .arg("--workdir")
-        .arg(tmp.path())
+        .arg(tmp)
         .args(["--log-format", "json"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let mut ns = Ns(cmd.spawn().unwrap());
-    let unshare = ns.0.id();
+    let ns = Ns(cmd.spawn().unwrap());
     let client = reqwest::Client::new();
     let t = Instant::now();
     loop {
@@ -102,15 +84,12 @@ async fn as_pid1_it_reaps_orphans_forwards_signals_and_leaves_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // unshare -> init (PID 1 inside) -> the daemon.
-    let init = children(unshare)[0];
-    let daemon = children(init);
-    assert_eq!(daemon.len(), 1, "init has exactly the daemon as its child");
-    let (_, _, comm) = stat(daemon[0]).unwrap();
-    assert_eq!(comm, stat(init).unwrap().2, "the daemon is the same binary");
+    ns
+}
 
-    // An orphan the daemon never started (a `docker exec` session that backgrounds a job):
-    // it is reparented to init, which reaps it when it exits.
+/// An orphan the daemon never started (a `docker exec` session that backgrounds a job) is
+/// reparented to init, which reaps it when it exits.
+async fn an_orphan_goes_to_init_and_is_reaped(init: u32) {
     let marker = format!("0.7{}", std::process::id());
     let status = std::process::Command::new("nsenter")
         .args(["-t", &init.to_string(), "-p", "-m", "--", "sh", "-c"])
@@ -120,7 +99,7 @@ async fn as_pid1_it_reaps_orphans_forwards_signals_and_leaves_nothing() {
     assert!(status.success());
     let orphan = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
-            if let Some(p) = all_pids().into_iter().find(|p| cmdline_has(*p, &marker)) {
+            if let Some(p) = pids().into_iter().find(|p| cmdline_has(*p, &marker)) {
                 return p;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -139,9 +118,16 @@ async fn as_pid1_it_reaps_orphans_forwards_signals_and_leaves_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
 
-    // A long-running command, then SIGTERM to PID 1: forwarded, the daemon shuts down
-    // cleanly, init exits 0 and nothing is left.
+/// A long-running command, then SIGTERM to PID 1: forwarded, the daemon shuts down cleanly,
+/// init exits 0 and nothing is left.
+async fn sigterm_to_pid1_stops_the_daemon_and_leaves_nothing(
+    ns: &mut Ns,
+    port: u16,
+    init: u32,
+    daemon: u32,
+) {
     let keep = format!("300.{}", std::process::id());
     let v = post(
         port,
@@ -151,7 +137,7 @@ async fn as_pid1_it_reaps_orphans_forwards_signals_and_leaves_nothing() {
     .await;
     assert_eq!(v["started"], true);
     let t = Instant::now();
-    while !all_pids().into_iter().any(|p| cmdline_has(p, &keep)) {
+    while !pids().into_iter().any(|p| cmdline_has(p, &keep)) {
         assert!(t.elapsed() < Duration::from_secs(5));
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -170,9 +156,9 @@ async fn as_pid1_it_reaps_orphans_forwards_signals_and_leaves_nothing() {
     };
     assert_eq!(status.code(), Some(0));
     assert!(
-        !all_pids()
+        !pids()
             .into_iter()
-            .any(|p| cmdline_has(p, &keep) || p == init || p == daemon[0]),
+            .any(|p| cmdline_has(p, &keep) || p == init || p == daemon),
         "something outlived the shutdown"
     );
 }

@@ -736,111 +736,123 @@ async fn server_everything_stdio_streamable_http_and_sse() {
         }),
         &[],
     );
-    // The tools of the pinned version (tests/fixtures/node/package-lock.json), sorted.
-    const TOOLS: [&str; 13] = [
-        "echo",
-        "get-annotated-message",
-        "get-env",
-        "get-resource-links",
-        "get-resource-reference",
-        "get-structured-content",
-        "get-sum",
-        "get-tiny-image",
-        "gzip-file-as-resource",
-        "simulate-research-query",
-        "toggle-simulated-logging",
-        "toggle-subscriber-updates",
-        "trigger-long-running-operation",
-    ];
     for (n, t) in [
         ("ev-stdio", "stdio"),
         ("ev-http", "http"),
         ("ev-sse", "sse"),
     ] {
-        let s = wait_state(&d, n, "ready", Duration::from_secs(40)).await;
-        assert_eq!(
-            (&s["transport"], &s["tools"]),
-            (&json!(t), &json!(13)),
-            "{s}"
-        );
-        let (_, v) = d.get_json("/api/v0/mcp/tools").await;
-        let mine: Vec<&Value> = v["tools"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|t| t["server_name"] == n)
-            .collect();
-        assert_eq!(
-            mine.iter()
-                .map(|t| t["name"].as_str().unwrap())
-                .collect::<Vec<_>>(),
-            TOOLS.map(|t| format!("{n}__{t}")),
-            "{n}"
-        );
-        let echo = mine.iter().find(|t| t["tool_name"] == "echo").unwrap();
-        assert_eq!(
-            (&echo["description"], &echo["schema"], &echo["required"]),
-            (
-                &json!("Echoes back the input string"),
-                &json!({"message": {"type": "string", "description": "Message to echo"}}),
-                &json!(["message"])
-            ),
-            "{n}"
-        );
-        assert_eq!(
-            call(&d, &format!("{n}__echo"), json!({"message": "hi"})).await,
-            (
-                200,
-                json!({"content": [{"type": "text", "text": "Echo: hi"}], "is_error": false})
-            ),
-            "{n}"
-        );
-        assert_eq!(
-            call(&d, &format!("{n}__get-sum"), json!({"a": 2, "b": 3})).await,
-            (
-                200,
-                json!({"content": [{"type": "text", "text": "The sum of 2 and 3 is 5."}], "is_error": false})
-            ),
-            "{n}"
-        );
-        // Lossless results from a real server: resource links keep their URI, embedded
-        // text resources their text.
-        assert_eq!(
-            call(&d, &format!("{n}__get-resource-links"), json!({"count": 1})).await,
-            (
-                200,
-                json!({"content": [
-                    {"type": "text", "text": "Here are 1 resource links to resources available in this server:"},
-                    {"type": "resource", "text": "demo://resource/dynamic/blob/1", "uri": "demo://resource/dynamic/blob/1", "media_type": "text/plain"}
-                ], "is_error": false})
-            ),
-            "{n}"
-        );
-        let (st, v) = call(
-            &d,
-            &format!("{n}__get-resource-reference"),
-            json!({"resourceType": "Text", "resourceId": 1}),
-        )
-        .await;
-        let r = &v["content"][1];
-        assert_eq!(
-            (st, &r["type"], &r["uri"], &r["media_type"]),
-            (
-                200,
-                &json!("resource"),
-                &json!("demo://resource/dynamic/text/1"),
-                &json!("text/plain")
-            ),
-            "{v}"
-        );
-        assert!(
-            r["text"]
-                .as_str()
-                .unwrap()
-                .starts_with("Resource 1: This is a plaintext resource created at "),
-            "{v}"
-        );
+        everything_tools_are_listed(&d, n, t).await;
+        everything_calls_are_lossless(&d, n).await;
     }
+}
+
+/// The tools of the pinned server-everything (tests/fixtures/node/package-lock.json), sorted.
+const EVERYTHING_TOOLS: [&str; 13] = [
+    "echo",
+    "get-annotated-message",
+    "get-env",
+    "get-resource-links",
+    "get-resource-reference",
+    "get-structured-content",
+    "get-sum",
+    "get-tiny-image",
+    "gzip-file-as-resource",
+    "simulate-research-query",
+    "toggle-simulated-logging",
+    "toggle-subscriber-updates",
+    "trigger-long-running-operation",
+];
+
+/// Server `n` is ready over transport `t` with the pinned tools, `echo`'s schema as listed.
+async fn everything_tools_are_listed(d: &Agentd, n: &str, t: &str) {
+    let s = wait_state(d, n, "ready", Duration::from_secs(40)).await;
+    assert_eq!(
+        (&s["transport"], &s["tools"]),
+        (&json!(t), &json!(13)),
+        "{s}"
+    );
+    let (_, v) = d.get_json("/api/v0/mcp/tools").await;
+    let mine: Vec<&Value> = v["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["server_name"] == n)
+        .collect();
+    assert_eq!(
+        mine.iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        EVERYTHING_TOOLS.map(|t| format!("{n}__{t}")),
+        "{n}"
+    );
+    let echo = mine.iter().find(|t| t["tool_name"] == "echo").unwrap();
+    assert_eq!(
+        (&echo["description"], &echo["schema"], &echo["required"]),
+        (
+            &json!("Echoes back the input string"),
+            &json!({"message": {"type": "string", "description": "Message to echo"}}),
+            &json!(["message"])
+        ),
+        "{n}"
+    );
+}
+
+/// Calls to server `n`'s tools: plain text results, and lossless resource links and
+/// embedded text resources.
+async fn everything_calls_are_lossless(d: &Agentd, n: &str) {
+    assert_eq!(
+        call(d, &format!("{n}__echo"), json!({"message": "hi"})).await,
+        (
+            200,
+            json!({"content": [{"type": "text", "text": "Echo: hi"}], "is_error": false})
+        ),
+        "{n}"
+    );
+    assert_eq!(
+        call(d, &format!("{n}__get-sum"), json!({"a": 2, "b": 3})).await,
+        (
+            200,
+            json!({"content": [{"type": "text", "text": "The sum of 2 and 3 is 5."}], "is_error": false})
+        ),
+        "{n}"
+    );
+    // Lossless results from a real server: resource links keep their URI, embedded
+    // text resources their text.
+    assert_eq!(
+        call(d, &format!("{n}__get-resource-links"), json!({"count": 1})).await,
+        (
+            200,
+            json!({"content": [
+                {"type": "text", "text": "Here are 1 resource links to resources available in this server:"},
+                {"type": "resource", "text": "demo://resource/dynamic/blob/1", "uri": "demo://resource/dynamic/blob/1", "media_type": "text/plain"}
+            ], "is_error": false})
+        ),
+        "{n}"
+    );
+    let (st, v) = call(
+        d,
+        &format!("{n}__get-resource-reference"),
+        json!({"resourceType": "Text", "resourceId": 1}),
+    )
+    .await;
+    let r = &v["content"][1];
+    assert_eq!(
+        (st, &r["type"], &r["uri"], &r["media_type"]),
+        (
+            200,
+            &json!("resource"),
+            &json!("demo://resource/dynamic/text/1"),
+            &json!("text/plain")
+        ),
+        "{v}"
+    );
+    assert!(
+        r["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Resource 1: This is a plaintext resource created at "),
+        "{v}"
+    );
 }
 
 /// A loopback HTTP server that answers every request with a 307 to `redirect_to` (or a 404)

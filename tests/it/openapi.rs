@@ -10,8 +10,9 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use agentd_tests::context::write;
 use agentd_tests::openapi::Spec;
-use agentd_tests::{Agentd, Options, enc, raw_tcp};
+use agentd_tests::{Agentd, Options, RawResponse, enc, raw_tcp};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -176,11 +177,6 @@ impl<'a> Walk<'a> {
     }
 }
 
-fn write(p: &Path, content: &str) {
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, content).unwrap();
-}
-
 /// A daemon with a token, a fake MCP server, instruction files, a good and a bad skill and
 /// a git repository in its workdir, and `HOME` an empty directory in it.
 fn daemon(work: &Path, extra: &[&str]) -> Agentd {
@@ -220,24 +216,32 @@ fn daemon(work: &Path, extra: &[&str]) -> Agentd {
 /// The `.route(PATH, METHODS)` calls in agentd's sources: path → methods. A path given as a
 /// constant is resolved from the `const NAME: &str = "..."` items of the same sources.
 fn source_routes() -> BTreeMap<String, BTreeSet<String>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../agentd/src");
+    // Every `.rs` file under agentd/src, subdirectories included.
+    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("../agentd/src")];
     let mut sources = String::new();
-    for e in std::fs::read_dir(&dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "rs") {
-            let text = std::fs::read_to_string(&p).unwrap();
-            // `#[cfg(test)]` modules (at the end of a file) build their own routers.
-            let text = text.split("#[cfg(test)]").next().unwrap_or_default();
-            sources.push_str(text);
-            sources.push('\n');
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                // `#[cfg(test)]` modules (at the end of a file) build their own routers.
+                let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+                sources.push_str(text);
+                sources.push('\n');
+            }
         }
     }
     let mut consts = BTreeMap::new();
     for line in sources.lines() {
         let l = line.trim();
-        if let Some(rest) = l
-            .strip_prefix("pub const ")
-            .or_else(|| l.strip_prefix("const "))
+        // `const`, `pub const`, `pub(crate) const`, `pub(super) const`, ….
+        let unvis = match l.strip_prefix("pub(") {
+            Some(r) => r.split_once(") ").map_or(l, |(_, r)| r),
+            None => l.strip_prefix("pub ").unwrap_or(l),
+        };
+        if let Some(rest) = unvis.strip_prefix("const ")
             && let Some((name, value)) = rest.split_once(": &str = \"")
         {
             consts.insert(name.to_owned(), value.trim_end_matches("\";").to_owned());
@@ -485,7 +489,67 @@ async fn every_answer_matches_the_document() {
     let d = daemon(work.path(), &["--max-processes", "1"]);
     let w = Walk::new(&d);
 
-    // Core.
+    walk_core(&w).await;
+    walk_body_limit(&w).await;
+    let done = walk_process_start_and_output(&w).await;
+    walk_process_limit_list_and_signal(&w, &done).await;
+    walk_context_config_and_store_writes(&w).await;
+    walk_context_store_reads_and_deletes(&w).await;
+    walk_mcp(&w).await;
+    let root = walk_git_paths(&w, &repo).await;
+    walk_git_watch(&w, &root).await;
+    walk_files(&w, work.path()).await;
+
+    // Coverage: every operation answered its success; every documented status was seen,
+    // except those no test can cause on demand (listed).
+    let seen = w.seen.lock().unwrap().clone();
+    let unreachable: &[(&str, &str, u16)] = &[
+        ("POST", "/api/v0/processes/start", 500),
+        ("POST", "/api/v0/processes/start", 504),
+        ("GET", "/api/v0/context-config", 504),
+        ("POST", "/api/v0/git/watch/paths", 504),
+        ("GET", "/api/v0/git/watch", 405),
+        ("GET", "/api/v0/git/watch", 426),
+        // A hung mount, a directory removed mid-write, a body that stalls for 60 s.
+        ("GET", "/api/v0/read-file", 504),
+        ("GET", "/api/v0/read-file-lines", 504),
+        ("POST", "/api/v0/write-file", 404),
+        ("POST", "/api/v0/write-file", 408),
+        ("POST", "/api/v0/write-file", 504),
+        ("POST", "/api/v0/edit-files", 504),
+        ("GET", "/api/v0/resolve-path", 504),
+        ("POST", "/api/v0/list-directory", 504),
+        ("GET", "/api/v0/resolve-path", 404),
+    ];
+    let common = [401, 403, 413, 500];
+    let mut missing = Vec::new();
+    for (method, path) in w.spec.operations() {
+        let op = w.spec.operation(&method, &path);
+        for code in op["responses"].as_object().unwrap().keys() {
+            let code: u16 = code.parse().unwrap();
+            let hit = seen.contains(&(method.clone(), path.clone(), code));
+            let excused = common.contains(&code)
+                || unreachable.contains(&(method.as_str(), path.as_str(), code));
+            if !hit && !excused {
+                missing.push(format!("{method} {path} {code}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "documented but never exercised: {missing:#?}"
+    );
+    for code in [401, 403, 413] {
+        assert!(
+            seen.iter().any(|(_, _, c)| *c == code),
+            "no route answered {code}"
+        );
+    }
+}
+
+/// Core routes: the root with and without a (right) token, /healthz and its Origin and Host
+/// checks, /metrics and the served document.
+async fn walk_core(w: &Walk<'_>) {
     let (s, v) = w.get("/", "/").await;
     assert_eq!((s, v), (200, json!({"message": "Hello from the agent!"})));
     let (s, _) = w.call("GET", "/", "/", None, &[], Auth::None).await;
@@ -544,27 +608,30 @@ async fn every_answer_matches_the_document() {
         )
         .await;
     assert_eq!(s, 401);
+}
+
+/// A body announced over 4 MiB is refused before it is read, with a documented 413.
+async fn walk_body_limit(w: &Walk<'_>) {
+    let d = w.d;
     // A body announced over 4 MiB is refused before it is read.
     let head = format!(
         "POST /api/v0/processes/start HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{{",
         5 * 1024 * 1024
     );
-    let raw = raw_tcp(&d.addr, head.as_bytes()).await;
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let ctype = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-type: ")
-                .map(str::to_owned)
-        })
-        .unwrap();
-    assert_eq!(status, 413);
-    w.check("POST", "/api/v0/processes/start", status, &ctype, body);
+    let r = RawResponse::parse(&raw_tcp(&d.addr, head.as_bytes()).await);
+    assert_eq!(r.status, 413);
+    w.check(
+        "POST",
+        "/api/v0/processes/start",
+        r.status,
+        &r.content_type,
+        &r.body,
+    );
+}
 
-    // Processes.
+/// A finished process's output (waited, from an offset), and start's 400s. Returns its id.
+async fn walk_process_start_and_output(w: &Walk<'_>) -> String {
     let start = "/api/v0/processes/start";
     let chat = [("Coder-Chat-Id", CHAT)];
     let (s, v) = w
@@ -624,6 +691,15 @@ async fn every_answer_matches_the_document() {
             .await;
         assert_eq!((s, v["message"].as_str()), (400, Some(message)), "{body}");
     }
+    done
+}
+
+/// The process limit's 429, list (all and one chat's), and signal's answers up to 409 and
+/// 404; another chat's process is not found.
+async fn walk_process_limit_list_and_signal(w: &Walk<'_>, done: &str) {
+    let start = "/api/v0/processes/start";
+    let output = "/api/v0/processes/{id}/output";
+    let chat = [("Coder-Chat-Id", CHAT)];
     let (s, v) = w.post(start, start, &json!({"command": "sleep 30"})).await;
     assert_eq!(s, 200);
     let sleeper = v["id"].as_str().unwrap().to_owned();
@@ -646,10 +722,7 @@ async fn every_answer_matches_the_document() {
             Auth::Token,
         )
         .await;
-    assert_eq!(
-        (s, v["processes"][0]["id"].as_str()),
-        (200, Some(done.as_str()))
-    );
+    assert_eq!((s, v["processes"][0]["id"].as_str()), (200, Some(done)));
     let signal = "/api/v0/processes/{id}/signal";
     let sig_path = format!("/api/v0/processes/{sleeper}/signal");
     for (body, status) in [
@@ -697,8 +770,11 @@ async fn every_answer_matches_the_document() {
         )
         .await;
     assert_eq!(s, 404);
+}
 
-    // Context.
+/// context-config in both formats, and context-store writes (chat, workspace-wide, bad).
+async fn walk_context_config_and_store_writes(w: &Walk<'_>) {
+    let chat = [("Coder-Chat-Id", CHAT)];
     let cc = "/api/v0/context-config";
     let (s, v) = w.get(cc, cc).await;
     assert_eq!(s, 200);
@@ -768,6 +844,11 @@ async fn every_answer_matches_the_document() {
         (s, sources),
         (200, vec!["discovered", "discovered", "workspace", "chat"])
     );
+}
+
+/// context-store reads (all, one chat, bad id) and deletes.
+async fn walk_context_store_reads_and_deletes(w: &Walk<'_>) {
+    let store = "/api/v0/context-store";
     let (s, v) = w.get(store, store).await;
     assert_eq!((s, v["scopes"].as_array().unwrap().len()), (200, 2));
     let (s, v) = w.get(store, &format!("{store}?chat_id={CHAT}")).await;
@@ -799,8 +880,11 @@ async fn every_answer_matches_the_document() {
         )
         .await;
     assert_eq!(s, 400);
+}
 
-    // MCP.
+/// MCP servers, tools (with refresh) and call-tool's statuses, once the servers settled.
+async fn walk_mcp(w: &Walk<'_>) {
+    let d = w.d;
     agentd_tests::eventually(Duration::from_secs(20), async || {
         let (_, v) = d.get_json("/api/v0/mcp/servers").await;
         let states: Vec<&str> = v["servers"]
@@ -842,8 +926,10 @@ async fn every_answer_matches_the_document() {
     }
     let (s, _) = w.post(call, call, &json!({"tool_name": 1})).await;
     assert_eq!(s, 400);
+}
 
-    // Git.
+/// git watch paths: record, the request caps, and reads. Returns the repo's canonical root.
+async fn walk_git_paths(w: &Walk<'_>, repo: &Path) -> std::path::PathBuf {
     let paths = "/api/v0/git/watch/paths";
     let (s, v) = w
         .post(
@@ -852,7 +938,7 @@ async fn every_answer_matches_the_document() {
             &json!({"chat_id": CHAT, "ancestor_chat_ids": [PARENT], "paths": [repo.join("a.txt"), "/"]}),
         )
         .await;
-    let root = std::fs::canonicalize(&repo).unwrap();
+    let root = std::fs::canonicalize(repo).unwrap();
     assert_eq!(
         (s, v),
         (
@@ -876,6 +962,13 @@ async fn every_answer_matches_the_document() {
     assert_eq!(s, 400);
     let (s, _) = w.get(paths, &format!("{paths}?chat_id=x")).await;
     assert_eq!(s, 400);
+    root
+}
+
+/// git watch without an upgrade (400), then the upgrade and its messages against the
+/// document's schemas.
+async fn walk_git_watch(w: &Walk<'_>, root: &Path) {
+    let d = w.d;
     let watch = "/api/v0/git/watch";
     let (s, v) = w.get(watch, &format!("{watch}?chat_id={CHAT}")).await;
     assert_eq!(
@@ -925,55 +1018,6 @@ async fn every_answer_matches_the_document() {
         err,
         json!({"type": "error", "message": "unknown message type"})
     );
-
-    // Files.
-    walk_files(&w, work.path()).await;
-
-    // Coverage: every operation answered its success; every documented status was seen,
-    // except those no test can cause on demand (listed).
-    let seen = w.seen.lock().unwrap().clone();
-    let unreachable: &[(&str, &str, u16)] = &[
-        ("POST", "/api/v0/processes/start", 500),
-        ("POST", "/api/v0/processes/start", 504),
-        ("GET", "/api/v0/context-config", 504),
-        ("POST", "/api/v0/git/watch/paths", 504),
-        ("GET", "/api/v0/git/watch", 405),
-        ("GET", "/api/v0/git/watch", 426),
-        // A hung mount, a directory removed mid-write, a body that stalls for 60 s.
-        ("GET", "/api/v0/read-file", 504),
-        ("GET", "/api/v0/read-file-lines", 504),
-        ("POST", "/api/v0/write-file", 404),
-        ("POST", "/api/v0/write-file", 408),
-        ("POST", "/api/v0/write-file", 504),
-        ("POST", "/api/v0/edit-files", 504),
-        ("GET", "/api/v0/resolve-path", 504),
-        ("POST", "/api/v0/list-directory", 504),
-        ("GET", "/api/v0/resolve-path", 404),
-    ];
-    let common = [401, 403, 413, 500];
-    let mut missing = Vec::new();
-    for (method, path) in w.spec.operations() {
-        let op = w.spec.operation(&method, &path);
-        for code in op["responses"].as_object().unwrap().keys() {
-            let code: u16 = code.parse().unwrap();
-            let hit = seen.contains(&(method.clone(), path.clone(), code));
-            let excused = common.contains(&code)
-                || unreachable.contains(&(method.as_str(), path.as_str(), code));
-            if !hit && !excused {
-                missing.push(format!("{method} {path} {code}"));
-            }
-        }
-    }
-    assert!(
-        missing.is_empty(),
-        "documented but never exercised: {missing:#?}"
-    );
-    for code in [401, 403, 413] {
-        assert!(
-            seen.iter().any(|(_, _, c)| *c == code),
-            "no route answered {code}"
-        );
-    }
 }
 
 type WsStream =
@@ -1001,18 +1045,43 @@ async fn read_file(w: &Walk<'_>, query: &str) -> (u16, String, Value) {
     w.send_typed("GET", "/api/v0/read-file", req).await
 }
 
+/// `POST /api/v0/write-file?<query>` through the walk with a raw body, as chat `CHAT` if
+/// `chat`.
+async fn write_file_raw(w: &Walk<'_>, query: &str, body: &'static str, chat: bool) -> (u16, Value) {
+    let wf = "/api/v0/write-file";
+    let mut req = Walk::client()
+        .post(w.d.url(&format!("{wf}?{query}")))
+        .bearer_auth(TOKEN)
+        .body(body);
+    if chat {
+        req = req.header("Coder-Chat-Id", CHAT);
+    }
+    w.send("POST", wf, req).await
+}
+
 /// The file API, route by route, on temp files under the daemon's workdir.
 async fn walk_files(w: &Walk<'_>, work: &Path) {
     let dir = work.join("files");
     std::fs::create_dir_all(&dir).unwrap();
     let dir = std::fs::canonicalize(&dir).unwrap();
     let p = |name: &str| dir.join(name).display().to_string();
-    let ds = dir.display().to_string();
     let txt = p("a file.txt");
     write(Path::new(&txt), "hello\nworld\n");
     std::fs::write(p("pixel.png"), b"\x89PNG\r\n").unwrap();
 
-    // read-file.
+    walk_read_file(w, &dir).await;
+    walk_read_file_lines(w, &dir).await;
+    walk_write_file(w, &dir).await;
+    walk_edit_files(w, &dir).await;
+    walk_resolve_path(w, &dir).await;
+    walk_list_directory(w, &dir, work).await;
+}
+
+/// read-file: a range, past the end, the content type, and its 400s and 404.
+async fn walk_read_file(w: &Walk<'_>, dir: &Path) {
+    let p = |name: &str| dir.join(name).display().to_string();
+    let ds = dir.display().to_string();
+    let txt = p("a file.txt");
     let (s, ct, v) = read_file(w, &format!("path={}&offset=1&limit=4", enc(&txt))).await;
     assert_eq!(
         (s, ct.as_str(), v),
@@ -1076,8 +1145,13 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
             json!({"message": format!("open {missing}: no such file or directory")})
         )
     );
+}
 
-    // read-file-lines.
+/// read-file-lines: a window and its query errors.
+async fn walk_read_file_lines(w: &Walk<'_>, dir: &Path) {
+    let p = |name: &str| dir.join(name).display().to_string();
+    let txt = p("a file.txt");
+    let missing = p("missing.txt");
     let lines = "/api/v0/read-file-lines";
     let (s, v) = w
         .get(lines, &format!("{lines}?path={}&offset=2", enc(&txt)))
@@ -1111,21 +1185,14 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
             )
         )
     );
+}
 
-    // write-file.
-    let wf = "/api/v0/write-file";
-    let post_raw = async |query: &str, body: &'static str, chat: bool| {
-        let mut req = Walk::client()
-            .post(w.d.url(&format!("{wf}?{query}")))
-            .bearer_auth(TOKEN)
-            .body(body);
-        if chat {
-            req = req.header("Coder-Chat-Id", CHAT);
-        }
-        w.send("POST", wf, req).await
-    };
+/// write-file: a new file with parents, the SHA-256 precondition, a hard-linked file's
+/// warning, its 400s, and a body over the limit refused before anything is written.
+async fn walk_write_file(w: &Walk<'_>, dir: &Path) {
+    let p = |name: &str| dir.join(name).display().to_string();
     let new = p("new/deeper/b.txt");
-    let (s, v) = post_raw(&format!("path={}", enc(&new)), "hello\n", true).await;
+    let (s, v) = write_file_raw(w, &format!("path={}", enc(&new)), "hello\n", true).await;
     assert_eq!(
         (s, v),
         (
@@ -1145,7 +1212,8 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
         s == 200 && v["paths"].as_array().unwrap().contains(&json!(new)),
         "{v}"
     );
-    let (s, v) = post_raw(
+    let (s, v) = write_file_raw(
+        w,
         &format!(
             "path={}&expected_sha256=5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03",
             enc(&new)
@@ -1161,7 +1229,8 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
             &json!("4a1e67f2fe1d1cc7b31d0ca2ec441da4778203a036a77da10344c85e24ff0f92")
         )
     );
-    let (s, v) = post_raw(
+    let (s, v) = write_file_raw(
+        w,
         &format!("path={}&expected_sha256={}", enc(&new), "0".repeat(64)),
         "x",
         false,
@@ -1177,10 +1246,19 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
             )})
         )
     );
+    walk_write_file_links_and_400s(w, dir).await;
+    walk_write_file_body_limit(w, dir).await;
+}
+
+/// write-file over a hard-linked file (a warning), and its 400s.
+async fn walk_write_file_links_and_400s(w: &Walk<'_>, dir: &Path) {
+    let p = |name: &str| dir.join(name).display().to_string();
+    let ds = dir.display().to_string();
+    let txt = p("a file.txt");
     let linked = p("linked.txt");
     std::fs::write(&linked, "old").unwrap();
     std::fs::hard_link(&linked, p("other-name.txt")).unwrap();
-    let (s, v) = post_raw(&format!("path={}", enc(&linked)), "new", false).await;
+    let (s, v) = write_file_raw(w, &format!("path={}", enc(&linked)), "new", false).await;
     assert_eq!(
         (s, v["warnings"].clone()),
         (
@@ -1204,14 +1282,20 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
             format!("mkdir {txt}: not a directory"),
         ),
     ] {
-        let (s, v) = post_raw(&query, "x", false).await;
+        let (s, v) = write_file_raw(w, &query, "x", false).await;
         assert_eq!((s, v), (400, json!({"message": message})), "{query}");
     }
-    let (s, v) = post_raw("", "x", false).await;
+    let (s, v) = write_file_raw(w, "", "x", false).await;
     assert_eq!(
         (s, &v["message"]),
         (400, &json!("Query parameters have invalid values."))
     );
+}
+
+/// write-file: a body announced over 128 MiB is refused before anything is written.
+async fn walk_write_file_body_limit(w: &Walk<'_>, dir: &Path) {
+    let p = |name: &str| dir.join(name).display().to_string();
+    let wf = "/api/v0/write-file";
     // A body announced over 128 MiB is refused before anything is written.
     let head = format!(
         "POST {wf}?path={} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\
@@ -1219,18 +1303,21 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
         enc(&p("huge.bin")),
         200 << 20
     );
-    let raw = raw_tcp(&w.d.addr, head.as_bytes()).await;
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
-    assert_eq!(status, 413, "{raw}");
-    let v = w.check("POST", wf, status, "application/json", body);
+    let r = RawResponse::parse(&raw_tcp(&w.d.addr, head.as_bytes()).await);
+    assert_eq!(r.status, 413, "{r:?}");
+    let v = w.check("POST", wf, r.status, "application/json", &r.body);
     assert_eq!(
         v,
         json!({"message": "Request body too large.", "detail": "the limit is 134217728 bytes"})
     );
     assert!(!Path::new(&p("huge.bin")).exists());
+}
 
-    // edit-files.
+/// edit-files: an edit, its 400s, a matcher miss, the precondition and a file too large.
+async fn walk_edit_files(w: &Walk<'_>, dir: &Path) {
+    let p = |name: &str| dir.join(name).display().to_string();
+    let txt = p("a file.txt");
+    let missing = p("missing.txt");
     let ef = "/api/v0/edit-files";
     let edit = |path: &str, old: &str, new: &str| json!({"path": path, "edits": [{"old_text": old, "new_text": new}]});
     let (s, v) = w
@@ -1320,8 +1407,12 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
             json!({"message": format!("edit {big}: file is 67108865 bytes; edit-files handles files up to 67108864 bytes")})
         )
     );
+}
 
-    // resolve-path.
+/// resolve-path: a link, and its 400s and 500.
+async fn walk_resolve_path(w: &Walk<'_>, dir: &Path) {
+    let p = |name: &str| dir.join(name).display().to_string();
+    let txt = p("a file.txt");
     let rp = "/api/v0/resolve-path";
     std::os::unix::fs::symlink(&txt, p("link")).unwrap();
     let (s, v) = w
@@ -1369,8 +1460,13 @@ async fn walk_files(w: &Walk<'_>, work: &Path) {
             json!({"message": format!("too many levels of symlinks resolving \"{}\"", p("loop1"))})
         )
     );
+}
 
-    // list-directory.
+/// list-directory: by query path, by components, home-relative, and its errors.
+async fn walk_list_directory(w: &Walk<'_>, dir: &Path, work: &Path) {
+    let p = |name: &str| dir.join(name).display().to_string();
+    let txt = p("a file.txt");
+    let missing = p("missing.txt");
     let ls = "/api/v0/list-directory";
     let sub = dir.join("new");
     let (s, v) = w

@@ -2,12 +2,12 @@
 //! started, default-directory processes feeding the git watch, non-object JSON bodies, and
 //! every rejection in the standard error shape.
 
-use std::path::Path;
 use std::time::Duration;
 
+use agentd_tests::context::write;
 use agentd_tests::gitwatch::{Ws, diff_of, init_repo};
 use agentd_tests::mcp::{fake, wait_state};
-use agentd_tests::{Agentd, Options, raw_tcp};
+use agentd_tests::{Agentd, Options, RawResponse, raw_tcp};
 use serde_json::{Value, json};
 
 const A: &str = "3f0e6a54-9b1c-4a8e-9d7e-2a1b8c3d4e5f";
@@ -44,10 +44,6 @@ fn file_parts(v: &Value) -> Vec<(String, String)> {
             )
         })
         .collect()
-}
-
-fn write(p: &Path, s: &str) {
-    std::fs::write(p, s).unwrap();
 }
 
 #[tokio::test]
@@ -202,18 +198,11 @@ async fn non_object_json_bodies_are_invalid_json() {
 
 /// `(status, content-type, body)` of a raw request.
 async fn raw(d: &Agentd, head: &str) -> (u16, String, Value) {
-    let text = raw_tcp(&d.addr, head.as_bytes()).await;
-    let (h, body) = text.split_once("\r\n\r\n").unwrap();
-    let status = h[9..12].parse().unwrap();
-    let ct = h
-        .lines()
-        .find_map(|l| l.strip_prefix("content-type: "))
-        .unwrap_or("")
-        .to_owned();
+    let r = RawResponse::parse(&raw_tcp(&d.addr, head.as_bytes()).await);
     (
-        status,
-        ct,
-        serde_json::from_str(body).unwrap_or(Value::Null),
+        r.status,
+        r.content_type,
+        serde_json::from_str(&r.body).unwrap_or(Value::Null),
     )
 }
 

@@ -87,14 +87,6 @@ async fn list(d: &Agentd, chat: Option<&str>) -> Vec<Value> {
     v["processes"].as_array().unwrap().clone()
 }
 
-/// A daemon started with extra command-line flags.
-fn with_flags(flags: &[&str]) -> Agentd {
-    Agentd::start_with(Options {
-        args: flags.iter().map(|f| (*f).to_owned()).collect(),
-        ..Default::default()
-    })
-}
-
 /// Removes `pid` (checking it is a real pid) so the rest can be compared exactly.
 fn strip_pid(mut v: Value) -> Value {
     assert!(v["pid"].as_u64().unwrap() > 1, "{v}");
@@ -117,9 +109,16 @@ async fn start_contract_and_bad_input() {
             .any(|p| p["id"] == id.as_str() && p["background"] == true)
     );
 
-    let bad = |body: &'static [u8]| {
-        let d = &d;
-        async move { call(d, "POST", &format!("{P}/start"), None, Some(body)).await }
+    start_bodies_as_gos_decoder_reads_them(&d).await;
+    start_beyond_the_body_and_argument_limits(&d).await;
+    start_without_sh_on_path_then_still_alive(&d).await;
+}
+
+/// Start bodies Go's decoder refuses (400 with Coder's wording) or accepts (keys folded,
+/// unknown fields ignored, a whitespace-only command).
+async fn start_bodies_as_gos_decoder_reads_them(d: &Agentd) {
+    let bad = |body: &'static [u8]| async move {
+        call(d, "POST", &format!("{P}/start"), None, Some(body)).await
     };
     assert_eq!(
         bad(br#"{"command":""}"#).await,
@@ -146,7 +145,7 @@ async fn start_contract_and_bad_input() {
         br#"{"command":"x","background":"yes"}"#,
         br#"[1,2]"#,
     ] {
-        let (s, v) = call(&d, "POST", &format!("{P}/start"), None, Some(wrong)).await;
+        let (s, v) = call(d, "POST", &format!("{P}/start"), None, Some(wrong)).await;
         assert_eq!(s, 400, "{}", String::from_utf8_lossy(wrong));
         assert_eq!(v["message"], "Request body must be valid JSON.");
         assert!(!v["detail"].as_str().unwrap().is_empty());
@@ -154,11 +153,15 @@ async fn start_contract_and_bad_input() {
     // Go's decoder: keys match case-insensitively; unknown fields are ignored.
     let (s, v) = bad(br#"{"Command":"echo folded","client_token":"x","timeout_ms":5}"#).await;
     assert_eq!(s, 200, "{v}");
-    let out = wait(&d, v["id"].as_str().unwrap()).await;
+    let out = wait(d, v["id"].as_str().unwrap()).await;
     assert_eq!(out["output"], "folded\n");
     // Whitespace-only commands are accepted (Coder parity).
-    start(&d, "   ").await;
+    start(d, "   ").await;
+}
 
+/// A command beyond the body limit is a 413 before it is read; one within it but beyond the
+/// kernel's argument limit a clean 500.
+async fn start_beyond_the_body_and_argument_limits(d: &Agentd) {
     // A 10 MB command string: refused by the body limit before it is read (the request is
     // sent head-first over a raw socket so the early answer cannot race the upload).
     let head = format!(
@@ -171,18 +174,17 @@ async fn start_contract_and_bad_input() {
     assert_eq!(body["message"], "Request body too large.");
     // Within the body limit but beyond the kernel's argument limit: a clean 500.
     let big = json!({ "command": format!("true {}", "x".repeat(3 * 1024 * 1024)) }).to_string();
-    let (s, v) = call(
-        &d,
-        "POST",
-        &format!("{P}/start"),
-        None,
-        Some(big.as_bytes()),
-    )
-    .await;
+    let (s, v) = call(d, "POST", &format!("{P}/start"), None, Some(big.as_bytes())).await;
     assert_eq!(s, 500, "{v}");
     assert_eq!(v["message"], "Failed to start process.");
     assert!(v["detail"].as_str().unwrap().starts_with("start process: "));
+}
 
+/// `sh` not on PATH: Go's wording, which chatd matches on; the daemon is fine afterwards.
+async fn start_without_sh_on_path_then_still_alive(d: &Agentd) {
+    let bad = |body: &'static [u8]| async move {
+        call(d, "POST", &format!("{P}/start"), None, Some(body)).await
+    };
     // `sh` not on PATH: Go's wording, which chatd matches on.
     let (s, v) = bad(br#"{"command":"true","env":{"PATH":"/nonexistent"}}"#).await;
     assert_eq!(
@@ -197,8 +199,8 @@ async fn start_contract_and_bad_input() {
         )
     );
     // The daemon is fine afterwards.
-    let id = start(&d, "echo still-alive").await;
-    assert_eq!(wait(&d, &id).await["output"], "still-alive\n");
+    let id = start(d, "echo still-alive").await;
+    assert_eq!(wait(d, &id).await["output"], "still-alive\n");
 }
 
 #[tokio::test]
@@ -469,9 +471,17 @@ async fn output_contract() {
         )
     );
 
+    output_chat_id_enforcement(&d).await;
+    output_wait_for_exit_and_lifecycle(&d).await;
+    output_exceeds_buffer_and_invalid_utf8(&d).await;
+}
+
+/// ChatIDEnforcement: a chat's process is not found for another chat; one started without a
+/// chat is readable by any chat (Coder parity).
+async fn output_chat_id_enforcement(d: &Agentd) {
     // ChatIDEnforcement.
-    let id = start_as(&d, Some(A), json!({"command": "echo a"})).await;
-    let (s, v) = call(&d, "GET", &format!("{P}/{id}/output"), Some(B), None).await;
+    let id = start_as(d, Some(A), json!({"command": "echo a"})).await;
+    let (s, v) = call(d, "GET", &format!("{P}/{id}/output"), Some(B), None).await;
     assert_eq!(
         (s, v),
         (
@@ -480,25 +490,28 @@ async fn output_contract() {
         )
     );
     assert_eq!(
-        call(&d, "GET", &format!("{P}/{id}/output"), Some(A), None)
+        call(d, "GET", &format!("{P}/{id}/output"), Some(A), None)
             .await
             .0,
         200
     );
-    assert_eq!(output(&d, &id, "").await.0, 200);
+    assert_eq!(output(d, &id, "").await.0, 200);
     // A process started without a chat is readable by any chat (Coder parity).
-    let id = start(&d, "echo open").await;
+    let id = start(d, "echo open").await;
     assert_eq!(
-        call(&d, "GET", &format!("{P}/{id}/output"), Some(B), None)
+        call(d, "GET", &format!("{P}/{id}/output"), Some(B), None)
             .await
             .0,
         200
     );
+}
 
+/// WaitForExit, then the lifecycle: exit codes, stderr in write order.
+async fn output_wait_for_exit_and_lifecycle(d: &Agentd) {
     // WaitForExit.
-    let id = start(&d, "echo hello-wait && sleep 0.1").await;
+    let id = start(d, "echo hello-wait && sleep 0.1").await;
     let t = Instant::now();
-    let v = wait(&d, &id).await;
+    let v = wait(d, &id).await;
     assert!(t.elapsed() >= Duration::from_millis(90));
     assert_eq!(
         (v["running"].clone(), v["exit_code"].clone()),
@@ -507,18 +520,22 @@ async fn output_contract() {
     assert_eq!(v["output"], "hello-wait\n");
 
     // Lifecycle: exit codes, stderr in write order, two lines.
-    let id = start(&d, "exit 42").await;
-    assert_eq!(wait(&d, &id).await["exit_code"], 42);
-    let id = start(&d, "echo one; echo two >&2; echo three; echo four >&2").await;
-    assert_eq!(wait(&d, &id).await["output"], "one\ntwo\nthree\nfour\n");
+    let id = start(d, "exit 42").await;
+    assert_eq!(wait(d, &id).await["exit_code"], 42);
+    let id = start(d, "echo one; echo two >&2; echo three; echo four >&2").await;
+    assert_eq!(wait(d, &id).await["output"], "one\ntwo\nthree\nfour\n");
+}
 
+/// OutputExceedsBuffer (head and tail kept, the middle omitted), and NUL / invalid UTF-8
+/// as valid JSON.
+async fn output_exceeds_buffer_and_invalid_utf8(d: &Agentd) {
     // OutputExceedsBuffer: 1155 lines of ~65 bytes.
     let id = start(
-        &d,
+        d,
         "for i in $(seq 1 1155); do echo \"line $i: padding to make it about sixty-five bytes xxxxxx\"; done",
     )
     .await;
-    let v = wait(&d, &id).await;
+    let v = wait(d, &id).await;
     let t = &v["truncated"];
     assert_eq!(t["strategy"], "head_tail");
     let out = v["output"].as_str().unwrap();
@@ -531,13 +548,13 @@ async fn output_contract() {
     assert!(out.ends_with("line 1155: padding to make it about sixty-five bytes xxxxxx\n"));
 
     // NUL and invalid UTF-8 come out as valid JSON.
-    let id = start(&d, r"printf 'a\000b\377c\n'").await;
-    assert_eq!(wait(&d, &id).await["output"], "a\u{0}b\u{FFFD}c\n");
+    let id = start(d, r"printf 'a\000b\377c\n'").await;
+    assert_eq!(wait(d, &id).await["output"], "a\u{0}b\u{FFFD}c\n");
 }
 
 #[tokio::test]
 async fn wait_bound_shutdown_and_concurrent_waiters() {
-    let d = with_flags(&["--process-max-wait-ms", "400"]);
+    let d = Agentd::start_with_args(&["--process-max-wait-ms", "400"]);
     // The wait is bounded: 200 with running:true.
     let id = start(&d, "sleep 300").await;
     let t = Instant::now();
@@ -609,56 +626,71 @@ async fn signal_contract() {
         (json!(-1), json!("SIGTERM"))
     );
 
+    signal_validation_and_lookup(&d).await;
+    signal_chat_isolation_and_the_whole_group(&d).await;
+    signal_storm_on_one_id(&d).await;
+}
+
+/// An unknown id is a 404; a missing, unsupported or malformed signal a 400, checked before
+/// the lookup.
+async fn signal_validation_and_lookup(d: &Agentd) {
     assert_eq!(
-        signal(&d, "nope", None, r#"{"signal":"kill"}"#).await,
+        signal(d, "nope", None, r#"{"signal":"kill"}"#).await,
         (404, json!({"message": "Process \"nope\" not found."}))
     );
-    let id = start(&d, "sleep 300").await;
+    let id = start(d, "sleep 300").await;
     assert_eq!(
-        signal(&d, &id, None, r#"{"signal":""}"#).await,
+        signal(d, &id, None, r#"{"signal":""}"#).await,
         (400, json!({"message": "Signal is required."}))
     );
     assert_eq!(
-        signal(&d, &id, None, r#"{}"#).await,
+        signal(d, &id, None, r#"{}"#).await,
         (400, json!({"message": "Signal is required."}))
     );
     assert_eq!(
-        signal(&d, &id, None, r#"{"signal":"SIGFOO"}"#).await,
+        signal(d, &id, None, r#"{"signal":"SIGFOO"}"#).await,
         (
             400,
             json!({"message": "Unsupported signal \"SIGFOO\". Use \"kill\" or \"terminate\"."})
         )
     );
-    assert_eq!(signal(&d, &id, None, r#"{"signal":"KILL"}"#).await.0, 400);
-    let (s, v) = signal(&d, &id, None, "{nope").await;
+    assert_eq!(signal(d, &id, None, r#"{"signal":"KILL"}"#).await.0, 400);
+    let (s, v) = signal(d, &id, None, "{nope").await;
     assert_eq!(
         (s, v["message"].clone()),
         (400, json!("Request body must be valid JSON."))
     );
     // Validation precedes lookup: a bad signal on an unknown id is a 400.
-    assert_eq!(signal(&d, "nope", None, r#"{"signal":"x"}"#).await.0, 400);
+    assert_eq!(signal(d, "nope", None, r#"{"signal":"x"}"#).await.0, 400);
+}
 
+/// Chat isolation comes first (even before the body is read), and kill reaches the whole
+/// process group.
+async fn signal_chat_isolation_and_the_whole_group(d: &Agentd) {
     // Chat isolation comes first, even before the body is read.
-    let a = start_as(&d, Some(A), json!({"command": "sleep 300"})).await;
-    assert_eq!(signal(&d, &a, Some(B), "{garbage").await.0, 404);
-    assert_eq!(signal(&d, &a, Some(A), r#"{"signal":"kill"}"#).await.0, 200);
+    let a = start_as(d, Some(A), json!({"command": "sleep 300"})).await;
+    assert_eq!(signal(d, &a, Some(B), "{garbage").await.0, 404);
+    assert_eq!(signal(d, &a, Some(A), r#"{"signal":"kill"}"#).await.0, 200);
 
     // kill reaches the whole group: `sleep 300 | cat` leaves no survivors.
-    let id = start(&d, "sleep 300 | cat").await;
-    let pid = output(&d, &id, "").await.1["pid"].as_u64().unwrap() as u32;
+    let id = start(d, "sleep 300 | cat").await;
+    let pid = output(d, &id, "").await.1["pid"].as_u64().unwrap() as u32;
     assert!(group_alive(pid));
-    signal(&d, &id, None, r#"{"signal":"kill"}"#).await;
-    wait(&d, &id).await;
+    signal(d, &id, None, r#"{"signal":"kill"}"#).await;
+    wait(d, &id).await;
     eventually(Duration::from_secs(5), async || {
         (!group_alive(pid)).then_some(())
     })
     .await;
+}
 
+/// A signal storm on one id: every answer is 200 or 409, and the daemon is fine.
+async fn signal_storm_on_one_id(d: &Agentd) {
     // A signal storm on one id: every answer is 200 or 409, and the daemon is fine.
-    let id = start(&d, "trap '' TERM; sleep 300").await;
+    let id = start(d, "trap '' TERM; sleep 300").await;
     let storm: Vec<_> = (0..200)
         .map(|i| {
-            let (d, id) = (&d, id.clone());
+            let id = id.clone();
             async move {
                 let sig = if i % 3 == 0 { "kill" } else { "terminate" };
                 signal(d, &id, None, &format!(r#"{{"signal":"{sig}"}}"#))
@@ -670,8 +702,8 @@ async fn signal_contract() {
     for s in futures::future::join_all(storm).await {
         assert!(s == 200 || s == 409, "{s}");
     }
-    assert_eq!(wait(&d, &id).await["exit_signal"], "SIGKILL");
-    let _ = signal(&d, &id, None, r#"{"signal":"kill"}"#).await;
+    assert_eq!(wait(d, &id).await["exit_signal"], "SIGKILL");
+    let _ = signal(d, &id, None, r#"{"signal":"kill"}"#).await;
 }
 
 #[tokio::test]
@@ -820,7 +852,8 @@ async fn many_processes_over_time() {
 /// The periodic sweep forgets exited processes without any list call.
 #[tokio::test]
 async fn sweep_forgets_exited_processes() {
-    let d = with_flags(&["--process-retention-ms", "300", "--process-sweep-ms", "100"]);
+    let d =
+        Agentd::start_with_args(&["--process-retention-ms", "300", "--process-sweep-ms", "100"]);
     let id = start(&d, "true").await;
     wait(&d, &id).await;
     eventually(Duration::from_secs(10), async || {
@@ -831,7 +864,7 @@ async fn sweep_forgets_exited_processes() {
 
 #[tokio::test]
 async fn running_cap() {
-    let d = with_flags(&["--max-processes", "5"]);
+    let d = Agentd::start_with_args(&["--max-processes", "5"]);
     let mut ids = Vec::new();
     for _ in 0..5 {
         ids.push(start(&d, "sleep 300").await);
@@ -869,7 +902,7 @@ async fn running_cap() {
 
 #[tokio::test]
 async fn list_reaps_after_retention() {
-    let d = with_flags(&["--process-retention-ms", "1500"]);
+    let d = Agentd::start_with_args(&["--process-retention-ms", "1500"]);
     let id = start(&d, "true").await;
     wait(&d, &id).await;
     assert_eq!(output(&d, &id, "").await.0, 200);

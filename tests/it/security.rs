@@ -13,24 +13,16 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 const CHAT: &str = "3f0e6a54-9b1c-4a8e-9d7e-2a1b8c3d4e5f";
 
 fn start(args: &[&str]) -> Agentd {
-    Agentd::start_with(Options {
-        args: args.iter().map(|s| (*s).to_owned()).collect(),
-        ..Options::default()
-    })
+    Agentd::start_with_args(args)
 }
 
 /// A raw HTTP/1.1 exchange: (status, JSON body or the text as a string).
 async fn raw(addr: &str, request: String) -> (u16, Value) {
-    let text = agentd_tests::raw_tcp(addr, request.as_bytes()).await;
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    let r =
+        agentd_tests::RawResponse::parse(&agentd_tests::raw_tcp(addr, request.as_bytes()).await);
     (
-        status,
-        serde_json::from_str(body).unwrap_or(Value::String(body.to_owned())),
+        r.status,
+        serde_json::from_str(&r.body).unwrap_or(Value::String(r.body)),
     )
 }
 
@@ -458,10 +450,7 @@ fn the_control_socket_is_bound_under_a_tight_umask() {
         assert!(Instant::now() < deadline, "the socket never appeared");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let children =
-        std::fs::read_to_string(format!("/proc/{}/task/{}/children", child.id(), child.id()))
-            .unwrap();
-    let daemon: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    let daemon = agentd_tests::procfs::children(child.id())[0] as i32;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(daemon),
         nix::sys::signal::Signal::SIGTERM,

@@ -133,13 +133,7 @@ impl Ws {
 
 /// `agentd_git_scans_total` from the daemon's metrics.
 pub async fn scans_total(d: &Agentd) -> u64 {
-    let text = d.metrics_text().await;
-    text.lines()
-        .find_map(|l| l.strip_prefix("agentd_git_scans_total "))
-        .expect("agentd_git_scans_total in /metrics")
-        .trim()
-        .parse()
-        .unwrap()
+    crate::metric(&d.metrics_text().await, "agentd_git_scans_total")
 }
 
 /// The entry for `root` in a `changes` message.

@@ -24,6 +24,7 @@ pub mod context;
 pub mod gitwatch;
 pub mod mcp;
 pub mod openapi;
+pub mod procfs;
 
 /// A binary of this package, next to the running test executable's `deps/` folder (cargo
 /// builds the package's binaries before its tests and benches).
@@ -203,6 +204,14 @@ impl Agentd {
     /// Starts with default options.
     pub fn start() -> Self {
         Self::start_with(Options::default())
+    }
+
+    /// Starts agentd with extra command-line flags (everything else as [`Agentd::start`]).
+    pub fn start_with_args(args: &[&str]) -> Self {
+        Self::start_with(Options {
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            ..Options::default()
+        })
     }
 
     /// Starts and waits until the TCP listener is up (its address is read from the log).
@@ -467,6 +476,22 @@ pub fn enc(s: &str) -> String {
     out
 }
 
+/// The value of the unlabelled sample `name` in a Prometheus text exposition; panics if it
+/// is missing or not an integer.
+pub fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} missing"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A path as a string (`Path::display`), the form JSON bodies and queries carry.
+pub fn display(p: &Path) -> String {
+    p.display().to_string()
+}
+
 /// Polls `f` until it returns `Some`, or panics after `timeout`.
 pub async fn eventually<T>(timeout: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
@@ -491,6 +516,42 @@ pub async fn raw_tcp(addr: &str, request: &[u8]) -> String {
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
     String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// A raw HTTP/1.x answer (from [`raw_tcp`]) taken apart.
+#[derive(Debug)]
+pub struct RawResponse {
+    /// The status code; 0 if the status line does not parse.
+    pub status: u16,
+    /// The `Content-Type` header's value (the name matched in any case); empty if absent.
+    pub content_type: String,
+    /// Everything after the blank line; empty if there is none.
+    pub body: String,
+}
+
+impl RawResponse {
+    /// Splits `text` into status, content type and body.
+    pub fn parse(text: &str) -> Self {
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let content_type = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-type")
+                    .then(|| v.trim().to_owned())
+            })
+            .unwrap_or_default();
+        Self {
+            status,
+            content_type,
+            body: body.to_owned(),
+        }
+    }
 }
 
 /// One HTTP/1.1 request on a new blocking connection, the leanest client there is (what a
