@@ -90,8 +90,8 @@ fn version_text() -> String {
 
 fn serve(args: &cli::ServeArgs) -> ExitCode {
     // Before anything starts a thread: the init must fork a single-threaded process.
-    if (args.init || agentproc::init::is_pid1())
-        && let Err(e) = agentproc::init::become_init()
+    if (args.init || agentproc::is_pid1())
+        && let Err(e) = agentproc::become_init()
     {
         eprintln!("agentd: {e}");
         return ExitCode::from(2);

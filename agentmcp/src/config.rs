@@ -3,6 +3,11 @@
 //!
 //! Pure: it reads the files it is given and nothing else; variables come from the lookup
 //! passed in. It must not connect to anything.
+//!
+//! A public module: `config::load`/`config::parse` and the model they return are one group
+//! (`agentd doctor` and the fuzz target read it), and `load`/`parse` would be ambiguous at the
+//! crate root. The names the daemon needs everywhere (`Transport`, `validate_name`) are
+//! re-exported there.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -8,11 +8,11 @@
 
 pub mod config;
 mod convert;
-pub mod expand;
+mod expand;
 mod http;
 mod manager;
 pub mod names;
-pub mod redact;
+mod redact;
 mod server;
 mod sse;
 mod watch;
@@ -24,6 +24,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 pub use config::{Transport, validate_name};
+pub use expand::{ExpandError, MAX_EXPAND_DEPTH, expand};
 pub use manager::Manager;
 
 /// Variable lookup for `${VAR}` expansion in `.mcp.json`.

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use agentproc::group::{GroupSignal, signal_group};
+use agentproc::{GroupSignal, signal_group};
 use rmcp::model::CallToolRequestParams;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use agentproc::group::{GroupSignal, new_group, signal_group, stop_group};
+use agentproc::{GroupSignal, new_group, signal_group, stop_group};
 use futures::future::BoxFuture;
 use rmcp::model::{ClientCapabilities, ClientConfig, Implementation};
 use rmcp::service::{NotificationContext, RoleClient, RunningService};

@@ -6,6 +6,10 @@
 //! never invents a newline, and keeps the rendered string within `render_limit` bytes (32 KiB,
 //! chatd's own cut) so the tail survives. This module is pure data: no I/O, no locking (the
 //! owner wraps it in a mutex), no knowledge of JSON.
+//!
+//! A public module for its limits (`buffer::MAX_HEAD_BYTES`, `buffer::truncate_lines`, …,
+//! which the fuzz target checks against a model): they only read well qualified. The buffer's
+//! types are re-exported at the crate root, where the supervisor's API names them.
 
 /// Bytes kept from the start of the output.
 pub const MAX_HEAD_BYTES: usize = 16384;

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use crate::group::GroupSignal;
 
 /// The environment variable that marks a process tree's members in subreaper mode.
-pub const MARKER_VAR: &str = "AGENTD_PROCESS_TREE";
+pub(crate) const MARKER_VAR: &str = "AGENTD_PROCESS_TREE";
 
 /// Which containment to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

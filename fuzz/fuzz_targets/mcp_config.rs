@@ -9,7 +9,7 @@ use std::path::Path;
 
 use agentmcp::Transport;
 use agentmcp::config::parse;
-use agentmcp::expand::expand;
+use agentmcp::expand;
 use agentmcp::validate_name;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;

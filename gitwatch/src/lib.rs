@@ -12,10 +12,10 @@
 //! environment (configuration comes in [`Config`]), and must never write into a repository.
 
 mod diffcap;
-pub mod discover;
+mod discover;
 mod fsio;
 mod hub;
-pub mod pathstore;
+mod pathstore;
 mod scan;
 
 use std::ffi::OsString;
@@ -25,7 +25,10 @@ use std::time::Duration;
 pub use discover::{RepoLocation, discover};
 pub use fsio::{FsError, MAX_IN_FLIGHT, blocking_fs, blocking_fs_single, spawn_fs};
 pub use hub::{GitWatch, RepoChange, Stats, Subscription, Update};
-pub use pathstore::{PathLimits, PathStats, PathStore};
+pub use pathstore::{
+    DEFAULT_MAX_BYTES, DEFAULT_MAX_CHATS, DEFAULT_MAX_PATHS_PER_CHAT, PathLimits, PathStats,
+    PathStore,
+};
 pub use scan::{Outcome, ScanError, Snapshot, read_meta, scan};
 
 /// Default [`Config::max_repos`].

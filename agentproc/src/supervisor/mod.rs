@@ -80,7 +80,7 @@ pub struct Config {
     /// Start each child on another CPU than the daemon thread that spawns it (which goes on
     /// answering the request), when the daemon may use more than one.
     pub spread: bool,
-    /// How process trees are contained (see [`crate::contain`]).
+    /// How process trees are contained (see [`ContainMode`](crate::ContainMode)).
     pub containment: ContainRequest,
     /// Exited processes kept readable at most (the oldest exits are forgotten first).
     pub max_exited: usize,
@@ -546,7 +546,7 @@ impl Supervisor {
             .forget_expired(self.inner.config.retention)
     }
 
-    /// Signals a process's whole tree (see [`crate::contain`]). A process whose shell exited
+    /// Signals a process's whole tree (see [`ContainMode`](crate::ContainMode)). A process whose shell exited
     /// is still signalled while its tree has live members (descendants it left behind).
     pub fn signal(&self, proc: &Process, sig: GroupSignal) -> Result<(), SignalError> {
         if !proc.running() && !proc.group_alive() {
