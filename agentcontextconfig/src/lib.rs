@@ -10,6 +10,7 @@ pub mod frontmatter;
 mod resolve;
 mod sanitize;
 mod store;
+mod sync;
 
 pub use discover::{ContextPart, Discovery, SkipReason, Skipped, context_parts_from_dir, discover};
 pub use resolve::{ENV_VARS, RawConfig, ResolvedConfig, resolve_path, resolve_paths};

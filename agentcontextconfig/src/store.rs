@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use crate::discover::ContextPart;
 use crate::sanitize::sanitize_and_cap;
+use crate::sync::lock;
 
 /// The store's file name inside the state dir.
 pub(crate) const STORE_FILE: &str = "context-store.json";
@@ -423,7 +424,7 @@ impl ContextStore {
     }
 
     fn recency(&self) -> std::sync::MutexGuard<'_, Recency> {
-        self.used.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.used)
     }
 
     /// Forgets least recently used chat scopes of `next` (never the workspace, never
@@ -459,7 +460,7 @@ impl ContextStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Data> {
-        self.data.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.data)
     }
 
     /// Persists `next` and, only if that worked, makes it current.

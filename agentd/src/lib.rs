@@ -25,6 +25,7 @@ mod netguard;
 mod openapi;
 mod proc_api;
 mod server;
+mod sync;
 
 // The curated public surface: what the executable, the e2e tests' docs and OpenAPI checks
 // and the fuzz targets (fuzz/fuzz_targets/*) use. Everything else is crate-private.

@@ -15,6 +15,7 @@ pub mod names;
 mod redact;
 mod server;
 mod sse;
+mod sync;
 mod watch;
 
 use std::path::PathBuf;

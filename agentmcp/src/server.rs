@@ -26,6 +26,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{ServerSpec, Transport};
 use crate::convert::tool_from_json;
 use crate::redact::Secrets;
+use crate::sync::lock;
 use crate::{ManagerOptions, ServerState, ToolDef};
 
 /// Grace period between TERM and KILL of a stdio server's group.
@@ -114,10 +115,7 @@ impl Server {
     /// live groups; returns the previous one.
     pub(crate) fn set_pid(&self, pid: Option<u32>) -> Option<u32> {
         let old = std::mem::replace(&mut self.lock().pid, pid);
-        let mut groups = self
-            .groups
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut groups = lock(&self.groups);
         if let Some(old) = old {
             groups.remove(&old);
         }
@@ -128,9 +126,7 @@ impl Server {
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Dyn> {
-        self.dynamic
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.dynamic)
     }
 
     pub(crate) fn redact(&self, s: &str) -> String {

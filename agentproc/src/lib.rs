@@ -13,6 +13,7 @@ mod launch;
 mod priority;
 mod spawn;
 mod supervisor;
+mod sync;
 
 pub use buffer::{OutputBuffer, SinceRead, Strategy, Truncation};
 pub use contain::{ContainError, ContainMode, ContainRequest, probe as probe_containment};

@@ -17,6 +17,7 @@ mod fsio;
 mod hub;
 mod pathstore;
 mod scan;
+mod sync;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

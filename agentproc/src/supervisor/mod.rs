@@ -20,7 +20,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tokio::net::unix::pipe;
@@ -34,6 +34,7 @@ use crate::contain::{ContainMode, ContainRequest, Containment};
 use crate::group::GroupSignal;
 use crate::priority::Priority;
 use crate::spawn::{self, SpawnError};
+use crate::sync::lock;
 
 use process::State;
 pub use process::{Exit, OutputView, Process, Status};
@@ -558,10 +559,6 @@ impl Supervisor {
         tracing::info!(process_id = %proc.id, pid = proc.pid, signal = ?sig, "signalled process group");
         Ok(())
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

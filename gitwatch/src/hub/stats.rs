@@ -2,11 +2,11 @@
 //! unchanged, and the completed-scan duration histogram. This module must not schedule
 //! anything.
 
-use std::sync::PoisonError;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::GitWatch;
+use crate::sync::lock;
 
 /// Counters for the metrics page.
 #[derive(Debug, Clone, Default)]
@@ -76,12 +76,7 @@ impl GitWatch {
                 .collect(),
             duration_sum: c.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
             duration_count: c.count.load(Ordering::Relaxed),
-            repos_watched: self
-                .inner
-                .repos
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .len() as u64,
+            repos_watched: lock(&self.inner.repos).len() as u64,
         }
     }
 }
