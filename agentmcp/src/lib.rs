@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-pub use config::{Transport, validate_name};
+pub use config::{NameError, Transport, validate_name};
 pub use expand::{ExpandError, MAX_EXPAND_DEPTH, expand};
 pub use manager::Manager;
 

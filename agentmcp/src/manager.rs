@@ -427,7 +427,7 @@ impl Manager {
             .iter()
             .map(|e| ConfigFileError {
                 path: e.path.clone(),
-                error: e.error.clone(),
+                error: e.error.to_string(),
             })
             .collect();
         Status {

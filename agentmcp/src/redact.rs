@@ -26,9 +26,10 @@ impl Secrets {
         Self(v)
     }
 
-    /// Replaces each secret by `[redacted]` and caps the result.
-    pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_owned();
+    /// Replaces each secret by `[redacted]` in `text`'s `Display` (a message or a typed
+    /// error such as [`SpecError`](crate::config::SpecError)) and caps the result.
+    pub fn redact(&self, text: impl std::fmt::Display) -> String {
+        let mut out = text.to_string();
         for s in &self.0 {
             if out.contains(s.as_str()) {
                 out = out.replace(s.as_str(), MARK);

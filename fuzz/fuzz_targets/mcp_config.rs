@@ -61,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
             Ok(s) => s,
             Err(e) => {
                 assert_eq!(e.config_file, path);
-                assert!(!e.error.is_empty());
+                assert!(!e.error.to_string().is_empty());
                 continue;
             }
         };
