@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use discover::{RepoLocation, discover};
-pub use fsio::{FsError, MAX_IN_FLIGHT, blocking_fs, blocking_fs_single, spawn_fs};
+pub use fsio::{FsError, blocking_fs};
 pub use hub::{GitWatch, RepoChange, Stats, Subscription, Update};
 pub use pathstore::{
     DEFAULT_MAX_BYTES, DEFAULT_MAX_CHATS, DEFAULT_MAX_PATHS_PER_CHAT, PathLimits, PathStats,
