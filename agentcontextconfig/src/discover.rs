@@ -50,7 +50,7 @@ pub enum ContextPart {
 
 impl ContextPart {
     /// The key adds are deduplicated by: the file path, or the skill directory.
-    pub fn path_key(&self) -> &str {
+    pub(crate) fn path_key(&self) -> &str {
         match self {
             ContextPart::File { path, .. } => path,
             ContextPart::Skill { dir, .. } => dir,

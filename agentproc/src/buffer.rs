@@ -193,14 +193,6 @@ impl OutputBuffer {
         v
     }
 
-    /// Forgets everything.
-    pub fn reset(&mut self) {
-        self.head = Vec::new();
-        self.ring = Vec::new();
-        self.ring_pos = 0;
-        self.total = 0;
-    }
-
     /// Bytes allocated for output (for memory accounting).
     pub fn allocated(&self) -> usize {
         self.head.capacity() + self.ring.capacity()
@@ -662,16 +654,6 @@ mod tests {
         let mut b = OutputBuffer::new();
         assert_eq!(b.write(b""), 0);
         assert_eq!(b.total_written(), 0);
-    }
-
-    #[test]
-    fn reset() {
-        let mut b = OutputBuffer::sized(10, 10);
-        b.write(&[b'x'; 50]);
-        b.reset();
-        assert_eq!(b.total_written(), 0);
-        assert_eq!(b.len(), 0);
-        assert_eq!(b.output(), (String::new(), None));
     }
 
     #[test]

@@ -257,7 +257,7 @@ impl PathStore {
     }
 
     /// An empty store with these bounds (each at least 1).
-    pub fn with_limits(limits: PathLimits) -> Self {
+    pub(crate) fn with_limits(limits: PathLimits) -> Self {
         Self {
             limits: PathLimits {
                 max_chats: limits.max_chats.max(1),

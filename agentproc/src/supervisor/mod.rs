@@ -541,14 +541,15 @@ impl Supervisor {
     }
 
     /// Forgets processes that exited more than the retention ago. Returns how many.
-    pub fn forget_expired(&self) -> usize {
+    pub(crate) fn forget_expired(&self) -> usize {
         self.inner
             .registry
             .forget_expired(self.inner.config.retention)
     }
 
-    /// Signals a process's whole tree (see [`ContainMode`](crate::ContainMode)). A process whose shell exited
-    /// is still signalled while its tree has live members (descendants it left behind).
+    /// Signals a process's whole tree (see [`ContainMode`](crate::ContainMode)). A process
+    /// whose shell exited is still signalled while its tree has live members (descendants it
+    /// left behind).
     pub fn signal(&self, proc: &Process, sig: GroupSignal) -> Result<(), SignalError> {
         if !proc.running() && !proc.group_alive() {
             return Err(SignalError::NotRunning);
