@@ -246,8 +246,8 @@ pub(crate) enum ConnectError {
         error: String,
     },
     /// The legacy SSE stream could not be opened.
-    #[error("{0}")]
-    Sse(String),
+    #[error(transparent)]
+    Sse(#[from] crate::sse::SseError),
     /// The first `tools/list` failed.
     #[error("tools/list failed: {0}")]
     ListTools(String),
