@@ -73,7 +73,7 @@ pub struct ContainError(pub String);
 /// What `serve` would get for `req`, without keeping anything: for cgroup mode the probe
 /// creates its directory, starts a process in a leaf and removes both again (`agentd
 /// doctor`). `Err` carries why cgroup mode is not available.
-pub fn probe(req: ContainRequest) -> Result<ContainMode, ContainError> {
+pub fn probe_containment(req: ContainRequest) -> Result<ContainMode, ContainError> {
     if req == ContainRequest::Subreaper {
         return Ok(ContainMode::Subreaper);
     }
