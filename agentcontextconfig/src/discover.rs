@@ -19,9 +19,9 @@ use crate::sanitize::sanitize_and_cap;
 
 /// How much of an instruction file is read before sanitising (the 64 KiB cap applies to
 /// the sanitised text). A file longer than this is reported as truncated.
-pub const INSTRUCTION_READ_LIMIT: u64 = 1024 * 1024;
+pub(crate) const INSTRUCTION_READ_LIMIT: u64 = 1024 * 1024;
 /// How much of a skill meta file is read (Coder's `MaxSkillMetaBytes`).
-pub const MAX_SKILL_META_BYTES: u64 = 64 * 1024;
+pub(crate) const MAX_SKILL_META_BYTES: u64 = 64 * 1024;
 
 /// One piece of context for a chat.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +50,7 @@ pub enum ContextPart {
 
 impl ContextPart {
     /// The key adds are deduplicated by: the file path, or the skill directory.
-    pub fn path_key(&self) -> &str {
+    pub(crate) fn path_key(&self) -> &str {
         match self {
             ContextPart::File { path, .. } => path,
             ContextPart::Skill { dir, .. } => dir,
@@ -105,7 +105,7 @@ pub enum SkipReason {
         /// The parser's complaint.
         #[source]
         error: crate::frontmatter::FrontMatterError,
-        /// The file's size when it is over [`MAX_SKILL_META_BYTES`] (only a prefix was read).
+        /// The file's size when it is over `MAX_SKILL_META_BYTES` (64 KiB) (only a prefix was read).
         size: Option<u64>,
     },
     /// The front matter's name is not the directory's.
@@ -149,7 +149,7 @@ pub struct Discovery {
 }
 
 /// Kebab-case skill names: `^[a-z0-9]+(-[a-z0-9]+)*$`.
-pub fn is_valid_skill_name(name: &str) -> bool {
+pub(crate) fn is_valid_skill_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('-')
         && !name.ends_with('-')
@@ -286,7 +286,7 @@ pub fn context_parts_from_dir(dir: &Path) -> Discovery {
 
 /// Skills under each skills dir (list order; entries by name); first occurrence of a name
 /// wins.
-pub fn discover_skills(skills_dirs: &[PathBuf], meta_file: &str, out: &mut Discovery) {
+pub(crate) fn discover_skills(skills_dirs: &[PathBuf], meta_file: &str, out: &mut Discovery) {
     let mut names: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     let mut seen_dirs: HashSet<&Path> = HashSet::new();
     for sdir in skills_dirs {

@@ -10,6 +10,9 @@
 //! keys case-insensitively, the YAML one does not; accepting both keeps either kind of file).
 //!
 //! Pure string functions: this module must not touch the file system.
+//!
+//! A public module (the fuzz target parses with it): `frontmatter::parse` would be ambiguous
+//! at the crate root.
 
 use crate::sanitize::strip_html_comments;
 

@@ -5,12 +5,14 @@
 //! It must not know HTTP, and must not read environment variables itself: configuration
 //! comes in as values.
 
-pub mod discover;
+mod discover;
 pub mod frontmatter;
-pub mod resolve;
-pub mod sanitize;
-pub mod store;
+mod resolve;
+mod sanitize;
+mod store;
+mod sync;
 
 pub use discover::{ContextPart, Discovery, SkipReason, Skipped, context_parts_from_dir, discover};
-pub use resolve::{RawConfig, ResolvedConfig, resolve_path, resolve_paths};
-pub use store::{ContextStore, Scope, StoreError};
+pub use resolve::{ENV_VARS, RawConfig, ResolvedConfig, resolve_path, resolve_paths};
+pub use sanitize::strip_html_comments;
+pub use store::{ContextStore, MAX_CHAT_SCOPES, Scope, StoreError};

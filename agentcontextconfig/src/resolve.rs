@@ -8,15 +8,15 @@
 use std::path::{Path, PathBuf};
 
 /// Default instruction directory.
-pub const DEFAULT_INSTRUCTIONS_DIR: &str = "~/.coder";
+pub(crate) const DEFAULT_INSTRUCTIONS_DIR: &str = "~/.coder";
 /// Default instruction file basename.
-pub const DEFAULT_INSTRUCTIONS_FILE: &str = "AGENTS.md";
+pub(crate) const DEFAULT_INSTRUCTIONS_FILE: &str = "AGENTS.md";
 /// Default skills container directory (relative to the workdir).
-pub const DEFAULT_SKILLS_DIR: &str = ".agents/skills";
+pub(crate) const DEFAULT_SKILLS_DIR: &str = ".agents/skills";
 /// Default skill meta file basename.
-pub const DEFAULT_SKILL_META_FILE: &str = "SKILL.md";
+pub(crate) const DEFAULT_SKILL_META_FILE: &str = "SKILL.md";
 /// Default MCP config file (relative to the workdir).
-pub const DEFAULT_MCP_CONFIG_FILE: &str = ".mcp.json";
+pub(crate) const DEFAULT_MCP_CONFIG_FILE: &str = ".mcp.json";
 
 /// The five configuration values as given (e.g. from `CODER_AGENT_EXP_*`), untrimmed.
 /// `None` and blank values fall back to Coder's defaults.

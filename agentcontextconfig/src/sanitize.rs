@@ -6,11 +6,11 @@
 //! Pure string functions: this module must not touch the file system.
 
 /// The cap on an instruction file's (sanitised) content, in bytes.
-pub const MAX_CONTEXT_FILE_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_CONTEXT_FILE_BYTES: usize = 64 * 1024;
 
 /// Whether `c` is one of the invisible runes Coder strips (U+200C ZWNJ is deliberately not
 /// in the set).
-pub fn is_invisible(c: char) -> bool {
+pub(crate) fn is_invisible(c: char) -> bool {
     matches!(c as u32,
         0x00AD | 0x034F | 0x061C | 0x070F | 0x115F | 0x1160 | 0x17B4 | 0x17B5
         | 0x180B..=0x180F
@@ -44,7 +44,7 @@ pub fn strip_html_comments(s: &str) -> String {
 
 /// Coder's sanitising: CRLF and lone CR to LF, HTML comments removed, invisible runes
 /// removed, surrounding whitespace trimmed.
-pub fn sanitize_markdown(s: &str) -> String {
+pub(crate) fn sanitize_markdown(s: &str) -> String {
     let s = if s.contains('\r') {
         s.replace("\r\n", "\n").replace('\r', "\n")
     } else {
@@ -56,7 +56,7 @@ pub fn sanitize_markdown(s: &str) -> String {
 }
 
 /// Cuts `s` to at most `max` bytes on a char boundary. Returns whether it was cut.
-pub fn truncate_utf8(s: &mut String, max: usize) -> bool {
+pub(crate) fn truncate_utf8(s: &mut String, max: usize) -> bool {
     if s.len() <= max {
         return false;
     }
@@ -69,7 +69,7 @@ pub fn truncate_utf8(s: &mut String, max: usize) -> bool {
 }
 
 /// Sanitises, then caps at [`MAX_CONTEXT_FILE_BYTES`]: `(content, truncated)`.
-pub fn sanitize_and_cap(raw: &str) -> (String, bool) {
+pub(crate) fn sanitize_and_cap(raw: &str) -> (String, bool) {
     let mut s = sanitize_markdown(raw);
     let cut = truncate_utf8(&mut s, MAX_CONTEXT_FILE_BYTES);
     (s, cut)

@@ -23,19 +23,20 @@ use uuid::Uuid;
 
 use crate::discover::ContextPart;
 use crate::sanitize::sanitize_and_cap;
+use crate::sync::lock;
 
 /// The store's file name inside the state dir.
-pub const STORE_FILE: &str = "context-store.json";
+pub(crate) const STORE_FILE: &str = "context-store.json";
 /// At most this many parts per add (Coder's limit).
-pub const MAX_PARTS_PER_ADD: usize = 100;
+pub(crate) const MAX_PARTS_PER_ADD: usize = 100;
 /// At most this many parts stored per scope (a bound on the file's growth).
-pub const MAX_PARTS_PER_SCOPE: usize = 1000;
+pub(crate) const MAX_PARTS_PER_SCOPE: usize = 1000;
 /// Default cap on chat scopes kept: beyond it the least recently used chat (added to or
 /// read) is forgotten. The workspace scope never is.
 pub const MAX_CHAT_SCOPES: usize = 256;
 /// At most this many bytes of part text (contents, paths, names, descriptions) stored for
 /// all scopes together; least recently used chats are forgotten to stay under it.
-pub const MAX_STORE_BYTES: usize = 32 << 20;
+pub(crate) const MAX_STORE_BYTES: usize = 32 << 20;
 
 /// Whose context a part is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -67,7 +68,7 @@ impl Scope {
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// More parts than [`MAX_PARTS_PER_ADD`] in one add.
+    /// More parts than `MAX_PARTS_PER_ADD` (100) in one add.
     #[error("Too many context parts: {got} (at most {max} per request).")]
     TooManyParts {
         /// Parts given.
@@ -78,7 +79,7 @@ pub enum StoreError {
     /// Nothing usable in an add (Coder's message).
     #[error("No context-file or skill parts provided.")]
     NothingToAdd,
-    /// One scope alone would exceed [`MAX_STORE_BYTES`].
+    /// One scope alone would exceed `MAX_STORE_BYTES` (32 MiB).
     #[error(
         "Context parts too large: {total} bytes stored for one chat (at most {max}); clear some first."
     )]
@@ -88,7 +89,7 @@ pub enum StoreError {
         /// The limit.
         max: usize,
     },
-    /// The scope would exceed [`MAX_PARTS_PER_SCOPE`].
+    /// The scope would exceed `MAX_PARTS_PER_SCOPE` (1000).
     #[error("Too many context parts stored: {total} (at most {max}); clear some first.")]
     ScopeFull {
         /// Parts after the add.
@@ -311,7 +312,7 @@ fn encode(data: &Data, used: &Recency) -> Vec<u8> {
 }
 
 /// Writes `bytes` to `path` atomically: temp file in the same dir, fsync, rename, fsync dir.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = path.with_extension(format!("json.tmp-{}", std::process::id()));
@@ -423,7 +424,7 @@ impl ContextStore {
     }
 
     fn recency(&self) -> std::sync::MutexGuard<'_, Recency> {
-        self.used.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.used)
     }
 
     /// Forgets least recently used chat scopes of `next` (never the workspace, never
@@ -459,7 +460,7 @@ impl ContextStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Data> {
-        self.data.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.data)
     }
 
     /// Persists `next` and, only if that worked, makes it current.

@@ -175,15 +175,15 @@ pub(crate) struct ServeArgs {
     pub max_exited_processes: usize,
 
     /// Chats the git path store keeps (least recently used forgotten first).
-    #[arg(long, env = "AGENTD_GIT_MAX_CHATS", default_value_t = gitwatch::pathstore::DEFAULT_MAX_CHATS, hide = true)]
+    #[arg(long, env = "AGENTD_GIT_MAX_CHATS", default_value_t = gitwatch::DEFAULT_MAX_CHATS, hide = true)]
     pub git_max_chats: usize,
 
     /// Paths the git path store keeps per chat (least recently touched forgotten first).
-    #[arg(long, env = "AGENTD_GIT_MAX_PATHS_PER_CHAT", default_value_t = gitwatch::pathstore::DEFAULT_MAX_PATHS_PER_CHAT, hide = true)]
+    #[arg(long, env = "AGENTD_GIT_MAX_PATHS_PER_CHAT", default_value_t = gitwatch::DEFAULT_MAX_PATHS_PER_CHAT, hide = true)]
     pub git_max_paths_per_chat: usize,
 
     /// Accounted bytes the git path store keeps for all chats together.
-    #[arg(long, env = "AGENTD_GIT_MAX_PATH_BYTES", default_value_t = gitwatch::pathstore::DEFAULT_MAX_BYTES, hide = true)]
+    #[arg(long, env = "AGENTD_GIT_MAX_PATH_BYTES", default_value_t = gitwatch::DEFAULT_MAX_BYTES, hide = true)]
     pub git_max_path_bytes: usize,
 
     /// Repositories one git watch subscription follows (least recently touched dropped).
@@ -191,7 +191,7 @@ pub(crate) struct ServeArgs {
     pub git_max_repos: usize,
 
     /// Chats the context store keeps (least recently used forgotten first).
-    #[arg(long, env = "AGENTD_CONTEXT_MAX_CHATS", default_value_t = agentcontextconfig::store::MAX_CHAT_SCOPES, hide = true)]
+    #[arg(long, env = "AGENTD_CONTEXT_MAX_CHATS", default_value_t = agentcontextconfig::MAX_CHAT_SCOPES, hide = true)]
     pub context_max_chats: usize,
 
     /// Longest file-system call on a client-chosen path, in milliseconds.

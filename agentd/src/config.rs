@@ -15,7 +15,7 @@ pub(crate) const ENV_AUTH_TOKEN: &str = "AGENTD_AUTH_TOKEN";
 pub(crate) const ENV_AUTH_TOKEN_FILE: &str = "AGENTD_AUTH_TOKEN_FILE";
 
 /// Variables the daemon consumes and children must never see: these, and the
-/// `CODER_AGENT_EXP_*` context-config variables (`agentcontextconfig::resolve::ENV_VARS`),
+/// `CODER_AGENT_EXP_*` context-config variables (`agentcontextconfig::ENV_VARS`),
 /// which configure the daemon's own discovery; children that need them run `agentd ctx`.
 const SCRUBBED_ENV: &[&str] = &[ENV_AUTH_TOKEN, ENV_AUTH_TOKEN_FILE];
 
@@ -71,7 +71,7 @@ impl Default for Bounds {
         Self {
             git_paths: gitwatch::PathLimits::default(),
             git_max_repos: gitwatch::DEFAULT_MAX_REPOS,
-            context_max_chats: agentcontextconfig::store::MAX_CHAT_SCOPES,
+            context_max_chats: agentcontextconfig::MAX_CHAT_SCOPES,
             fs_timeout: gitwatch::DEFAULT_FS_TIMEOUT,
         }
     }
@@ -424,7 +424,7 @@ pub(crate) fn child_base_env(
         .filter(|(k, _)| {
             let k = k.to_string_lossy();
             !SCRUBBED_ENV.contains(&k.as_ref())
-                && !agentcontextconfig::resolve::ENV_VARS.contains(&k.as_ref())
+                && !agentcontextconfig::ENV_VARS.contains(&k.as_ref())
                 && k != "AGENTD_SOCKET"
         })
         .collect();

@@ -11,8 +11,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use agentcontextconfig::discover::{SkipReason, Skipped};
-use agentcontextconfig::{ContextPart, ContextStore, Scope, StoreError};
+use agentcontextconfig::{ContextPart, ContextStore, Scope, SkipReason, Skipped, StoreError};
 use axum::Router;
 use std::collections::HashMap;
 

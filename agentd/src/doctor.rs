@@ -176,7 +176,7 @@ fn check_inotify(r: &mut Report) {
 fn check_containment(config: &ServeConfig, r: &mut Report) {
     use agentproc::{ContainMode, ContainRequest};
     let req = config.processes.containment;
-    match (agentproc::contain::probe(req), req) {
+    match (agentproc::probe_containment(req), req) {
         (Ok(ContainMode::Cgroup), _) => r.add(
             "containment",
             Level::Ok,

@@ -6,10 +6,12 @@
 //! repo never watched, which no poll recovers), and subscribers only record paths.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 use uuid::Uuid;
+
+use crate::sync::lock;
 
 /// A process started by a chat request has exited.
 #[derive(Debug, Clone)]
@@ -43,8 +45,6 @@ impl Events {
     }
 
     fn subscribers(&self) -> std::sync::MutexGuard<'_, Vec<mpsc::UnboundedSender<ProcessExited>>> {
-        self.process_exited
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        lock(&self.process_exited)
     }
 }

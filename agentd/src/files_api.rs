@@ -236,7 +236,7 @@ impl Query {
                         field: name.into(),
                         detail: format!(
                             "Query param {name:?} must be a valid 64-bit positive integer: strconv.ParseInt: parsing {}: {}",
-                            agentfiles::error::go_quote(&v),
+                            agentfiles::go_quote(&v),
                             if matches!(e.kind(), std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow) {
                                 "value out of range"
                             } else {
@@ -423,18 +423,14 @@ async fn read_file_inner(
     limit: u64,
 ) -> Result<Response, ApiError> {
     let mime = mime_type(&path);
-    let range = fs(state, move || {
-        agentfiles::read::open_range(&path, offset, limit)
-    })
-    .await?
-    .map_err(file_error)?;
+    let range = fs(state, move || agentfiles::open_range(&path, offset, limit))
+        .await?
+        .map_err(file_error)?;
     let len = range.len;
     if len <= READ_CHUNK as u64 {
-        let data = fs(state, move || {
-            agentfiles::read::read_chunk(&range, 0, READ_CHUNK)
-        })
-        .await?
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+        let data = fs(state, move || agentfiles::read_chunk(&range, 0, READ_CHUNK))
+            .await?
+            .map_err(|e| ApiError::internal(e.to_string()))?;
         return Ok(([(header::CONTENT_TYPE, mime)], data).into_response());
     }
     let range = Arc::new(range);
@@ -446,10 +442,9 @@ async fn read_file_inner(
                 return None;
             }
             let r = range.clone();
-            let chunk = gitwatch::blocking_fs(timeout, move || {
-                agentfiles::read::read_chunk(&r, pos, READ_CHUNK)
-            })
-            .await;
+            let chunk =
+                gitwatch::blocking_fs(timeout, move || agentfiles::read_chunk(&r, pos, READ_CHUNK))
+                    .await;
             let item: Result<bytes::Bytes, std::io::Error> = match chunk {
                 Ok(Ok(c)) if c.is_empty() => Err(std::io::Error::other("the file shrank")),
                 Ok(Ok(c)) => Ok(c.into()),
@@ -504,8 +499,8 @@ async fn read_file_lines(
     let path = q.required("path");
     let offset = q.positive("offset", 1);
     let limit = q.positive("limit", 0);
-    let d = agentfiles::read::LineLimits::default();
-    let limits = agentfiles::read::LineLimits {
+    let d = agentfiles::LineLimits::default();
+    let limits = agentfiles::LineLimits {
         max_file_size: q.positive("max_file_size", d.max_file_size as i64) as u64,
         max_line_bytes: q.positive("max_line_bytes", d.max_line_bytes as i64) as u64,
         max_response_lines: q.positive("max_response_lines", d.max_response_lines as i64) as u64,
@@ -515,7 +510,7 @@ async fn read_file_lines(
         return *r;
     }
     let res = fs(&state, move || {
-        agentfiles::read::read_lines(&path, offset, limit, limits)
+        agentfiles::read_lines(&path, offset, limit, limits)
     })
     .await;
     let body = match res {
@@ -566,10 +561,7 @@ async fn write_file(
         Ok((sha256, warnings)) => {
             record(&state, &chat, std::slice::from_ref(&path));
             Json(WriteBody {
-                message: format!(
-                    "Successfully wrote to {}",
-                    agentfiles::error::go_quote(&path)
-                ),
+                message: format!("Successfully wrote to {}", agentfiles::go_quote(&path)),
                 sha256,
                 warnings,
             })
@@ -651,7 +643,7 @@ async fn write_inner(
         .map_err(|e| {
             ApiError::internal(format!(
                 "resolve symlink {}: {}",
-                agentfiles::error::go_quote(path),
+                agentfiles::go_quote(path),
                 e.message
             ))
         })?;

@@ -25,6 +25,7 @@ mod netguard;
 mod openapi;
 mod proc_api;
 mod server;
+mod sync;
 
 // The curated public surface: what the executable, the e2e tests' docs and OpenAPI checks
 // and the fuzz targets (fuzz/fuzz_targets/*) use. Everything else is crate-private.
@@ -90,8 +91,8 @@ fn version_text() -> String {
 
 fn serve(args: &cli::ServeArgs) -> ExitCode {
     // Before anything starts a thread: the init must fork a single-threaded process.
-    if (args.init || agentproc::init::is_pid1())
-        && let Err(e) = agentproc::init::become_init()
+    if (args.init || agentproc::is_pid1())
+        && let Err(e) = agentproc::become_init()
     {
         eprintln!("agentd: {e}");
         return ExitCode::from(2);

@@ -27,6 +27,7 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::cli::LogFormat;
+use crate::sync::lock;
 
 /// Why the logger could not be installed.
 #[derive(Debug, thiserror::Error)]
@@ -181,7 +182,7 @@ static PENDING: Condvar = Condvar::new();
 static FLUSHER: Mutex<Option<std::thread::JoinHandle<()>>> = Mutex::new(None);
 
 fn out() -> std::sync::MutexGuard<'static, Out> {
-    OUT.lock().unwrap_or_else(PoisonError::into_inner)
+    lock(&OUT)
 }
 
 /// Writes the buffer to stderr and empties it. A failed write drops the lines: there is
@@ -216,7 +217,7 @@ fn emit(line: &[u8], urgent: bool) {
 /// From now on, info and debug JSON lines are written in batches by a flusher thread (see
 /// the module doc). Also makes a panic flush what is buffered before its message. Idempotent.
 pub(crate) fn batch() {
-    let mut flusher = FLUSHER.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut flusher = lock(&FLUSHER);
     if flusher.is_some() {
         return;
     }
@@ -241,10 +242,7 @@ pub(crate) fn batch() {
 
 /// Stops batching and writes every buffered line; the flusher thread is joined.
 pub(crate) fn flush() {
-    let handle = FLUSHER
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .take();
+    let handle = lock(&FLUSHER).take();
     {
         let mut o = out();
         o.batching = false;

@@ -6,6 +6,10 @@
 //! Text matching is `matcher`'s (bytes in, bytes out: a file that is not UTF-8 is edited like
 //! any other, its untouched bytes kept, as in Coder). It must not lock (the caller serializes
 //! per file) and must not know HTTP.
+//!
+//! A public module, not re-exported at the crate root: its request/response types and the
+//! three phases (`edit::plan`, `edit::prepare_cancellable`, `edit::commit`) are one cohesive
+//! group, and `plan`/`commit` would say nothing at the root.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,10 +20,10 @@ use crate::path::{clean, display, is_abs};
 use crate::write::{Journal, Staged, Target, sha256_hex, write_all};
 
 /// Largest file edit-files reads (beyond: a clear error, never an unbounded read).
-pub const MAX_EDIT_FILE_SIZE: u64 = 64 << 20;
+pub(crate) const MAX_EDIT_FILE_SIZE: u64 = 64 << 20;
 
 /// One search/replace edit as the request carries it (owned; the matcher borrows it as a
-/// [`matcher::Edit`]).
+/// `matcher::Edit`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Edit {
     /// Text to find (`old_text`, legacy `search`).
@@ -32,7 +36,7 @@ pub struct Edit {
 
 impl Edit {
     /// The matcher's borrowed view.
-    pub fn as_matcher(&self) -> matcher::Edit<'_> {
+    pub(crate) fn as_matcher(&self) -> matcher::Edit<'_> {
         matcher::Edit {
             old_text: &self.old_text,
             new_text: &self.new_text,
@@ -166,13 +170,8 @@ impl Pending {
 
 /// Phase 1: reads every file and applies its edits in memory; nothing is written. Every
 /// failure is collected (Coder's messages; a matcher failure is `edit <resolved>: <msg>`).
-pub fn prepare(groups: Vec<Group>) -> Result<Vec<Pending>, BatchError> {
-    prepare_cancellable(groups, &AtomicBool::new(false))
-}
-
-/// [`prepare`] that stops early (with an error nobody needs to read) once `cancelled` is set:
-/// checked before each file and each edit, so a caller that gave up on a large batch frees
-/// the CPU soon. Nothing is written either way.
+/// Stops early (with an error nobody needs to read) once `cancelled` is set: checked before
+/// each file and each edit, so a caller that gave up on a large batch frees the CPU soon.
 pub fn prepare_cancellable(
     groups: Vec<Group>,
     cancelled: &AtomicBool,
@@ -196,6 +195,12 @@ pub fn prepare_cancellable(
             committed: vec![],
         })
     }
+}
+
+/// [`prepare_cancellable`] never cancelled (tests).
+#[cfg(test)]
+pub(crate) fn prepare(groups: Vec<Group>) -> Result<Vec<Pending>, BatchError> {
+    prepare_cancellable(groups, &AtomicBool::new(false))
 }
 
 /// The message of a batch given up by its caller.

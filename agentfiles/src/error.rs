@@ -67,7 +67,7 @@ impl FileError {
 }
 
 /// The class of an OS error.
-pub fn kind_of(e: &std::io::Error) -> Kind {
+pub(crate) fn kind_of(e: &std::io::Error) -> Kind {
     match e.raw_os_error() {
         Some(libc::ENOENT) => Kind::NotFound,
         Some(libc::EACCES | libc::EPERM) => Kind::Denied,
@@ -86,7 +86,7 @@ pub fn kind_of(e: &std::io::Error) -> Kind {
 
 /// An OS error as Go prints it: the C library's text with a lower-case first letter and no
 /// `(os error N)` suffix (`no such file or directory`).
-pub fn go_strerror(e: &std::io::Error) -> String {
+pub(crate) fn go_strerror(e: &std::io::Error) -> String {
     let text = match e.raw_os_error() {
         Some(code) => {
             let s = std::io::Error::from_raw_os_error(code).to_string();

@@ -6,11 +6,12 @@
 //! write goes through a temp file in the same directory, an fsync and a rename.
 
 pub mod edit;
-pub mod error;
+mod error;
 pub mod list;
-pub mod matcher;
+mod matcher;
 pub mod path;
-pub mod read;
+mod read;
 pub mod write;
 
-pub use error::{FileError, Kind};
+pub use error::{FileError, Kind, go_quote};
+pub use read::{FileRange, LineLimits, Lines, open_range, read_chunk, read_lines};

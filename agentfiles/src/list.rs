@@ -2,6 +2,9 @@
 //!
 //! `is_dir` comes from the directory entry (a symlink to a directory is `false`, as in
 //! Coder). It must not follow anything but the listed directory itself.
+//!
+//! A public module, not re-exported at the crate root: `list::target` and `list::list` only
+//! read well qualified.
 
 use std::path::Path;
 

@@ -4,8 +4,9 @@
 //! unified diff (`include_diff`) of an edited file. Pure bytes in, bytes out.
 //!
 //! It must not touch the file system, know HTTP, or allocate beyond a small multiple of its
-//! inputs: the route (`agentd`) reads the file, calls [`apply_edits`], maps every
-//! [`MatchError`] to a 400 with `edit <resolved path>: <Display>` and calls [`unified_diff`].
+//! inputs: `edit` reads the file, applies each edit with [`apply_edit`] (the route in
+//! `agentd` maps every [`MatchError`] to a 400 with `edit <resolved path>: <Display>`) and
+//! calls [`unified_diff`].
 //!
 //! # Semantics (reference: `coder-agentfiles.md` §3.5)
 //!
@@ -51,14 +52,14 @@ mod tests;
 
 use memchr::memmem;
 
-pub use diff::unified_diff;
+pub(crate) use diff::unified_diff;
 
 use lines::{Ending, LineKey};
 
 /// One search/replace edit, as the `edit-files` wire carries it (`old_text`/`new_text`, or the
 /// legacy `search`/`replace`: the route picks the spelling, the matcher sees text).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Edit<'a> {
+pub(crate) struct Edit<'a> {
     /// The text to find (`old_text`, legacy `search`). Must not be empty.
     pub old_text: &'a str,
     /// The replacement (`new_text`, legacy `replace`); empty deletes.
@@ -67,9 +68,10 @@ pub struct Edit<'a> {
     pub replace_all: bool,
 }
 
+#[cfg(test)]
 impl<'a> Edit<'a> {
     /// An edit that must match exactly once.
-    pub fn new(old_text: &'a str, new_text: &'a str) -> Self {
+    pub(crate) fn new(old_text: &'a str, new_text: &'a str) -> Self {
         Self {
             old_text,
             new_text,
@@ -78,7 +80,7 @@ impl<'a> Edit<'a> {
     }
 
     /// An edit that replaces every match.
-    pub fn replace_all(old_text: &'a str, new_text: &'a str) -> Self {
+    pub(crate) fn replace_all(old_text: &'a str, new_text: &'a str) -> Self {
         Self {
             old_text,
             new_text,
@@ -89,7 +91,7 @@ impl<'a> Edit<'a> {
 
 /// Which pass matched (an additive diagnostic; Coder does not report it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pass {
+pub(crate) enum Pass {
     /// Byte-exact substring.
     Exact,
     /// Line windows, trailing spaces/tabs ignored.
@@ -100,7 +102,7 @@ pub enum Pass {
 
 /// A successful edit: the new content and how it was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Applied {
+pub(crate) struct Applied {
     /// The content after the edit.
     pub content: Vec<u8>,
     /// The pass that matched.
@@ -112,7 +114,7 @@ pub struct Applied {
 /// Why an edit could not be applied. `Display` is Coder's message, byte for byte; the route
 /// prefixes it with `edit <resolved path>: ` and answers 400.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MatchError {
+pub(crate) enum MatchError {
     /// `old_text` is empty.
     #[error("old_text must not be empty; include the text you want to match")]
     EmptySearch,
@@ -141,7 +143,7 @@ pub enum MatchError {
 }
 
 /// The stable leading sentence of [`MatchError::NotFound`].
-pub const NOT_FOUND_MESSAGE: &str = "old_text not found in file. Verify that old_text matches the \
+pub(crate) const NOT_FOUND_MESSAGE: &str = "old_text not found in file. Verify that old_text matches the \
                                      file content exactly, including whitespace and indentation";
 
 fn not_found_message(hints: &[String]) -> String {
@@ -152,10 +154,12 @@ fn not_found_message(hints: &[String]) -> String {
 }
 
 /// An edit of a sequence that failed: its index in the slice given to [`apply_edits`] and why.
-/// `Display` is the matcher's message alone (Coder reports no index).
+/// `Display` is the matcher's message alone (Coder reports no index). Test-only, like
+/// [`apply_edits`]: `edit` runs the same loop with a cancellation check in between.
+#[cfg(test)]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{error}")]
-pub struct EditError {
+pub(crate) struct EditError {
     /// Index of the failing edit.
     pub index: usize,
     /// Why it failed.
@@ -163,14 +167,15 @@ pub struct EditError {
 }
 
 /// Applies one edit to `content`.
-pub fn apply_edit(content: &[u8], edit: &Edit<'_>) -> Result<Vec<u8>, MatchError> {
+pub(crate) fn apply_edit(content: &[u8], edit: &Edit<'_>) -> Result<Vec<u8>, MatchError> {
     apply_edit_detailed(content, edit).map(|applied| applied.content)
 }
 
 /// Applies edits in order, each to the result of the previous one (so a later edit sees earlier
 /// results, and can become ambiguous because of them, as in Coder). Nothing is returned unless
 /// every edit applies.
-pub fn apply_edits(content: &[u8], edits: &[Edit<'_>]) -> Result<Vec<u8>, EditError> {
+#[cfg(test)]
+pub(crate) fn apply_edits(content: &[u8], edits: &[Edit<'_>]) -> Result<Vec<u8>, EditError> {
     let mut current = content.to_vec();
     for (index, edit) in edits.iter().enumerate() {
         current = apply_edit(&current, edit).map_err(|error| EditError { index, error })?;
@@ -179,7 +184,7 @@ pub fn apply_edits(content: &[u8], edits: &[Edit<'_>]) -> Result<Vec<u8>, EditEr
 }
 
 /// Applies one edit and reports which pass matched and how many places changed.
-pub fn apply_edit_detailed(content: &[u8], edit: &Edit<'_>) -> Result<Applied, MatchError> {
+pub(crate) fn apply_edit_detailed(content: &[u8], edit: &Edit<'_>) -> Result<Applied, MatchError> {
     let search = edit.old_text.as_bytes();
     let replace = edit.new_text.as_bytes();
     if search.is_empty() {

@@ -5,6 +5,9 @@
 //! symlinked directory lands elsewhere than the kernel would (`/a/b` → `/c/d`,
 //! `/a/b/link` → `../x`: Coder `/a/x`, kernel `/c/x`); this module walks left to right
 //! like the kernel. It must not open files (only `lstat` and `readlink`).
+//!
+//! A public module, not re-exported at the crate root: `path::resolve` and `path::display`
+//! would be ambiguous there (the crate resolves and displays more than paths).
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -12,7 +15,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{FileError, Kind, go_quote};
 
 /// Symlink hops before giving up (Linux's and Coder's limit).
-pub const MAX_HOPS: usize = 40;
+pub(crate) const MAX_HOPS: usize = 40;
 
 /// Go's `filepath.IsAbs` on Unix.
 pub fn is_abs(path: &str) -> bool {
@@ -20,7 +23,7 @@ pub fn is_abs(path: &str) -> bool {
 }
 
 /// Go's `filepath.Clean`: lexical, `..` at the root stays at the root.
-pub fn clean(path: &str) -> String {
+pub(crate) fn clean(path: &str) -> String {
     let rooted = path.starts_with('/');
     let mut parts: Vec<&str> = Vec::new();
     for c in path.split('/') {
@@ -46,7 +49,7 @@ pub fn clean(path: &str) -> String {
 
 /// Resolves every symlink in the existing part of `path`, left to right as the kernel
 /// does; components from the first missing one on are appended as they are (`..` among
-/// them is applied lexically). Errors: a relative path, more than [`MAX_HOPS`] links
+/// them is applied lexically). Errors: a relative path, more than `MAX_HOPS` (40) links
 /// (`too many levels of symlinks resolving "<p>"`), and `lstat`/`readlink` failures other
 /// than "does not exist" / "not a directory" (EACCES is `Kind::Denied`).
 pub fn resolve(path: &str) -> Result<PathBuf, FileError> {

@@ -14,7 +14,7 @@ use crate::path::is_abs;
 
 /// An opened regular file and its size at open.
 #[derive(Debug)]
-pub struct Opened {
+pub(crate) struct Opened {
     /// The file (blocking mode restored).
     pub file: File,
     /// `fstat` size.
@@ -23,7 +23,7 @@ pub struct Opened {
 
 /// Why [`open_regular`] refused.
 #[derive(Debug)]
-pub enum OpenError {
+pub(crate) enum OpenError {
     /// The open failed.
     Io(std::io::Error),
     /// `fstat` failed.
@@ -35,7 +35,7 @@ pub enum OpenError {
 }
 
 /// Opens `path` read-only without blocking on FIFOs and refuses what is not a regular file.
-pub fn open_regular(path: &str) -> Result<Opened, OpenError> {
+pub(crate) fn open_regular(path: &str) -> Result<Opened, OpenError> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
@@ -55,7 +55,7 @@ pub fn open_regular(path: &str) -> Result<Opened, OpenError> {
 }
 
 /// Reads up to `max` bytes from the start (stops at EOF); never more than `max`.
-pub fn read_bounded(file: &File, max: u64) -> std::io::Result<Vec<u8>> {
+pub(crate) fn read_bounded(file: &File, max: u64) -> std::io::Result<Vec<u8>> {
     let mut buf = Vec::new();
     file.take(max).read_to_end(&mut buf)?;
     Ok(buf)
@@ -63,7 +63,7 @@ pub fn read_bounded(file: &File, max: u64) -> std::io::Result<Vec<u8>> {
 
 /// A byte range to stream for read-file.
 #[derive(Debug)]
-pub struct Range {
+pub struct FileRange {
     /// The file.
     pub file: File,
     /// First byte.
@@ -75,7 +75,7 @@ pub struct Range {
 /// read-file: opens `path` and computes the section Coder sends. Errors as Coder's:
 /// relative 400, ENOENT 404, EACCES 403, a directory `open <p>: not a file` (400); a FIFO,
 /// device or socket `open <p>: not a regular file` (400, instead of blocking).
-pub fn open_range(path: &str, offset: u64, limit: u64) -> Result<Range, FileError> {
+pub fn open_range(path: &str, offset: u64, limit: u64) -> Result<FileRange, FileError> {
     if !is_abs(path) {
         return Err(FileError::not_absolute(path));
     }
@@ -89,16 +89,16 @@ pub fn open_range(path: &str, offset: u64, limit: u64) -> Result<Range, FileErro
     })?;
     let limit = if limit == 0 { o.size } else { limit };
     let len = o.size.saturating_sub(offset).min(limit);
-    Ok(Range {
+    Ok(FileRange {
         file: o.file,
         offset,
         len,
     })
 }
 
-/// Reads the next chunk of a [`Range`] at `pos` (relative to the range), at most `max`
+/// Reads the next chunk of a [`FileRange`] at `pos` (relative to the range), at most `max`
 /// bytes; an empty chunk means EOF (the file shrank).
-pub fn read_chunk(range: &Range, pos: u64, max: usize) -> std::io::Result<Vec<u8>> {
+pub fn read_chunk(range: &FileRange, pos: u64, max: usize) -> std::io::Result<Vec<u8>> {
     let want = (range.len.saturating_sub(pos)).min(max as u64) as usize;
     let mut buf = vec![0u8; want];
     let mut got = 0;
@@ -142,7 +142,7 @@ impl Default for LineLimits {
 }
 
 /// Hard ceiling on `max_file_size` (Coder trusts the client; we read at most this + 1).
-pub const MAX_FILE_SIZE_CEILING: u64 = 256 << 20;
+pub(crate) const MAX_FILE_SIZE_CEILING: u64 = 256 << 20;
 
 /// A successful read-file-lines answer (Coder's `ReadFileLinesResponse` minus `success`).
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -219,7 +219,7 @@ fn memchr_nul(data: &[u8]) -> bool {
 }
 
 /// The pure part of read-file-lines: split on `\n`, page, truncate, number, budget.
-pub fn format_lines(
+pub(crate) fn format_lines(
     data: &[u8],
     file_size: u64,
     offset: i64,

@@ -9,6 +9,10 @@
 //! killed daemon left behind are removed at the next start. It must not decide locking
 //! (the caller serializes writers of one file) and must never leave a half-written target:
 //! the target only ever changes by `rename(2)`.
+//!
+//! A public module, not re-exported at the crate root: `write::Target`, `write::Staged` and
+//! `write::check_expected` are the write-file protocol as one group, and `Target` alone would
+//! be ambiguous at the root.
 
 use std::fs::File;
 use std::io::Write;
@@ -236,16 +240,6 @@ impl Staged {
         })
     }
 
-    /// The target.
-    pub fn target(&self) -> &Target {
-        &self.target
-    }
-
-    /// Bytes written so far.
-    pub fn written(&self) -> u64 {
-        self.written
-    }
-
     /// Appends `data`. Errors are `write <target>: <err>` (internal).
     pub fn write(&mut self, data: &[u8]) -> Result<(), FileError> {
         let Some(f) = self.file.as_mut() else {
@@ -265,7 +259,7 @@ impl Staged {
 
     /// Makes the content durable and ready to rename: mode and owner of the old file, fsync,
     /// close. After this only [`Staged::rename`] remains (it cannot fail half-way).
-    pub fn finish(&mut self) -> Result<(), FileError> {
+    pub(crate) fn finish(&mut self) -> Result<(), FileError> {
         let Some(f) = self.file.take() else {
             return Ok(());
         };
@@ -287,13 +281,13 @@ impl Staged {
     }
 
     /// SHA-256 of what was written so far.
-    pub fn sha256(&self) -> String {
+    pub(crate) fn sha256(&self) -> String {
         hex(&self.hasher.clone().finalize())
     }
 
     /// Renames the finished temp file over the target and fsyncs the directory. A failed
     /// rename removes the temp (`write <target>: <err>`; EACCES denied).
-    pub fn rename(mut self) -> Result<Committed, FileError> {
+    pub(crate) fn rename(mut self) -> Result<Committed, FileError> {
         self.finish()?;
         if let Err(e) = std::fs::rename(&self.tmp, &self.target.path) {
             let mut err = FileError::io("write", &display(&self.target.path), &e);
@@ -318,7 +312,7 @@ impl Staged {
         })
     }
 
-    /// [`Staged::finish`] + [`Staged::rename`].
+    /// `finish` + `rename`.
     pub fn commit(self) -> Result<Committed, FileError> {
         self.rename()
     }
@@ -341,7 +335,7 @@ fn is_root() -> bool {
 }
 
 /// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -351,13 +345,13 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// SHA-256 of `data`, lower-case hex.
-pub fn sha256_hex(data: &[u8]) -> String {
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
     hex(&sha2::Sha256::digest(data))
 }
 
 /// SHA-256 of the current content of `path` (`None` when it does not exist or is not a
 /// regular file), read at most `max + 1` bytes.
-pub fn current_sha256(path: &Path) -> Result<Option<String>, FileError> {
+pub(crate) fn current_sha256(path: &Path) -> Result<Option<String>, FileError> {
     let p = display(path);
     match crate::read::open_regular(&p) {
         Ok(o) => {
@@ -397,7 +391,11 @@ pub fn check_expected(path: &Path, caller: &str, expected: &str) -> Result<(), F
 }
 
 /// Writes `content` durably to `target` in one go (edit-files' phase 2 and rollbacks).
-pub fn write_all(target: Target, journal: &Journal, content: &[u8]) -> Result<Staged, FileError> {
+pub(crate) fn write_all(
+    target: Target,
+    journal: &Journal,
+    content: &[u8],
+) -> Result<Staged, FileError> {
     let mut s = Staged::create(target, journal)?;
     s.write(content)?;
     s.finish()?;

@@ -3,6 +3,11 @@
 //!
 //! Pure: it reads the files it is given and nothing else; variables come from the lookup
 //! passed in. It must not connect to anything.
+//!
+//! A public module: `config::load`/`config::parse` and the model they return are one group
+//! (`agentd doctor` and the fuzz target read it), and `load`/`parse` would be ambiguous at the
+//! crate root. The names the daemon needs everywhere (`Transport`, `validate_name`) are
+//! re-exported there.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -55,6 +60,133 @@ pub struct ServerSpec {
     pub config_file: PathBuf,
 }
 
+/// Why a server name is refused. `Display` is the text shown in status, logs and
+/// `agentd doctor` (unchanged from when it was a string).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// The name is empty.
+    #[error("server name is empty")]
+    Empty,
+    /// The name contains the `__` separator of exposed tool names.
+    #[error("server name {0:?} contains the reserved separator \"__\"")]
+    Separator(String),
+    /// The name starts or ends with `_`.
+    #[error("server name {0:?} must not start or end with \"_\"")]
+    EdgeUnderscore(String),
+}
+
+/// Why one server entry cannot be used. `Display` is the text shown in status, logs and
+/// `agentd doctor` (unchanged from when it was a string; secrets are redacted by whoever
+/// shows it, with the entry's [`EntryError::secrets`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// The server name is refused.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// The entry is not a JSON object.
+    #[error("server {name:?} is not an object")]
+    NotAnObject {
+        /// The server.
+        name: String,
+    },
+    /// A field that must be a string is not (`field` is e.g. `url` or `env.KEY`).
+    #[error("server {name:?}: \"{field}\" must be a string")]
+    NotAString {
+        /// The server.
+        name: String,
+        /// The field.
+        field: String,
+    },
+    /// `env` or `headers` is not an object.
+    #[error("server {name:?}: \"{field}\" must be an object")]
+    FieldNotAnObject {
+        /// The server.
+        name: String,
+        /// The field.
+        field: &'static str,
+    },
+    /// `args` is not an array.
+    #[error("server {name:?}: \"args\" must be an array")]
+    ArgsNotAnArray {
+        /// The server.
+        name: String,
+    },
+    /// An element of `args` is neither a string nor a number.
+    #[error("server {name:?}: \"args\" must be strings")]
+    ArgNotAString {
+        /// The server.
+        name: String,
+    },
+    /// No `type`, `command` or `url` to infer the transport from.
+    #[error("server {name:?} has no command or url")]
+    NoCommandOrUrl {
+        /// The server.
+        name: String,
+    },
+    /// A `type` this crate does not speak.
+    #[error("server {name:?}: unsupported transport {transport:?}")]
+    UnsupportedTransport {
+        /// The server.
+        name: String,
+        /// The `type` as written.
+        transport: String,
+    },
+    /// A `${VAR}` without default names an unset variable.
+    #[error(
+        "server {name:?}: environment variable {var:?} in {field} is not set and has no default"
+    )]
+    UnsetVariable {
+        /// The server.
+        name: String,
+        /// The variable.
+        var: String,
+        /// Where (`command`, `args`, `env.KEY`, `url`, `headers.NAME`).
+        field: String,
+    },
+    /// Any other expansion failure (defaults nested too deep).
+    #[error("server {name:?}: {field}: {source}")]
+    Expand {
+        /// The server.
+        name: String,
+        /// Where.
+        field: String,
+        /// What went wrong.
+        source: ExpandError,
+    },
+    /// A stdio entry without a command (after expansion).
+    #[error("server {name:?}: stdio transport needs a command")]
+    NoCommand {
+        /// The server.
+        name: String,
+    },
+    /// An http or sse entry without a url (after expansion).
+    #[error("server {name:?}: {} transport needs a url", transport.as_str())]
+    NoUrl {
+        /// The server.
+        name: String,
+        /// `Http` or `Sse`.
+        transport: Transport,
+    },
+}
+
+/// Why a whole config file cannot be used. `Display` is the text shown in status, logs and
+/// `agentd doctor` (unchanged from when it was a string).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    /// The file exists but could not be read (the I/O error's text).
+    #[error("read: {0}")]
+    Read(String),
+    /// The bytes are not JSON (the parser's text).
+    #[error("invalid JSON: {0}")]
+    InvalidJson(String),
+    /// The top level is not an object.
+    #[error("top level is not a JSON object")]
+    NotAnObject,
+    /// `mcpServers` is present but not an object.
+    #[error("\"mcpServers\" is not an object")]
+    ServersNotAnObject,
+}
+
 /// An entry that could not be used, with the reason (not redacted yet).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryError {
@@ -65,7 +197,7 @@ pub struct EntryError {
     /// The file.
     pub config_file: PathBuf,
     /// What is wrong.
-    pub error: String,
+    pub error: SpecError,
     /// Values to redact from anything shown about this entry.
     pub secrets: Secrets,
 }
@@ -76,7 +208,7 @@ pub struct FileError {
     /// The file.
     pub path: PathBuf,
     /// What is wrong.
-    pub error: String,
+    pub error: LoadError,
 }
 
 /// The merged configuration of every file.
@@ -104,7 +236,7 @@ pub fn load(paths: &[PathBuf], lookup: Lookup<'_>) -> McpConfig {
             Err(e) => {
                 out.file_errors.push(FileError {
                     path: path.clone(),
-                    error: format!("read: {e}"),
+                    error: LoadError::Read(e.to_string()),
                 });
                 continue;
             }
@@ -137,23 +269,28 @@ pub fn load(paths: &[PathBuf], lookup: Lookup<'_>) -> McpConfig {
 
 /// Parses one file's bytes. Malformed JSON fails the file; bad entries fail alone.
 /// Entries come back sorted by name.
+#[expect(
+    clippy::result_large_err,
+    reason = "an EntryError is the value the caller keeps; config loading is a cold path"
+)]
 pub fn parse(
     bytes: &[u8],
     path: &Path,
     lookup: Lookup<'_>,
 ) -> Result<Vec<Result<ServerSpec, EntryError>>, FileError> {
-    let ferr = |error: String| FileError {
+    let ferr = |error: LoadError| FileError {
         path: path.to_path_buf(),
         error,
     };
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| ferr(format!("invalid JSON: {e}")))?;
+    let v: Value =
+        serde_json::from_slice(bytes).map_err(|e| ferr(LoadError::InvalidJson(e.to_string())))?;
     let Some(obj) = v.as_object() else {
-        return Err(ferr("top level is not a JSON object".into()));
+        return Err(ferr(LoadError::NotAnObject));
     };
     let servers = match obj.get("mcpServers") {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Object(m)) => m,
-        Some(_) => return Err(ferr("\"mcpServers\" is not an object".into())),
+        Some(_) => return Err(ferr(LoadError::ServersNotAnObject)),
     };
     let mut names: Vec<&String> = servers.keys().collect();
     names.sort();
@@ -163,6 +300,10 @@ pub fn parse(
         .collect())
 }
 
+#[expect(
+    clippy::result_large_err,
+    reason = "an EntryError is the value the caller keeps; config loading is a cold path"
+)]
 fn parse_entry(
     name: &str,
     v: &Value,
@@ -170,29 +311,34 @@ fn parse_entry(
     lookup: Lookup<'_>,
 ) -> Result<ServerSpec, EntryError> {
     let mut secrets = Vec::new();
-    let err = |transport: Option<Transport>, error: String, secrets: &mut Vec<String>| EntryError {
-        name: name.to_owned(),
-        transport,
-        config_file: path.to_path_buf(),
-        error,
-        secrets: Secrets::new(std::mem::take(secrets)),
-    };
-    validate_name(name).map_err(|e| err(None, e, &mut secrets))?;
+    let err =
+        |transport: Option<Transport>, error: SpecError, secrets: &mut Vec<String>| EntryError {
+            name: name.to_owned(),
+            transport,
+            config_file: path.to_path_buf(),
+            error,
+            secrets: Secrets::new(std::mem::take(secrets)),
+        };
+    validate_name(name).map_err(|e| err(None, e.into(), &mut secrets))?;
+    let name_s = || name.to_owned();
     let Some(o) = v.as_object() else {
         return Err(err(
             None,
-            format!("server {name:?} is not an object"),
+            SpecError::NotAnObject { name: name_s() },
             &mut secrets,
         ));
     };
-    let s = |k: &str| -> Result<String, String> {
+    let s = |k: &str| -> Result<String, SpecError> {
         match o.get(k) {
             None | Some(Value::Null) => Ok(String::new()),
             Some(Value::String(s)) => Ok(s.clone()),
-            Some(_) => Err(format!("server {name:?}: \"{k}\" must be a string")),
+            Some(_) => Err(SpecError::NotAString {
+                name: name_s(),
+                field: k.to_owned(),
+            }),
         }
     };
-    let map = |k: &str| -> Result<BTreeMap<String, String>, String> {
+    let map = |k: &'static str| -> Result<BTreeMap<String, String>, SpecError> {
         match o.get(k) {
             None | Some(Value::Null) => Ok(BTreeMap::new()),
             Some(Value::Object(m)) => m
@@ -201,13 +347,19 @@ fn parse_entry(
                     Value::String(s) => Ok((k2.clone(), s.clone())),
                     Value::Number(n) => Ok((k2.clone(), n.to_string())),
                     Value::Bool(b) => Ok((k2.clone(), b.to_string())),
-                    _ => Err(format!("server {name:?}: \"{k}.{k2}\" must be a string")),
+                    _ => Err(SpecError::NotAString {
+                        name: name_s(),
+                        field: format!("{k}.{k2}"),
+                    }),
                 })
                 .collect(),
-            Some(_) => Err(format!("server {name:?}: \"{k}\" must be an object")),
+            Some(_) => Err(SpecError::FieldNotAnObject {
+                name: name_s(),
+                field: k,
+            }),
         }
     };
-    let raw = (|| -> Result<_, String> {
+    let raw = (|| -> Result<_, SpecError> {
         let args = match o.get("args") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(a)) => a
@@ -215,10 +367,10 @@ fn parse_entry(
                 .map(|x| match x {
                     Value::String(s) => Ok(s.clone()),
                     Value::Number(n) => Ok(n.to_string()),
-                    _ => Err(format!("server {name:?}: \"args\" must be strings")),
+                    _ => Err(SpecError::ArgNotAString { name: name_s() }),
                 })
                 .collect::<Result<_, _>>()?,
-            Some(_) => return Err(format!("server {name:?}: \"args\" must be an array")),
+            Some(_) => return Err(SpecError::ArgsNotAnArray { name: name_s() }),
         };
         Ok((
             s("type")?,
@@ -242,14 +394,17 @@ fn parse_entry(
         "" => {
             return Err(err(
                 None,
-                format!("server {name:?} has no command or url"),
+                SpecError::NoCommandOrUrl { name: name_s() },
                 &mut secrets,
             ));
         }
         other => {
             return Err(err(
                 None,
-                format!("server {name:?}: unsupported transport {other:?}"),
+                SpecError::UnsupportedTransport {
+                    name: name_s(),
+                    transport: other.to_owned(),
+                },
                 &mut secrets,
             ));
         }
@@ -271,29 +426,35 @@ fn parse_entry(
     match transport {
         Transport::Stdio if spec.command.is_empty() => Err(err(
             Some(transport),
-            format!("server {name:?}: stdio transport needs a command"),
+            SpecError::NoCommand { name: name_s() },
             &mut secrets,
         )),
         Transport::Http | Transport::Sse if spec.url.is_empty() => Err(err(
             Some(transport),
-            format!(
-                "server {name:?}: {} transport needs a url",
-                transport.as_str()
-            ),
+            SpecError::NoUrl {
+                name: name_s(),
+                transport,
+            },
             &mut secrets,
         )),
         _ => Ok(spec),
     }
 }
 
-fn expand_spec(spec: &mut ServerSpec, lookup: Lookup<'_>) -> Result<(), String> {
+fn expand_spec(spec: &mut ServerSpec, lookup: Lookup<'_>) -> Result<(), SpecError> {
     let name = spec.name.clone();
-    let e = |field: &str, v: &str| -> Result<String, String> {
+    let e = |field: &str, v: &str| -> Result<String, SpecError> {
         expand(v, lookup).map_err(|err| match err {
-            ExpandError::Unset(var) => format!(
-                "server {name:?}: environment variable {var:?} in {field} is not set and has no default"
-            ),
-            ExpandError::TooDeep => format!("server {name:?}: {field}: {err}"),
+            ExpandError::Unset(var) => SpecError::UnsetVariable {
+                name: name.clone(),
+                var,
+                field: field.to_owned(),
+            },
+            source @ ExpandError::TooDeep => SpecError::Expand {
+                name: name.clone(),
+                field: field.to_owned(),
+                source,
+            },
         })
     };
     spec.command = e("command", &spec.command)?;
@@ -311,19 +472,15 @@ fn expand_spec(spec: &mut ServerSpec, lookup: Lookup<'_>) -> Result<(), String> 
 }
 
 /// Server names must not contain the `__` separator, nor start or end with `_`.
-pub fn validate_name(name: &str) -> Result<(), String> {
+pub fn validate_name(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
-        return Err("server name is empty".into());
+        return Err(NameError::Empty);
     }
     if name.contains(crate::names::SEP) {
-        return Err(format!(
-            "server name {name:?} contains the reserved separator \"__\""
-        ));
+        return Err(NameError::Separator(name.to_owned()));
     }
     if name.starts_with('_') || name.ends_with('_') {
-        return Err(format!(
-            "server name {name:?} must not start or end with \"_\""
-        ));
+        return Err(NameError::EdgeUnderscore(name.to_owned()));
     }
     Ok(())
 }
@@ -371,7 +528,7 @@ mod tests {
         assert!(one(r#"{"mcpServers":{}}"#).is_empty());
         assert!(one(r#"{"other":1}"#).is_empty());
         let e = parse(b"{nope", Path::new("/f"), &env).unwrap_err();
-        assert!(e.error.starts_with("invalid JSON"), "{e:?}");
+        assert!(e.error.to_string().starts_with("invalid JSON"), "{e:?}");
     }
 
     #[test]
@@ -383,7 +540,7 @@ mod tests {
         let errs: Vec<String> = r
             .iter()
             .filter_map(|e| e.as_ref().err())
-            .map(|e| e.error.clone())
+            .map(|e| e.error.to_string())
             .collect();
         assert_eq!(errs.len(), 5, "{errs:?}");
         assert!(errs.iter().any(|e| e.contains("reserved separator")));
@@ -417,7 +574,75 @@ mod tests {
         let c = r[2].as_ref().unwrap_err();
         assert_eq!(
             c.error,
+            SpecError::UnsetVariable {
+                name: "c".into(),
+                var: "MISSING".into(),
+                field: "headers.Authorization".into()
+            }
+        );
+        assert_eq!(
+            c.error.to_string(),
             "server \"c\": environment variable \"MISSING\" in headers.Authorization is not set and has no default"
+        );
+    }
+
+    /// The typed errors keep the texts they had as strings (status, logs, doctor and
+    /// docs/troubleshooting.md show them).
+    #[test]
+    fn error_texts_are_unchanged() {
+        let r = one(r#"{"mcpServers":{
+              "a":1,
+              "b":{"command":7},
+              "c":{"command":"x","env":{"K":[1]}},
+              "d":{"command":"x","env":7},
+              "e":{"command":"x","args":"no"},
+              "f":{"command":"x","args":[{}]},
+              "g":{"type":"stdio"},
+              "h":{"type":"sse"},
+              "i":{"type":"http","url":"${U}"}}}"#);
+        let texts: Vec<String> = r
+            .iter()
+            .map(|e| e.as_ref().unwrap_err().error.to_string())
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                r#"server "a" is not an object"#,
+                r#"server "b": "command" must be a string"#,
+                r#"server "c": "env.K" must be a string"#,
+                r#"server "d": "env" must be an object"#,
+                r#"server "e": "args" must be an array"#,
+                r#"server "f": "args" must be strings"#,
+                r#"server "g": stdio transport needs a command"#,
+                r#"server "h": sse transport needs a url"#,
+                r#"server "i": environment variable "U" in url is not set and has no default"#,
+            ]
+        );
+        let deep = format!("{}x{}", "${A:-".repeat(20), "}".repeat(20));
+        let text = format!(r#"{{"mcpServers":{{"j":{{"command":"{deep}"}}}}}}"#);
+        let j = one(&text);
+        assert_eq!(
+            j[0].as_ref().unwrap_err().error.to_string(),
+            r#"server "j": command: ${...} defaults are nested more than 16 levels deep"#
+        );
+        assert_eq!(
+            validate_name("").unwrap_err().to_string(),
+            "server name is empty"
+        );
+        assert_eq!(
+            validate_name("a__b").unwrap_err().to_string(),
+            r#"server name "a__b" contains the reserved separator "__""#
+        );
+        assert_eq!(
+            validate_name("_a").unwrap_err().to_string(),
+            r#"server name "_a" must not start or end with "_""#
+        );
+        let p = Path::new("/f");
+        let file = |b: &str| parse(b.as_bytes(), p, &env).unwrap_err().error.to_string();
+        assert_eq!(file("[]"), "top level is not a JSON object");
+        assert_eq!(
+            file(r#"{"mcpServers":[]}"#),
+            r#""mcpServers" is not an object"#
         );
     }
 

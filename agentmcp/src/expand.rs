@@ -9,15 +9,15 @@ pub enum ExpandError {
     /// `${VAR}` where VAR is unset and there is no default.
     #[error("environment variable {0:?} is not set and has no default")]
     Unset(String),
-    /// Defaults nested deeper than [`MAX_DEPTH`].
-    #[error("${{...}} defaults are nested more than {MAX_DEPTH} levels deep")]
+    /// Defaults nested deeper than [`MAX_EXPAND_DEPTH`].
+    #[error("${{...}} defaults are nested more than {MAX_EXPAND_DEPTH} levels deep")]
     TooDeep,
 }
 
 /// How deeply `${A:-${B:-...}}` defaults may nest. Each level is a recursion (and a rescan of
 /// the rest), so a crafted `.mcp.json` must not choose the depth: 100 000 levels overflowed
 /// the stack of the thread loading it, which aborts the daemon.
-pub const MAX_DEPTH: usize = 16;
+pub const MAX_EXPAND_DEPTH: usize = 16;
 
 /// Expands `input` using `lookup`.
 pub fn expand(input: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, ExpandError> {
@@ -29,7 +29,7 @@ fn expand_at(
     lookup: &dyn Fn(&str) -> Option<String>,
     level: usize,
 ) -> Result<String, ExpandError> {
-    if level > MAX_DEPTH {
+    if level > MAX_EXPAND_DEPTH {
         return Err(ExpandError::TooDeep);
     }
     let mut out = String::with_capacity(input.len());
@@ -117,8 +117,11 @@ mod tests {
     #[test]
     fn deep_defaults_are_an_error_not_a_stack_overflow() {
         let deep = |n: usize| format!("{}x{}", "${B:-".repeat(n), "}".repeat(n));
-        assert_eq!(expand(&deep(MAX_DEPTH), &l).unwrap(), "x");
-        assert_eq!(expand(&deep(MAX_DEPTH + 1), &l), Err(ExpandError::TooDeep));
+        assert_eq!(expand(&deep(MAX_EXPAND_DEPTH), &l).unwrap(), "x");
+        assert_eq!(
+            expand(&deep(MAX_EXPAND_DEPTH + 1), &l),
+            Err(ExpandError::TooDeep)
+        );
         // What used to abort the process (and took quadratic time before that).
         let t = std::time::Instant::now();
         assert_eq!(expand(&deep(100_000), &l), Err(ExpandError::TooDeep));

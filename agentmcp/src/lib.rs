@@ -8,13 +8,14 @@
 
 pub mod config;
 mod convert;
-pub mod expand;
+mod expand;
 mod http;
 mod manager;
 pub mod names;
-pub mod redact;
+mod redact;
 mod server;
 mod sse;
+mod sync;
 mod watch;
 
 use std::path::PathBuf;
@@ -23,7 +24,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-pub use config::{Transport, validate_name};
+pub use config::{NameError, Transport, validate_name};
+pub use expand::{ExpandError, MAX_EXPAND_DEPTH, expand};
 pub use manager::Manager;
 
 /// Variable lookup for `${VAR}` expansion in `.mcp.json`.

@@ -6,10 +6,10 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agentproc::group::{GroupSignal, signal_group};
+use agentproc::{GroupSignal, signal_group};
 use rmcp::model::CallToolRequestParams;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
@@ -20,6 +20,7 @@ use crate::convert::result_from_json;
 use crate::names;
 use crate::redact::secrets_of;
 use crate::server::{Connector, Server, list_tools, supervise, transport_connector};
+use crate::sync::lock;
 use crate::{
     CallError, CallOutput, CatalogTool, ConfigFileError, ManagerOptions, ServerState, ServerStatus,
     Status,
@@ -51,10 +52,6 @@ struct Inner {
 #[derive(Clone)]
 pub struct Manager {
     inner: Arc<Inner>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Manager {
@@ -430,7 +427,7 @@ impl Manager {
             .iter()
             .map(|e| ConfigFileError {
                 path: e.path.clone(),
-                error: e.error.clone(),
+                error: e.error.to_string(),
             })
             .collect();
         Status {

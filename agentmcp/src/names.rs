@@ -1,11 +1,14 @@
 //! Tool names: `<server>__<tool>` when that is provider-safe (`^[a-zA-Z0-9_-]{1,64}$`),
 //! otherwise a deterministic sanitised name of at most 64 characters with a short hash
 //! suffix, collision-free across the catalogue. Also the Coder-style split on the first `__`.
+//!
+//! A public module (the fuzz target checks its rules): `names::split`, `names::assign` and
+//! `names::MAX_LEN` only read well qualified.
 
 use std::collections::{BTreeMap, HashSet};
 
 /// The separator between server and tool names.
-pub const SEP: &str = "__";
+pub(crate) const SEP: &str = "__";
 /// Provider limit on tool-name length.
 pub const MAX_LEN: usize = 64;
 

@@ -9,7 +9,7 @@ use crate::config::ServerSpec;
 
 const MIN_LEN: usize = 4;
 /// Cap on a diagnostic.
-pub const MAX_BYTES: usize = 4096;
+pub(crate) const MAX_BYTES: usize = 4096;
 const MARK: &str = "[redacted]";
 
 /// Values to hide: longest first (a secret containing another is replaced whole), at
@@ -26,9 +26,10 @@ impl Secrets {
         Self(v)
     }
 
-    /// Replaces each secret by `[redacted]` and caps the result.
-    pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_owned();
+    /// Replaces each secret by `[redacted]` in `text`'s `Display` (a message or a typed
+    /// error such as [`SpecError`](crate::config::SpecError)) and caps the result.
+    pub fn redact(&self, text: impl std::fmt::Display) -> String {
+        let mut out = text.to_string();
         for s in &self.0 {
             if out.contains(s.as_str()) {
                 out = out.replace(s.as_str(), MARK);
@@ -40,7 +41,7 @@ impl Secrets {
 
 /// Collects every secret-looking value of a server entry plus the inherited environment's
 /// values.
-pub fn secrets_of(spec: &ServerSpec, inherited: &[String]) -> Secrets {
+pub(crate) fn secrets_of(spec: &ServerSpec, inherited: &[String]) -> Secrets {
     let mut s: Vec<String> = Vec::new();
     s.extend(spec.env.values().cloned());
     s.extend(inherited.iter().cloned());
@@ -81,7 +82,7 @@ pub fn secrets_of(spec: &ServerSpec, inherited: &[String]) -> Secrets {
 /// credential after the first space), URL userinfo and query values — without the
 /// inherited environment or args: what is hidden in the server's stderr lines, which
 /// should stay readable otherwise.
-pub fn configured_secrets(spec: &ServerSpec) -> Secrets {
+pub(crate) fn configured_secrets(spec: &ServerSpec) -> Secrets {
     let mut s: Vec<String> = spec.env.values().cloned().collect();
     for v in spec.headers.values() {
         s.push(v.clone());
@@ -103,7 +104,7 @@ pub fn configured_secrets(spec: &ServerSpec) -> Secrets {
 
 /// A URL as it may be logged: no userinfo, and the query (session ids, keys) replaced by
 /// `[redacted]`.
-pub fn url_for_log(u: &reqwest::Url) -> String {
+pub(crate) fn url_for_log(u: &reqwest::Url) -> String {
     let mut u = u.clone();
     let _ = u.set_username("");
     let _ = u.set_password(None);

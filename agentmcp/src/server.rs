@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use agentproc::group::{GroupSignal, new_group, signal_group, stop_group};
+use agentproc::{GroupSignal, new_group, signal_group, stop_group};
 use futures::future::BoxFuture;
 use rmcp::model::{ClientCapabilities, ClientConfig, Implementation};
 use rmcp::service::{NotificationContext, RoleClient, RunningService};
@@ -26,6 +26,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{ServerSpec, Transport};
 use crate::convert::tool_from_json;
 use crate::redact::Secrets;
+use crate::sync::lock;
 use crate::{ManagerOptions, ServerState, ToolDef};
 
 /// Grace period between TERM and KILL of a stdio server's group.
@@ -114,10 +115,7 @@ impl Server {
     /// live groups; returns the previous one.
     pub(crate) fn set_pid(&self, pid: Option<u32>) -> Option<u32> {
         let old = std::mem::replace(&mut self.lock().pid, pid);
-        let mut groups = self
-            .groups
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut groups = lock(&self.groups);
         if let Some(old) = old {
             groups.remove(&old);
         }
@@ -128,9 +126,7 @@ impl Server {
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Dyn> {
-        self.dynamic
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.dynamic)
     }
 
     pub(crate) fn redact(&self, s: &str) -> String {
@@ -250,8 +246,8 @@ pub(crate) enum ConnectError {
         error: String,
     },
     /// The legacy SSE stream could not be opened.
-    #[error("{0}")]
-    Sse(String),
+    #[error(transparent)]
+    Sse(#[from] crate::sse::SseError),
     /// The first `tools/list` failed.
     #[error("tools/list failed: {0}")]
     ListTools(String),

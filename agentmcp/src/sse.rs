@@ -20,6 +20,52 @@ use crate::redact::url_for_log;
 /// How long to wait for the `endpoint` event.
 const ENDPOINT_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// `url::ParseError`, named through `reqwest::Url` (no direct dependency on `url`).
+type UrlParseError = <reqwest::Url as std::str::FromStr>::Err;
+
+/// Why the SSE stream could not be opened. `Display` is the server's last error (redacted by
+/// the caller); URLs in it went through `url_for_log`.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SseError {
+    /// The configured url does not parse.
+    #[error("invalid url: {0}")]
+    InvalidUrl(#[source] UrlParseError),
+    /// The HTTP client could not be built.
+    #[error(transparent)]
+    Client(reqwest::Error),
+    /// The `GET` failed (the error carries no URL; `url` is the logged form).
+    #[error("GET {url}: {source}")]
+    Get {
+        /// The SSE URL as logged.
+        url: String,
+        /// The transport error, without its URL.
+        source: reqwest::Error,
+    },
+    /// The `GET` answered with a non-success status.
+    #[error("GET {url}: HTTP {status}")]
+    Status {
+        /// The SSE URL as logged.
+        url: String,
+        /// The status.
+        status: reqwest::StatusCode,
+    },
+    /// The stream failed before the `endpoint` event.
+    #[error("sse error before endpoint event: {0}")]
+    BeforeEndpoint(#[source] sse_stream::Error),
+    /// The stream ended before the `endpoint` event.
+    #[error("sse stream closed before the endpoint event")]
+    ClosedBeforeEndpoint,
+    /// No `endpoint` event within [`ENDPOINT_TIMEOUT`].
+    #[error("no endpoint event within {}s", ENDPOINT_TIMEOUT.as_secs())]
+    NoEndpoint,
+    /// The `endpoint` event's data is not a URL reference.
+    #[error("bad endpoint in the endpoint event: {0}")]
+    BadEndpoint(#[source] UrlParseError),
+    /// The endpoint is on another origin than the SSE URL (headers never leave it).
+    #[error("endpoint on another origin refused")]
+    CrossOrigin,
+}
+
 /// The transport halves rmcp accepts as `(Sink, Stream)`, plus a token that stops both tasks.
 pub(crate) type SseParts = (
     PollSender<ClientJsonRpcMessage>,
@@ -42,20 +88,22 @@ pub(crate) async fn connect(
     url: &str,
     headers: &BTreeMap<String, String>,
     tasks: &tokio_util::task::TaskTracker,
-) -> Result<SseParts, String> {
-    let base = reqwest::Url::parse(url).map_err(|e| format!("invalid url: {e}"))?;
-    let http = same_origin_client(&base).map_err(|e| e.to_string())?;
+) -> Result<SseParts, SseError> {
+    let base = reqwest::Url::parse(url).map_err(SseError::InvalidUrl)?;
+    let http = same_origin_client(&base).map_err(SseError::Client)?;
     let resp = with_headers(http.get(base.clone()), headers)
         .header("accept", "text/event-stream")
         .send()
         .await
-        .map_err(|e| format!("GET {}: {}", url_for_log(&base), e.without_url()))?;
+        .map_err(|e| SseError::Get {
+            url: url_for_log(&base),
+            source: e.without_url(),
+        })?;
     if !resp.status().is_success() {
-        return Err(format!(
-            "GET {}: HTTP {}",
-            url_for_log(&base),
-            resp.status()
-        ));
+        return Err(SseError::Status {
+            url: url_for_log(&base),
+            status: resp.status(),
+        });
     }
     let mut events = sse_stream::SseStream::from_bytes_stream(resp.bytes_stream());
     let endpoint = tokio::time::timeout(ENDPOINT_TIMEOUT, async {
@@ -65,18 +113,16 @@ pub(crate) async fn connect(
                     break Ok(ev.data.unwrap_or_default());
                 }
                 Some(Ok(_)) => continue,
-                Some(Err(e)) => break Err(format!("sse error before endpoint event: {e}")),
-                None => break Err("sse stream closed before the endpoint event".to_owned()),
+                Some(Err(e)) => break Err(SseError::BeforeEndpoint(e)),
+                None => break Err(SseError::ClosedBeforeEndpoint),
             }
         }
     })
     .await
-    .map_err(|_| "no endpoint event within 15s".to_owned())??;
-    let post_url = base
-        .join(endpoint.trim())
-        .map_err(|e| format!("bad endpoint in the endpoint event: {e}"))?;
+    .map_err(|_| SseError::NoEndpoint)??;
+    let post_url = base.join(endpoint.trim()).map_err(SseError::BadEndpoint)?;
     if origin(&post_url) != origin(&base) {
-        return Err("endpoint on another origin refused".to_owned());
+        return Err(SseError::CrossOrigin);
     }
 
     let stop = CancellationToken::new();
@@ -158,4 +204,42 @@ pub(crate) async fn connect(
         .boxed()
     };
     Ok((PollSender::new(out_tx), stream, stop))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The typed errors keep the texts they had as strings (they become the server's
+    /// `last_error`).
+    #[test]
+    fn error_texts_are_unchanged() {
+        let parse = reqwest::Url::parse("not a url").unwrap_err();
+        assert_eq!(
+            SseError::InvalidUrl(parse).to_string(),
+            "invalid url: relative URL without a base"
+        );
+        let status = SseError::Status {
+            url: "http://h/sse".into(),
+            status: reqwest::StatusCode::NOT_FOUND,
+        };
+        assert_eq!(status.to_string(), "GET http://h/sse: HTTP 404 Not Found");
+        assert_eq!(
+            SseError::ClosedBeforeEndpoint.to_string(),
+            "sse stream closed before the endpoint event"
+        );
+        assert_eq!(
+            SseError::NoEndpoint.to_string(),
+            "no endpoint event within 15s"
+        );
+        assert_eq!(
+            SseError::BadEndpoint(parse).to_string(),
+            "bad endpoint in the endpoint event: relative URL without a base"
+        );
+        assert_eq!(
+            SseError::CrossOrigin.to_string(),
+            "endpoint on another origin refused"
+        );
+    }
 }

@@ -6,6 +6,10 @@
 //! never invents a newline, and keeps the rendered string within `render_limit` bytes (32 KiB,
 //! chatd's own cut) so the tail survives. This module is pure data: no I/O, no locking (the
 //! owner wraps it in a mutex), no knowledge of JSON.
+//!
+//! A public module for its limits (`buffer::MAX_HEAD_BYTES`, `buffer::truncate_lines`, …,
+//! which the fuzz target checks against a model): they only read well qualified. The buffer's
+//! types are re-exported at the crate root, where the supervisor's API names them.
 
 /// Bytes kept from the start of the output.
 pub const MAX_HEAD_BYTES: usize = 16384;
@@ -187,14 +191,6 @@ impl OutputBuffer {
         let mut v = self.head.clone();
         v.extend_from_slice(&self.tail());
         v
-    }
-
-    /// Forgets everything.
-    pub fn reset(&mut self) {
-        self.head = Vec::new();
-        self.ring = Vec::new();
-        self.ring_pos = 0;
-        self.total = 0;
     }
 
     /// Bytes allocated for output (for memory accounting).
@@ -658,16 +654,6 @@ mod tests {
         let mut b = OutputBuffer::new();
         assert_eq!(b.write(b""), 0);
         assert_eq!(b.total_written(), 0);
-    }
-
-    #[test]
-    fn reset() {
-        let mut b = OutputBuffer::sized(10, 10);
-        b.write(&[b'x'; 50]);
-        b.reset();
-        assert_eq!(b.total_written(), 0);
-        assert_eq!(b.len(), 0);
-        assert_eq!(b.output(), (String::new(), None));
     }
 
     #[test]

@@ -25,13 +25,14 @@ use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::group::GroupSignal;
+use crate::sync::lock;
 
 /// The environment variable that marks a process tree's members in subreaper mode.
-pub const MARKER_VAR: &str = "AGENTD_PROCESS_TREE";
+pub(crate) const MARKER_VAR: &str = "AGENTD_PROCESS_TREE";
 
 /// Which containment to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -72,7 +73,7 @@ pub struct ContainError(pub String);
 /// What `serve` would get for `req`, without keeping anything: for cgroup mode the probe
 /// creates its directory, starts a process in a leaf and removes both again (`agentd
 /// doctor`). `Err` carries why cgroup mode is not available.
-pub fn probe(req: ContainRequest) -> Result<ContainMode, ContainError> {
+pub fn probe_containment(req: ContainRequest) -> Result<ContainMode, ContainError> {
     if req == ContainRequest::Subreaper {
         return Ok(ContainMode::Subreaper);
     }
@@ -125,7 +126,7 @@ const SPARE_LEAVES: usize = 16;
 
 impl CgroupRoot {
     fn pool(&self) -> std::sync::MutexGuard<'_, Pool> {
-        self.pool.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.pool)
     }
 
     /// Signals one leaf if it still holds the tree it was handed out for.
@@ -288,7 +289,7 @@ impl Containment {
     /// the daemon they are known to be its to reap.
     fn record(&self, table: &ProcTable, pids: &[u32]) {
         if let Some(a) = &self.reaper {
-            let mut known = a.known.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut known = lock(&a.known);
             for p in pids {
                 if let Some(st) = table.procs.get(p) {
                     known.insert(*p, st.start);
@@ -611,10 +612,7 @@ pub(crate) struct Adopted {
 
 impl Adopted {
     fn contains(&self, pid: u32) -> bool {
-        self.known
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains_key(&pid)
+        lock(&self.known).contains_key(&pid)
     }
 
     /// Looks at the daemon's children: records adopted ones (by marker, while alive) and
@@ -630,7 +628,7 @@ impl Adopted {
         let kids = children(me);
         {
             // Forget members that died elsewhere (reaped by their own parent).
-            let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut known = lock(&self.known);
             known.retain(|pid, start| {
                 kids.contains(pid) || Stat::read(*pid).is_some_and(|st| st.start == *start)
             });
@@ -643,7 +641,7 @@ impl Adopted {
             if st.ppid != me {
                 continue;
             }
-            let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut known = lock(&self.known);
             if st.zombie() {
                 let ours = known.get(&pid) == Some(&st.start)
                     || st.sid != my_sid
@@ -665,7 +663,7 @@ impl Adopted {
             if known.get(&pid) == Some(&st.start) {
                 continue;
             }
-            let mut foreign = self.foreign.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut foreign = lock(&self.foreign);
             if foreign.get(&pid) == Some(&st.start) {
                 continue;
             }

@@ -100,7 +100,7 @@ pub fn group_members(pgid: u32) -> Vec<u32> {
 }
 
 /// Process group ids that have at least one live (non-zombie) member, from one `/proc` scan.
-pub fn live_groups() -> std::collections::HashSet<u32> {
+pub(crate) fn live_groups() -> std::collections::HashSet<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Default::default();
     };

@@ -3,20 +3,22 @@
 //! delivers signals to whole groups, reaps, and kills everything on shutdown.
 //!
 //! It must not know HTTP or JSON; `agentd` maps its types to the wire. It never reads
-//! environment variables: everything comes in through [`supervisor::Config`].
+//! environment variables: everything comes in through [`Config`].
 
 pub mod buffer;
-pub mod contain;
-pub mod group;
-pub mod init;
+mod contain;
+mod group;
+mod init;
 mod launch;
-pub mod priority;
+mod priority;
 mod spawn;
-pub mod supervisor;
+mod supervisor;
+mod sync;
 
 pub use buffer::{OutputBuffer, SinceRead, Strategy, Truncation};
-pub use contain::{ContainError, ContainMode, ContainRequest};
-pub use group::GroupSignal;
+pub use contain::{ContainError, ContainMode, ContainRequest, probe_containment};
+pub use group::{GroupSignal, group_alive, group_members, new_group, signal_group, stop_group};
+pub use init::{InitError, become_init, is_pid1};
 pub use priority::Priority;
 pub use supervisor::{
     Config, DEFAULT_MAX_EXITED, DEFAULT_MAX_RUNNING, DEFAULT_RETENTION, DEFAULT_SWEEP_INTERVAL,

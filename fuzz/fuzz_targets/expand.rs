@@ -6,7 +6,7 @@
 
 #![no_main]
 
-use agentmcp::expand::{ExpandError, MAX_DEPTH, expand};
+use agentmcp::{ExpandError, MAX_EXPAND_DEPTH, expand};
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 
@@ -54,10 +54,10 @@ fn clean(s: &str, nested: bool) -> String {
 const DEEP: &str = "<too deep>";
 
 /// Renders the template and computes what expansion must give; `level` is the nesting of
-/// defaults (beyond [`MAX_DEPTH`] a default that is used is an error).
+/// defaults (beyond [`MAX_EXPAND_DEPTH`] a default that is used is an error).
 fn render(segs: &[Seg], nested: bool, level: usize, out: &mut String) -> Result<String, String> {
     let mut want = String::new();
-    let mut err: Option<String> = (level > MAX_DEPTH).then(|| DEEP.to_owned());
+    let mut err: Option<String> = (level > MAX_EXPAND_DEPTH).then(|| DEEP.to_owned());
     for s in segs {
         match s {
             Seg::Lit(t) => {

@@ -6,7 +6,7 @@
 #![no_main]
 
 use agentcontextconfig::frontmatter::parse;
-use agentcontextconfig::sanitize::strip_html_comments;
+use agentcontextconfig::strip_html_comments;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use agentmcp::Transport;
 use agentmcp::config::parse;
-use agentmcp::expand::expand;
+use agentmcp::expand;
 use agentmcp::validate_name;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -61,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
             Ok(s) => s,
             Err(e) => {
                 assert_eq!(e.config_file, path);
-                assert!(!e.error.is_empty());
+                assert!(!e.error.to_string().is_empty());
                 continue;
             }
         };

@@ -96,7 +96,7 @@ fn read_gitdir_file(dot: &Path) -> Option<PathBuf> {
 /// True when the repository is gone: its root, its `.git`, or the git dir a `.git` file
 /// points to no longer exists. A repo that merely fails to scan (corrupt HEAD, a lock) is
 /// not gone.
-pub fn is_gone(root: &Path) -> bool {
+pub(crate) fn is_gone(root: &Path) -> bool {
     if !root.is_dir() {
         return true;
     }

@@ -29,7 +29,7 @@ pub enum FsError {
 
 /// At most this many file-system calls on client paths are in flight at once (a call that
 /// timed out still counts until the kernel returns).
-pub const MAX_IN_FLIGHT: usize = 64;
+pub(crate) const MAX_IN_FLIGHT: usize = 64;
 
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 
@@ -42,7 +42,7 @@ impl Drop for Slot {
 }
 
 /// Starts `f` on the blocking pool, counted against [`MAX_IN_FLIGHT`] until it returns.
-pub fn spawn_fs<T: Send + 'static>(
+pub(crate) fn spawn_fs<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<tokio::task::JoinHandle<T>, FsError> {
     if IN_FLIGHT.fetch_add(1, Ordering::AcqRel) >= MAX_IN_FLIGHT {
@@ -70,7 +70,7 @@ pub async fn blocking_fs<T: Send + 'static>(
 
 /// Like [`blocking_fs`], but at most one call per `busy` flag is in flight: while an earlier
 /// one is still running (it timed out and is stuck), answers [`FsError::Busy`] at once.
-pub async fn blocking_fs_single<T: Send + 'static>(
+pub(crate) async fn blocking_fs_single<T: Send + 'static>(
     busy: &Arc<AtomicBool>,
     timeout: Duration,
     f: impl FnOnce() -> T + Send + 'static,

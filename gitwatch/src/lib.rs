@@ -12,20 +12,24 @@
 //! environment (configuration comes in [`Config`]), and must never write into a repository.
 
 mod diffcap;
-pub mod discover;
+mod discover;
 mod fsio;
 mod hub;
-pub mod pathstore;
+mod pathstore;
 mod scan;
+mod sync;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub use discover::{RepoLocation, discover};
-pub use fsio::{FsError, MAX_IN_FLIGHT, blocking_fs, blocking_fs_single, spawn_fs};
+pub use fsio::{FsError, blocking_fs};
 pub use hub::{GitWatch, RepoChange, ScanObserver, Stats, Subscription, Update};
-pub use pathstore::{PathLimits, PathStats, PathStore};
+pub use pathstore::{
+    DEFAULT_MAX_BYTES, DEFAULT_MAX_CHATS, DEFAULT_MAX_PATHS_PER_CHAT, PathLimits, PathStats,
+    PathStore,
+};
 pub use scan::{Outcome, ScanError, Snapshot, read_meta, scan};
 
 /// Default [`Config::max_repos`].

@@ -17,10 +17,12 @@
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 use uuid::Uuid;
+
+use crate::sync::lock;
 
 /// The store's bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,7 +257,7 @@ impl PathStore {
     }
 
     /// An empty store with these bounds (each at least 1).
-    pub fn with_limits(limits: PathLimits) -> Self {
+    pub(crate) fn with_limits(limits: PathLimits) -> Self {
         Self {
             limits: PathLimits {
                 max_chats: limits.max_chats.max(1),
@@ -272,7 +274,7 @@ impl PathStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 
     /// Records `paths` for every chat in `chats` (the chat and its ancestors) and notifies

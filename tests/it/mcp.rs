@@ -323,7 +323,7 @@ async fn no_config_then_watch_late_file_rewrite_and_removal() {
     assert_eq!(server(&d, "drop").await, Value::Null);
     let drop_pid = dropped["pid"].as_u64().unwrap() as u32;
     eventually(T, async || {
-        (!agentproc::group::group_alive(drop_pid)).then_some(())
+        (!agentproc::group_alive(drop_pid)).then_some(())
     })
     .await;
     assert_eq!(
@@ -624,7 +624,7 @@ async fn shutdown_leaves_no_server_process() {
                 .is_some_and(|l| l.starts_with("fake-mcp-server: grandchild"))
         })
         .unwrap();
-    assert!(agentproc::group::group_members(a).len() >= 2);
+    assert!(agentproc::group_members(a).len() >= 2);
     // Own process group, in the workspace dir.
     assert_eq!(
         call(&d, "plain__cwd", json!({})).await.1["content"][0]["text"],
@@ -633,11 +633,11 @@ async fn shutdown_leaves_no_server_process() {
     d.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(d.wait_exit(Duration::from_secs(15)).unwrap().success());
     assert!(
-        !agentproc::group::group_alive(a),
+        !agentproc::group_alive(a),
         "{:?}",
-        agentproc::group::group_members(a)
+        agentproc::group_members(a)
     );
-    assert!(!agentproc::group::group_alive(b));
+    assert!(!agentproc::group_alive(b));
 }
 
 #[tokio::test]

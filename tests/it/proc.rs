@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use agentd_tests::{Agentd, Options, eventually, rss_kib};
-use agentproc::group::group_alive;
+use agentproc::group_alive;
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 

@@ -37,7 +37,7 @@ pub(super) const DIFF_BUDGET: u64 = 4_000_000;
 
 /// A unified diff from `old` to `new`, labelled with `path` on both sides (the caller's path).
 /// Empty when the contents are equal.
-pub fn unified_diff(path: &str, old: &[u8], new: &[u8]) -> String {
+pub(crate) fn unified_diff(path: &str, old: &[u8], new: &[u8]) -> String {
     if old == new {
         return String::new();
     }

@@ -20,7 +20,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tokio::net::unix::pipe;
@@ -34,6 +34,7 @@ use crate::contain::{ContainMode, ContainRequest, Containment};
 use crate::group::GroupSignal;
 use crate::priority::Priority;
 use crate::spawn::{self, SpawnError};
+use crate::sync::lock;
 
 use process::State;
 pub use process::{Exit, OutputView, Process, Status};
@@ -80,7 +81,7 @@ pub struct Config {
     /// Start each child on another CPU than the daemon thread that spawns it (which goes on
     /// answering the request), when the daemon may use more than one.
     pub spread: bool,
-    /// How process trees are contained (see [`crate::contain`]).
+    /// How process trees are contained (see [`ContainMode`](crate::ContainMode)).
     pub containment: ContainRequest,
     /// Exited processes kept readable at most (the oldest exits are forgotten first).
     pub max_exited: usize,
@@ -553,7 +554,7 @@ impl Supervisor {
     }
 
     /// Forgets processes that exited more than the retention ago. Returns how many.
-    pub fn forget_expired(&self) -> usize {
+    pub(crate) fn forget_expired(&self) -> usize {
         let (n, gone) = self
             .inner
             .registry
@@ -562,7 +563,7 @@ impl Supervisor {
         n
     }
 
-    /// Signals a process's whole tree (see [`crate::contain`]). A process whose shell exited
+    /// Signals a process's whole tree (see [`ContainMode`](crate::ContainMode)). A process whose shell exited
     /// is still signalled while its tree has live members (descendants it left behind).
     /// Blocking: it may freeze a cgroup or scan `/proc`; async callers use the blocking pool.
     pub fn signal(&self, proc: &Process, sig: GroupSignal) -> Result<(), SignalError> {
@@ -634,10 +635,6 @@ impl Supervisor {
             self.in_background(move |inner| inner.registry.remember_strays(&gone));
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -8,9 +8,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use super::lock;
 use super::process::Process;
 use crate::group;
+use crate::sync::lock;
 
 /// The process tables.
 #[derive(Default)]

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use super::{Supervisor, lock};
+use super::Supervisor;
 use crate::group::{self, GroupSignal};
+use crate::sync::lock;
 
 /// Subreaper mode: how long a SIGCHLD waits for more before the adopted-orphan scan.
 const ORPHAN_SCAN_COALESCE: Duration = Duration::from_millis(20);

@@ -13,9 +13,10 @@ use tokio::net::unix::pipe;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::process::{Exit, Process};
-use super::{OnExit, Supervisor, lock};
+use super::{OnExit, Supervisor};
 use crate::group::GroupSignal;
 use crate::spawn;
+use crate::sync::lock;
 
 /// Size the pipe of a process that filled its default one is grown to (fewer wakeups).
 pub(super) const PIPE_SIZE: i32 = 1 << 20;

@@ -7,11 +7,12 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use notify::{EventKind, RecursiveMode, Watcher};
 
 use super::Repo;
+use crate::sync::lock;
 
 type Route = (Weak<Repo>, Option<OsString>);
 
@@ -32,7 +33,7 @@ impl FsWatch {
             if matches!(ev.kind, EventKind::Access(_)) {
                 return;
             }
-            let routes = r.lock().unwrap_or_else(PoisonError::into_inner);
+            let routes = lock(&r);
             for p in &ev.paths {
                 let name = p.file_name();
                 if name.is_some_and(|n| n.as_encoded_bytes().ends_with(b".lock")) {
@@ -70,7 +71,7 @@ impl FsWatch {
         // it in the handler while `watch` waits on that thread.
         let mut fresh = Vec::new();
         {
-            let mut table = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut table = lock(&self.routes);
             for (dir, filter) in routes {
                 let entry = table.entry(dir.clone()).or_default();
                 if entry.is_empty() {
@@ -80,7 +81,7 @@ impl FsWatch {
             }
         }
         let mut ok = true;
-        let mut w = self.watcher.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut w = lock(&self.watcher);
         for dir in fresh {
             if let Err(e) = w.watch(&dir, RecursiveMode::NonRecursive) {
                 // A missing refs/heads (packed refs only) is normal; limits are not.
@@ -90,10 +91,7 @@ impl FsWatch {
                         tracing::warn!(dir = %dir.display(), error = %e, "cannot add an inotify watch (limit reached?); degrading to polling");
                     }
                 }
-                self.routes
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&dir);
+                lock(&self.routes).remove(&dir);
             }
         }
         ok
@@ -104,7 +102,7 @@ impl FsWatch {
         let target = Arc::downgrade(repo);
         let mut gone = Vec::new();
         {
-            let mut table = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut table = lock(&self.routes);
             table.retain(|dir, routes| {
                 routes.retain(|(r, _)| !r.ptr_eq(&target) && r.strong_count() > 0);
                 if routes.is_empty() {
@@ -115,7 +113,7 @@ impl FsWatch {
                 }
             });
         }
-        let mut w = self.watcher.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut w = lock(&self.watcher);
         for dir in gone {
             let _ = w.unwatch(&dir);
         }

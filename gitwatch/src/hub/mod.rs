@@ -23,7 +23,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{Notify, watch};
@@ -35,6 +35,7 @@ use crate::Config;
 use crate::discover::{self, RepoLocation};
 use crate::pathstore::PathStore;
 use crate::scan::{self, Outcome, ScanError, Snapshot};
+use crate::sync::lock;
 use fswatch::FsWatch;
 use stats::Counters;
 pub use stats::{ScanObserver, Stats};
@@ -103,12 +104,7 @@ impl Repo {
     }
 
     fn wake_subs(&self) {
-        for s in self
-            .subs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
+        for s in lock(&self.subs).iter() {
             s.notify_one();
         }
     }
@@ -155,14 +151,11 @@ impl GitWatch {
 impl Inner {
     /// Attaches a subscription's waker to the repo at `loc`, starting its worker if needed.
     fn attach(self: &Arc<Self>, loc: RepoLocation, waker: &Arc<Notify>) -> Arc<Repo> {
-        let mut repos = self.repos.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut repos = lock(&self.repos);
         if let Some(r) = repos.get(&loc.root)
             && !r.cancel.is_cancelled()
         {
-            r.subs
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(waker.clone());
+            lock(&r.subs).push(waker.clone());
             // A new subscriber needs a fresh scan for its first update.
             r.trigger();
             return r.clone();
@@ -226,9 +219,9 @@ impl Inner {
 
     /// Removes a subscription's waker; the last one out stops the worker.
     fn detach(self: &Arc<Self>, repo: &Arc<Repo>, waker: &Arc<Notify>) {
-        let mut repos = self.repos.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut repos = lock(&self.repos);
         let empty = {
-            let mut subs = repo.subs.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut subs = lock(&repo.subs);
             subs.retain(|s| !Arc::ptr_eq(s, waker));
             subs.is_empty()
         };
@@ -263,7 +256,7 @@ impl Inner {
     fn publish_removed(self: &Arc<Self>, repo: &Arc<Repo>) {
         tracing::info!(repo = %repo.loc.root.display(), "repository removed; no longer watched");
         {
-            let mut repos = self.repos.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut repos = lock(&self.repos);
             if repos
                 .get(&repo.loc.root)
                 .is_some_and(|r| Arc::ptr_eq(r, repo))

@@ -4,10 +4,11 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::GitWatch;
+use crate::sync::lock;
 
 /// Counters for the metrics page.
 #[derive(Debug, Clone, Default)]
@@ -72,12 +73,7 @@ impl GitWatch {
             scans_failed: c.failed.load(Ordering::Relaxed),
             scans_cancelled: c.cancelled.load(Ordering::Relaxed),
             scans_unchanged: c.unchanged.load(Ordering::Relaxed),
-            repos_watched: self
-                .inner
-                .repos
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .len() as u64,
+            repos_watched: lock(&self.inner.repos).len() as u64,
         }
     }
 }

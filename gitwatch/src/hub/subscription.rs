@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio::sync::{Notify, watch};
@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::{Inner, Repo};
 use crate::discover::{self, RepoLocation};
 use crate::scan::Snapshot;
+use crate::sync::lock;
 
 /// One repository's entry in an [`Update`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -290,7 +291,7 @@ fn route_touched(
     touched: &[(PathBuf, bool)],
     budget: usize,
 ) -> Vec<(PathBuf, Option<OsString>)> {
-    let mut watched = repo.watched.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut watched = lock(&repo.watched);
     let mut routes = Vec::new();
     for (p, is_dir) in touched {
         if watched.len() >= budget || watched.contains(p) {

@@ -1,0 +1,20 @@
+//! Poisoned-mutex recovery, written once for the crate: [`lock`] returns a `std::sync::Mutex`'s
+//! guard even when a thread panicked while holding it.
+//!
+//! Recovering is sound because no invariant spans a panic point. Each critical section replaces or
+//! reads whole values (a server's state, tools, peer, errors; the tables of servers, pending
+//! hand-overs and process groups). A reload applies the config entry by entry and every
+//! intermediate table is a valid one: the next reload converges from there. A guard dropped by a
+//! panic therefore leaves the data as consistent as any other unlock, while propagating the poison
+//! would turn one panicked task into a panic in every later caller (request handlers, shutdown).
+//!
+//! It must not be used for a lock whose critical section could stop half-way through an update that
+//! later readers rely on (check that when adding a section), and, these being std mutexes, no guard
+//! it returns may be held across an `.await`.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// Locks `m`, recovering the guard of a poisoned mutex (see the module header).
+pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
