@@ -81,7 +81,7 @@ impl ContextState {
     }
 
     fn log_skipped(&self, skipped: &[Skipped]) {
-        let mut seen = self.logged_skips.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seen = crate::sync::lock(&self.logged_skips);
         for s in skipped {
             if seen.insert((s.path.clone(), s.reason.clone())) {
                 tracing::warn!(path = %s.path, reason = %s.reason, "context: skipped");

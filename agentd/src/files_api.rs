@@ -97,10 +97,7 @@ struct LockMap {
 impl PathLocks {
     async fn lock(&self, path: PathBuf) -> OwnedMutexGuard<()> {
         let m = {
-            let mut locks = self
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut locks = crate::sync::lock(&self.0);
             if locks.map.len() > locks.sweep_at.max(1024) {
                 locks.map.retain(|_, w| w.strong_count() > 0);
                 locks.sweep_at = locks.map.len() * 2;

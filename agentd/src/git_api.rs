@@ -100,12 +100,7 @@ impl GitState {
             fs_timeout: bounds.fs_timeout,
             scan_observer: {
                 let durations = durations.clone();
-                gitwatch::ScanObserver::new(move |d| {
-                    durations
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .observe(d)
-                })
+                gitwatch::ScanObserver::new(move |d| crate::sync::lock(&durations).observe(d))
             },
             ..gitwatch::Config::default()
         };
@@ -536,10 +531,7 @@ fn render_metrics(watch: &GitWatch, durations: &Mutex<Histogram>, out: &mut Stri
         "histogram",
         "Duration of completed git scans.",
     );
-    durations
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .render(out, "agentd_git_scan_duration_seconds", "");
+    crate::sync::lock(durations).render(out, "agentd_git_scan_duration_seconds", "");
 }
 
 #[cfg(test)]

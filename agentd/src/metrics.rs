@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// Appends Prometheus text for one subsystem.
@@ -104,11 +104,7 @@ pub(crate) struct InFlight<'a> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        let mut m = self
-            .metrics
-            .in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut m = crate::sync::lock(&self.metrics.in_flight);
         if let Some(n) = m.get_mut(self.route) {
             *n = n.saturating_sub(1);
         }
@@ -136,10 +132,7 @@ impl Metrics {
     /// Counts one request of `route` (a matched route pattern or "unmatched") as in flight
     /// until the returned guard is dropped.
     pub(crate) fn in_flight<'a>(&'a self, route: &'a str) -> InFlight<'a> {
-        let mut m = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut m = crate::sync::lock(&self.in_flight);
         match m.get_mut(route) {
             Some(n) => *n += 1,
             None => {
@@ -163,14 +156,11 @@ impl Metrics {
     ) {
         let method = standard_method(method);
         {
-            let mut requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut requests = crate::sync::lock(&self.requests);
             let key = (route.to_owned(), method, status);
             *requests.entry(key).or_default() += 1;
         }
-        let mut durations = self
-            .durations
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut durations = crate::sync::lock(&self.durations);
         match durations.get_mut(route) {
             Some(h) => h.observe(elapsed),
             None => {
@@ -183,10 +173,7 @@ impl Metrics {
 
     /// Registers a subsystem collector.
     pub(crate) fn register(&self, c: Collector) {
-        self.collectors
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(c);
+        crate::sync::write(&self.collectors).push(c);
     }
 
     /// Renders the whole page.
@@ -215,12 +202,7 @@ impl Metrics {
             "# HELP agentd_http_requests_total HTTP requests by route, method and status."
         );
         let _ = writeln!(out, "# TYPE agentd_http_requests_total counter");
-        for ((route, method, status), n) in self
-            .requests
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
+        for ((route, method, status), n) in crate::sync::lock(&self.requests).iter() {
             let _ = writeln!(
                 out,
                 "agentd_http_requests_total{{route=\"{}\",method=\"{}\",status=\"{status}\"}} {n}",
@@ -235,12 +217,7 @@ impl Metrics {
             "gauge",
             "HTTP requests being answered, by route.",
         );
-        for (route, n) in self
-            .in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
+        for (route, n) in crate::sync::lock(&self.in_flight).iter() {
             let _ = writeln!(
                 out,
                 "agentd_http_requests_in_flight{{route=\"{}\"}} {n}",
@@ -254,22 +231,12 @@ impl Metrics {
             "histogram",
             "HTTP request latency by route.",
         );
-        for (route, h) in self
-            .durations
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
+        for (route, h) in crate::sync::lock(&self.durations).iter() {
             let labels = format!("route=\"{}\"", escape(route));
             h.render(&mut out, "agentd_http_request_duration_seconds", &labels);
         }
 
-        for c in self
-            .collectors
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
+        for c in crate::sync::read(&self.collectors).iter() {
             c(&mut out);
         }
         out

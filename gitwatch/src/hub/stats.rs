@@ -3,8 +3,8 @@
 //! module must not schedule anything, and keeps no histogram: the daemon does.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::GitWatch;
