@@ -126,6 +126,10 @@ impl PathLocks {
     }
 }
 
+/// The one route whose body is streamed under its own limit ([`WRITE_LIMIT`]): the global
+/// body-limit middleware lets it through.
+pub(crate) const WRITE_FILE_PATH: &str = "/api/v0/write-file";
+
 /// The file routes, for any router state that holds a [`FilesState`].
 pub(crate) fn routes<S>() -> Router<S>
 where
@@ -135,7 +139,7 @@ where
     Router::new()
         .route("/api/v0/read-file", get(read_file))
         .route("/api/v0/read-file-lines", get(read_file_lines))
-        .route("/api/v0/write-file", post(write_file))
+        .route(WRITE_FILE_PATH, post(write_file))
         .route("/api/v0/edit-files", post(edit_files))
         .route("/api/v0/resolve-path", get(resolve_path))
         .route("/api/v0/list-directory", post(list_directory))

@@ -167,7 +167,7 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// bodies are bounded by the extractor limit instead. `POST /api/v0/write-file` streams its
 /// body and applies its own, larger limit (`files_api::WRITE_LIMIT`).
 pub(crate) async fn body_limit(req: Request, next: Next) -> Response {
-    if req.uri().path() == "/api/v0/write-file" {
+    if req.uri().path() == crate::files_api::WRITE_FILE_PATH {
         return next.run(req).await;
     }
     let len = req

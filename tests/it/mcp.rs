@@ -350,13 +350,21 @@ async fn config_change_applies_despite_other_activity_in_its_directory() {
     // Another file in the watched directory changes every 50 ms, more often than the
     // debounce: it must not hold back the reload of the config file.
     let noise = d.workdir.join("busy.log");
-    let writer = tokio::spawn(async move {
-        for i in 0u64.. {
-            std::fs::write(&noise, i.to_string()).unwrap();
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let writer = {
+        let noise = noise.clone();
+        tokio::spawn(async move {
+            for i in 0u64.. {
+                std::fs::write(&noise, i.to_string()).unwrap();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    // The config changes only once the noise is flowing (a few writes made).
+    eventually(T, async || {
+        let n = std::fs::read_to_string(&noise).ok()?.parse::<u64>().ok()?;
+        (n >= 3).then_some(())
+    })
+    .await;
     std::fs::write(
         d.workdir.join(".mcp.json"),
         serde_json::to_vec(&json!({"mcpServers": {"late": fake(&[])}})).unwrap(),
