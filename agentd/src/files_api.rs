@@ -520,8 +520,8 @@ async fn read_file_lines(
             content: l.content,
             error: String::new(),
         },
-        Ok(Err(msg)) => LinesBody {
-            error: msg,
+        Ok(Err(e)) => LinesBody {
+            error: e.to_string(),
             ..LinesBody::default()
         },
     };
