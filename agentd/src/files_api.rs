@@ -446,7 +446,7 @@ async fn read_file_inner(
                 Ok(Ok(c)) if c.is_empty() => Err(std::io::Error::other("the file shrank")),
                 Ok(Ok(c)) => Ok(c.into()),
                 Ok(Err(e)) => Err(e),
-                Err(e) => Err(std::io::Error::other(e.to_string())),
+                Err(e) => Err(std::io::Error::other(e)),
             };
             let next = match &item {
                 Ok(c) => pos + c.len() as u64,
