@@ -67,8 +67,41 @@ pub struct Skipped {
     pub reason: SkipReason,
 }
 
-/// Why a skill or an instruction file was skipped. I/O errors are kept as their text (the
-/// report is compared and deduplicated).
+/// An I/O error in a [`SkipReason`]: cheap to clone, compared and hashed by its kind and
+/// text (so equal reports stay equal).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(transparent)]
+pub struct OsError(std::sync::Arc<std::io::Error>);
+
+impl OsError {
+    /// The error.
+    pub fn get(&self) -> &std::io::Error {
+        &self.0
+    }
+}
+
+impl From<std::io::Error> for OsError {
+    fn from(e: std::io::Error) -> Self {
+        Self(std::sync::Arc::new(e))
+    }
+}
+
+impl PartialEq for OsError {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.kind() == other.0.kind() && self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for OsError {}
+
+impl std::hash::Hash for OsError {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.to_string().hash(state);
+    }
+}
+
+/// Why a skill or an instruction file was skipped. I/O errors are kept as [`OsError`]s,
+/// compared and hashed by their text (the report is compared and deduplicated).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum SkipReason {
     /// The instruction file is a FIFO, device, socket...
@@ -76,13 +109,13 @@ pub enum SkipReason {
     NotRegularFile,
     /// The instruction file cannot be read.
     #[error("cannot read: {0}")]
-    Unreadable(String),
+    Unreadable(#[source] OsError),
     /// A symlinked skill dir leads out of its skills directory (or to the directory itself).
     #[error("symlink points outside the skills directory (to {})", .0.display())]
     SymlinkOutside(PathBuf),
     /// A symlinked skill dir cannot be resolved (dangling, a loop).
     #[error("cannot resolve symlink: {0}")]
-    SymlinkUnresolved(String),
+    SymlinkUnresolved(#[source] OsError),
     /// The skill's meta file is not a regular file.
     #[error("{0} is not a regular file")]
     MetaNotRegular(String),
@@ -94,8 +127,9 @@ pub enum SkipReason {
     MetaUnreadable {
         /// The meta file's name (`SKILL.md`).
         meta_file: String,
-        /// The OS error, in words.
-        error: String,
+        /// The OS error.
+        #[source]
+        error: OsError,
     },
     /// The meta file's front matter does not parse.
     #[error("invalid front matter in {meta_file}: {error}{}", oversize(.meta_file, .size))]
@@ -203,10 +237,10 @@ fn read_instruction_file(
     match meta {
         Ok(m) if m.is_file() => {}
         Ok(_) => return Err(SkipReason::NotRegularFile),
-        Err(e) => return Err(SkipReason::Unreadable(e.to_string())),
+        Err(e) => return Err(SkipReason::Unreadable(e.into())),
     }
-    let (raw, more) = read_capped(path, INSTRUCTION_READ_LIMIT)
-        .map_err(|e| SkipReason::Unreadable(e.to_string()))?;
+    let (raw, more) =
+        read_capped(path, INSTRUCTION_READ_LIMIT).map_err(|e| SkipReason::Unreadable(e.into()))?;
     let (content, cut) = sanitize_and_cap(&raw);
     if content.is_empty() {
         return Ok(None);
@@ -322,7 +356,7 @@ pub(crate) fn discover_skills(skills_dirs: &[PathBuf], meta_file: &str, out: &mu
                         }
                     }
                     (Err(err), _) => {
-                        skip(out, SkipReason::SymlinkUnresolved(err.to_string()));
+                        skip(out, SkipReason::SymlinkUnresolved(err.into()));
                         continue;
                     }
                     (Ok(_), None) => continue,
@@ -346,7 +380,7 @@ pub(crate) fn discover_skills(skills_dirs: &[PathBuf], meta_file: &str, out: &mu
                         out,
                         SkipReason::MetaUnreadable {
                             meta_file: meta_file.to_owned(),
-                            error: e.to_string(),
+                            error: e.into(),
                         },
                     );
                     continue;
@@ -359,7 +393,7 @@ pub(crate) fn discover_skills(skills_dirs: &[PathBuf], meta_file: &str, out: &mu
                         out,
                         SkipReason::MetaUnreadable {
                             meta_file: meta_file.to_owned(),
-                            error: e.to_string(),
+                            error: e.into(),
                         },
                     );
                     continue;
@@ -419,6 +453,32 @@ pub(crate) fn discover_skills(skills_dirs: &[PathBuf], meta_file: &str, out: &mu
 mod tests {
     use super::*;
     use crate::resolve::RawConfig;
+
+    #[test]
+    fn os_error_reasons_keep_their_texts() {
+        let os = |n| OsError::from(std::io::Error::from_raw_os_error(n));
+        assert_eq!(
+            SkipReason::Unreadable(os(13)).to_string(),
+            "cannot read: Permission denied (os error 13)"
+        );
+        assert_eq!(
+            SkipReason::SymlinkUnresolved(os(40)).to_string(),
+            "cannot resolve symlink: Too many levels of symbolic links (os error 40)"
+        );
+        let meta = SkipReason::MetaUnreadable {
+            meta_file: "SKILL.md".into(),
+            error: os(13),
+        };
+        assert_eq!(
+            meta.to_string(),
+            "cannot read SKILL.md: Permission denied (os error 13)"
+        );
+        assert_eq!(os(13), os(13));
+        assert_ne!(os(13), os(2));
+        let set: HashSet<SkipReason> = [meta.clone(), meta].into_iter().collect();
+        assert_eq!(set.len(), 1);
+        assert_eq!(os(13).get().raw_os_error(), Some(13));
+    }
 
     fn write(p: &Path, s: &str) {
         fs::create_dir_all(p.parent().unwrap()).unwrap();

@@ -43,13 +43,49 @@ pub enum FrontMatterError {
     #[error("frontmatter field {0:?} must be a string")]
     NotString(&'static str),
     /// The block is not valid YAML of the supported subset.
-    #[error("invalid frontmatter YAML at line {line}: {message}")]
+    #[error("invalid frontmatter YAML at line {line}: {problem}")]
     Syntax {
         /// 1-based line number in the file.
         line: usize,
         /// What is wrong.
-        message: String,
+        problem: YamlProblem,
     },
+}
+
+/// What is wrong with a line of the YAML subset.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum YamlProblem {
+    /// A tab in the indentation.
+    #[error("tabs are not allowed for indentation")]
+    Tab,
+    /// An indented line where a key was expected.
+    #[error("unexpected indentation")]
+    UnexpectedIndent,
+    /// A line without `key: value`.
+    #[error("expected `key: value`")]
+    ExpectedKeyValue,
+    /// A key given twice.
+    #[error("mapping key {0:?} already defined")]
+    DuplicateKey(String),
+    /// A `|`/`>` header with unknown indicators.
+    #[error("invalid block scalar header")]
+    BlockHeader,
+    /// A block scalar line indented less than its first line.
+    #[error("bad indentation in block scalar")]
+    BlockIndent,
+    /// Text after a closing quote.
+    #[error("unexpected text after a quoted value")]
+    TextAfterQuote,
+    /// No closing quote.
+    #[error("unterminated quoted value")]
+    Unterminated,
+    /// A backslash at the end of a double-quoted value.
+    #[error("dangling escape in a double-quoted value")]
+    DanglingEscape,
+    /// An unknown or malformed escape (its text after the backslash).
+    #[error("invalid escape \\{0}")]
+    BadEscape(String),
 }
 
 /// A parsed YAML value of the subset.
@@ -107,11 +143,8 @@ pub fn parse(content: &str) -> Result<FrontMatter, FrontMatterError> {
     })
 }
 
-fn syntax(line: usize, message: impl Into<String>) -> FrontMatterError {
-    FrontMatterError::Syntax {
-        line,
-        message: message.into(),
-    }
+fn syntax(line: usize, problem: YamlProblem) -> FrontMatterError {
+    FrontMatterError::Syntax { line, problem }
 }
 
 fn indent_of(l: &str) -> usize {
@@ -138,14 +171,15 @@ fn parse_mapping(
             continue;
         }
         if line.starts_with('\t') {
-            return Err(syntax(lno, "tabs are not allowed for indentation"));
+            return Err(syntax(lno, YamlProblem::Tab));
         }
         if indent_of(line) != 0 {
-            return Err(syntax(lno, "unexpected indentation"));
+            return Err(syntax(lno, YamlProblem::UnexpectedIndent));
         }
-        let (key, rest) = split_key(line).ok_or_else(|| syntax(lno, "expected `key: value`"))?;
+        let (key, rest) =
+            split_key(line).ok_or_else(|| syntax(lno, YamlProblem::ExpectedKeyValue))?;
         if out.iter().any(|(k, _)| *k == key) {
-            return Err(syntax(lno, format!("mapping key {key:?} already defined")));
+            return Err(syntax(lno, YamlProblem::DuplicateKey(key.to_owned())));
         }
         // The lines that belong to this value: following lines that are blank or indented.
         let mut end = i + 1;
@@ -299,7 +333,7 @@ fn block_scalar(header: &str, more: &[&str], lno: usize) -> Result<Value, FrontM
         match c {
             '-' | '+' if chomp == 'c' => chomp = c,
             '1'..='9' if explicit_indent.is_none() => explicit_indent = c.to_digit(10),
-            _ => return Err(syntax(lno, "invalid block scalar header")),
+            _ => return Err(syntax(lno, YamlProblem::BlockHeader)),
         }
     }
     let indent = match explicit_indent {
@@ -315,7 +349,7 @@ fn block_scalar(header: &str, more: &[&str], lno: usize) -> Result<Value, FrontM
         if l.trim().is_empty() {
             lines.push(String::new());
         } else if indent_of(l) < indent {
-            return Err(syntax(lno, "bad indentation in block scalar"));
+            return Err(syntax(lno, YamlProblem::BlockIndent));
         } else {
             lines.push(l[indent..].to_owned());
         }
@@ -374,13 +408,13 @@ fn quoted_source(
         if let Some(end) = find_closing(&src, quote) {
             let after = src[end + 1..].trim();
             if !(after.is_empty() || after.starts_with('#')) {
-                return Err(syntax(lno, "unexpected text after a quoted value"));
+                return Err(syntax(lno, YamlProblem::TextAfterQuote));
             }
             src.truncate(end);
             return Ok(src);
         }
         let Some(l) = more.get(idx) else {
-            return Err(syntax(lno, "unterminated quoted value"));
+            return Err(syntax(lno, YamlProblem::Unterminated));
         };
         idx += 1;
         let t = l.trim();
@@ -439,7 +473,7 @@ fn double_quoted(rest: &str, more: &[&str], lno: usize) -> Result<String, FrontM
             continue;
         }
         let Some(e) = chars.next() else {
-            return Err(syntax(lno, "dangling escape in a double-quoted value"));
+            return Err(syntax(lno, YamlProblem::DanglingEscape));
         };
         match e {
             '\\' => out.push('\\'),
@@ -470,10 +504,10 @@ fn double_quoted(rest: &str, more: &[&str], lno: usize) -> Result<String, FrontM
                     .ok()
                     .filter(|_| hex.len() == n)
                     .and_then(char::from_u32)
-                    .ok_or_else(|| syntax(lno, format!("invalid escape \\{e}{hex}")))?;
+                    .ok_or_else(|| syntax(lno, YamlProblem::BadEscape(format!("{e}{hex}"))))?;
                 out.push(cp);
             }
-            other => return Err(syntax(lno, format!("invalid escape \\{other}"))),
+            other => return Err(syntax(lno, YamlProblem::BadEscape(other.to_string()))),
         }
     }
     Ok(out)
@@ -483,6 +517,54 @@ fn double_quoted(rest: &str, more: &[&str], lno: usize) -> Result<String, FrontM
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn syntax_texts() {
+        let e = |s: &str| parse(s).unwrap_err().to_string();
+        assert_eq!(
+            e("---\n\tname: a\n---\n"),
+            "invalid frontmatter YAML at line 2: tabs are not allowed for indentation"
+        );
+        assert_eq!(
+            e("---\n  name: a\n---\n"),
+            "invalid frontmatter YAML at line 2: unexpected indentation"
+        );
+        assert_eq!(
+            e("---\nname\n---\n"),
+            "invalid frontmatter YAML at line 2: expected `key: value`"
+        );
+        assert_eq!(
+            e("---\nname: a\nname: b\n---\n"),
+            "invalid frontmatter YAML at line 3: mapping key \"name\" already defined"
+        );
+        assert_eq!(
+            e("---\nname: \"a\n---\n"),
+            "invalid frontmatter YAML at line 2: unterminated quoted value"
+        );
+        assert_eq!(
+            e("---\nname: \"a\\q\"\n---\n"),
+            "invalid frontmatter YAML at line 2: invalid escape \\q"
+        );
+        assert_eq!(
+            e("---\nname: \"a\\u12\"\n---\n"),
+            "invalid frontmatter YAML at line 2: invalid escape \\u12"
+        );
+        let texts = [
+            (YamlProblem::BlockHeader, "invalid block scalar header"),
+            (YamlProblem::BlockIndent, "bad indentation in block scalar"),
+            (
+                YamlProblem::TextAfterQuote,
+                "unexpected text after a quoted value",
+            ),
+            (
+                YamlProblem::DanglingEscape,
+                "dangling escape in a double-quoted value",
+            ),
+        ];
+        for (p, t) in texts {
+            assert_eq!(p.to_string(), t);
+        }
+    }
 
     fn ok(s: &str) -> FrontMatter {
         parse(s).unwrap()

@@ -12,7 +12,9 @@ mod sanitize;
 mod store;
 mod sync;
 
-pub use discover::{ContextPart, Discovery, SkipReason, Skipped, context_parts_from_dir, discover};
+pub use discover::{
+    ContextPart, Discovery, OsError, SkipReason, Skipped, context_parts_from_dir, discover,
+};
 pub use resolve::{ENV_VARS, RawConfig, ResolvedConfig, resolve_path, resolve_paths};
 pub use sanitize::strip_html_comments;
-pub use store::{ContextStore, MAX_CHAT_SCOPES, Scope, StoreError};
+pub use store::{ContextStore, LoadError, MAX_CHAT_SCOPES, OpenProblem, Scope, StoreError};

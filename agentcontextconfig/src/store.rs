@@ -109,14 +109,37 @@ pub enum StoreError {
 
 /// What [`ContextStore::open`] found wrong with an existing file (the store then starts
 /// empty).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct OpenProblem {
     /// The store file.
     pub path: PathBuf,
     /// Where the unreadable file was moved, if it was.
     pub moved_to: Option<PathBuf>,
     /// What was wrong.
-    pub error: String,
+    pub error: LoadError,
+}
+
+/// Why an existing store file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error(transparent)]
+    Read(std::io::Error),
+    /// Not the store's JSON.
+    #[error(transparent)]
+    Json(serde_json::Error),
+    /// A `version` this build does not know.
+    #[error("unsupported store version {0}")]
+    Version(u32),
+    /// A scope's `chat_id` is not a UUID.
+    #[error("bad chat id {id:?}: {source}")]
+    ChatId {
+        /// The stored value.
+        id: String,
+        /// The parse error.
+        source: uuid::Error,
+    },
 }
 
 /// The result of an add.
@@ -266,19 +289,20 @@ impl From<FilePart> for ContextPart {
     }
 }
 
-fn decode(bytes: &[u8]) -> Result<(Data, Recency), String> {
-    let f: FileV1 = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+fn decode(bytes: &[u8]) -> Result<(Data, Recency), LoadError> {
+    let f: FileV1 = serde_json::from_slice(bytes).map_err(LoadError::Json)?;
     if f.version != 1 {
-        return Err(format!("unsupported store version {}", f.version));
+        return Err(LoadError::Version(f.version));
     }
     let mut data = Data::new();
     let mut used = Recency::default();
     for s in f.scopes {
         let scope = match s.chat_id {
             None => Scope::Workspace,
-            Some(id) => Scope::from_chat(Some(
-                Uuid::try_parse(&id).map_err(|e| format!("bad chat id {id:?}: {e}"))?,
-            )),
+            Some(id) => match Uuid::try_parse(&id) {
+                Ok(u) => Scope::from_chat(Some(u)),
+                Err(source) => return Err(LoadError::ChatId { id, source }),
+            },
         };
         used.clock = used.clock.max(s.used);
         used.at.insert(scope, s.used);
@@ -400,7 +424,7 @@ impl ContextStore {
                 Some(OpenProblem {
                     path: path.clone(),
                     moved_to: None,
-                    error: e.to_string(),
+                    error: LoadError::Read(e),
                 }),
             ),
         };
@@ -739,6 +763,35 @@ mod tests {
             Err(StoreError::Io { .. })
         ));
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn load_error_texts() {
+        let text = |b: &[u8]| decode(b).map(|_| ()).unwrap_err().to_string();
+        assert_eq!(text(b"{"), "EOF while parsing an object at line 1 column 1");
+        assert_eq!(
+            text(br#"{"version":2,"scopes":[]}"#),
+            "unsupported store version 2"
+        );
+        assert_eq!(
+            text(br#"{"version":1,"scopes":[{"chat_id":"x","used":0,"parts":[]}]}"#),
+            "bad chat id \"x\": failed to parse a UUID"
+        );
+        assert_eq!(
+            LoadError::Read(std::io::Error::from_raw_os_error(13)).to_string(),
+            "Permission denied (os error 13)"
+        );
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join(STORE_FILE), b"{").unwrap();
+        let (_, problem) = ContextStore::open(t.path());
+        assert!(matches!(
+            problem,
+            Some(OpenProblem {
+                error: LoadError::Json(_),
+                moved_to: Some(_),
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -450,7 +450,7 @@ async fn read_file_inner(
                 Ok(Ok(c)) if c.is_empty() => Err(std::io::Error::other("the file shrank")),
                 Ok(Ok(c)) => Ok(c.into()),
                 Ok(Err(e)) => Err(e),
-                Err(e) => Err(std::io::Error::other(e.to_string())),
+                Err(e) => Err(std::io::Error::other(e)),
             };
             let next = match &item {
                 Ok(c) => pos + c.len() as u64,
@@ -524,8 +524,8 @@ async fn read_file_lines(
             content: l.content,
             error: String::new(),
         },
-        Ok(Err(msg)) => LinesBody {
-            error: msg,
+        Ok(Err(e)) => LinesBody {
+            error: e.to_string(),
             ..LinesBody::default()
         },
     };

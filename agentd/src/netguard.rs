@@ -56,16 +56,13 @@ impl NetGuard {
         }
     }
 
-    /// `Err(detail)` when the request must be refused.
-    pub(crate) fn check(&self, headers: &HeaderMap) -> Result<(), String> {
+    /// `Err` when the request must be refused (its text is the 403's `detail`).
+    pub(crate) fn check(&self, headers: &HeaderMap) -> Result<(), Refused> {
         for origin in headers.get_all(header::ORIGIN) {
             let raw = String::from_utf8_lossy(origin.as_bytes());
             let norm = normalize_origin(&raw);
             if !self.origins.contains(&norm) {
-                return Err(format!(
-                    "requests from origin {raw:?} are not allowed (browser pages cannot drive \
-                     agentd; allow an origin explicitly with --allow-origin)"
-                ));
+                return Err(Refused::Origin(raw.into_owned()));
             }
         }
         let Some(host) = headers.get(header::HOST) else {
@@ -75,11 +72,7 @@ impl NetGuard {
         if self.host_allowed(&raw) || self.has_token(headers) {
             return Ok(());
         }
-        Err(format!(
-            "Host {raw:?} is not localhost, an IP address or an allowed host name (DNS \
-             rebinding protection): connect by address, send the bearer token, or allow \
-             the name with --allow-host"
-        ))
+        Err(Refused::Host(raw.into_owned()))
     }
 
     fn host_allowed(&self, raw: &str) -> bool {
@@ -108,6 +101,24 @@ impl NetGuard {
             })
             .is_some_and(|p| constant_time_eq(p.as_bytes(), token.as_bytes()))
     }
+}
+
+/// Why [`NetGuard::check`] refused a request.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Refused {
+    /// An `Origin` header (as sent) that is not allowed.
+    #[error(
+        "requests from origin {0:?} are not allowed (browser pages cannot drive \
+         agentd; allow an origin explicitly with --allow-origin)"
+    )]
+    Origin(String),
+    /// A `Host` header (as sent) that is not allowed, without the token.
+    #[error(
+        "Host {0:?} is not localhost, an IP address or an allowed host name (DNS \
+         rebinding protection): connect by address, send the bearer token, or allow \
+         the name with --allow-host"
+    )]
+    Host(String),
 }
 
 /// `scheme://host[:port]`, lowercase, without a trailing slash (browsers send no path).
@@ -146,7 +157,7 @@ pub(crate) async fn guard(State(g): State<Arc<NetGuard>>, req: Request, next: Ne
         Err(detail) => {
             tracing::warn!(%detail, "refused a request from a browser origin or foreign Host");
             ApiError::new(StatusCode::FORBIDDEN, "Forbidden.")
-                .detail(detail)
+                .detail(detail.to_string())
                 .into_response()
         }
     }
@@ -228,7 +239,15 @@ mod tests {
             g.check(&headers(&[("origin", "http://chat.example.com")]))
                 .is_err()
         );
-        assert!(g.check(&headers(&[("origin", "null")])).is_err());
+        assert_eq!(
+            g.check(&headers(&[("origin", "null")])),
+            Err(Refused::Origin("null".into()))
+        );
+        assert_eq!(
+            Refused::Origin("null".into()).to_string(),
+            "requests from origin \"null\" are not allowed (browser pages cannot drive agentd; \
+             allow an origin explicitly with --allow-origin)"
+        );
         assert!(
             g.check(&headers(&[
                 ("origin", "https://chat.example.com"),
@@ -236,7 +255,16 @@ mod tests {
             ]))
             .is_err()
         );
-        assert!(g.check(&headers(&[("host", "evil.example")])).is_err());
+        assert_eq!(
+            g.check(&headers(&[("host", "evil.example")])),
+            Err(Refused::Host("evil.example".into()))
+        );
+        assert_eq!(
+            Refused::Host("evil.example".into()).to_string(),
+            "Host \"evil.example\" is not localhost, an IP address or an allowed host name \
+             (DNS rebinding protection): connect by address, send the bearer token, or allow \
+             the name with --allow-host"
+        );
         assert!(
             g.check(&headers(&[
                 ("host", "evil.example"),

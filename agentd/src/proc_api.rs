@@ -638,7 +638,7 @@ async fn signal(
     let sent = tokio::task::spawn_blocking(move || procs.signal(&p, sig));
     let res = match tokio::time::timeout(SCAN_TIMEOUT, sent).await {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => Err(SignalError::Os(std::io::Error::other(e.to_string()))),
+        Ok(Err(e)) => Err(SignalError::Os(std::io::Error::other(e))),
         Err(_) => Err(SignalError::Os(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
             format!("still signalling after {} s", SCAN_TIMEOUT.as_secs()),

@@ -269,8 +269,32 @@ pub(crate) enum StartError {
         /// The socket path.
         path: PathBuf,
         /// What went wrong.
-        reason: String,
+        reason: SocketProblem,
     },
+}
+
+/// Why the control socket could not be set up. As in [`StartError`], the OS errors are part
+/// of the message, not `source`s (the CLI prints the whole chain).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SocketProblem {
+    /// Its directory could not be created.
+    #[error("cannot create its directory: {0}")]
+    CreateDir(std::io::Error),
+    /// A live daemon answers on it.
+    #[error("another agentd is already serving on it (stop it, or pass --socket)")]
+    Live,
+    /// A stale socket file could not be removed.
+    #[error("cannot remove the stale socket: {0}")]
+    RemoveStale(std::io::Error),
+    /// Something else than a socket is at the path.
+    #[error("the path exists and is not a socket; refusing to replace it")]
+    NotASocket,
+    /// `bind(2)` failed.
+    #[error("cannot bind: {0}")]
+    Bind(std::io::Error),
+    /// `chmod 0600` failed.
+    #[error("cannot set mode 0600: {0}")]
+    Chmod(std::io::Error),
 }
 
 /// Creates the state dir with mode 0700 and checks that it is writable.
@@ -309,31 +333,25 @@ fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// tight umask).
 pub(crate) fn bind_socket(path: &Path) -> Result<UnixListener, StartError> {
     use std::os::unix::fs::FileTypeExt;
-    let err = |reason: String| StartError::Socket {
+    let err = |reason: SocketProblem| StartError::Socket {
         path: path.to_path_buf(),
         reason,
     };
     if let Some(parent) = path.parent()
         && !parent.exists()
     {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| err(format!("cannot create its directory: {e}")))?;
+        std::fs::create_dir_all(parent).map_err(|e| err(SocketProblem::CreateDir(e)))?;
         let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700));
     }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(err(
-                    "another agentd is already serving on it (stop it, or pass --socket)".into(),
-                ));
+                return Err(err(SocketProblem::Live));
             }
-            std::fs::remove_file(path)
-                .map_err(|e| err(format!("cannot remove the stale socket: {e}")))?;
+            std::fs::remove_file(path).map_err(|e| err(SocketProblem::RemoveStale(e)))?;
         }
         Ok(_) => {
-            return Err(err(
-                "the path exists and is not a socket; refusing to replace it".into(),
-            ));
+            return Err(err(SocketProblem::NotASocket));
         }
         Err(_) => {}
     }
@@ -344,9 +362,9 @@ pub(crate) fn bind_socket(path: &Path) -> Result<UnixListener, StartError> {
     let old_umask = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
     let bound = UnixListener::bind(path);
     nix::sys::stat::umask(old_umask);
-    let listener = bound.map_err(|e| err(format!("cannot bind: {e}")))?;
+    let listener = bound.map_err(|e| err(SocketProblem::Bind(e)))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| err(format!("cannot set mode 0600: {e}")))?;
+        .map_err(|e| err(SocketProblem::Chmod(e)))?;
     Ok(listener)
 }
 
@@ -542,6 +560,51 @@ mod tests {
     use axum::body::Body;
     use axum::http::Request;
     use tower::ServiceExt;
+
+    #[test]
+    fn socket_problem_texts() {
+        let io = || std::io::Error::from_raw_os_error(13);
+        let p = |reason| {
+            StartError::Socket {
+                path: "/run/a.sock".into(),
+                reason,
+            }
+            .to_string()
+        };
+        let denied = "Permission denied (os error 13)";
+        assert_eq!(
+            p(SocketProblem::CreateDir(io())),
+            format!("control socket /run/a.sock: cannot create its directory: {denied}")
+        );
+        assert_eq!(
+            p(SocketProblem::Live),
+            "control socket /run/a.sock: another agentd is already serving on it (stop it, or \
+             pass --socket)"
+        );
+        assert_eq!(
+            p(SocketProblem::RemoveStale(io())),
+            format!("control socket /run/a.sock: cannot remove the stale socket: {denied}")
+        );
+        assert_eq!(
+            p(SocketProblem::NotASocket),
+            "control socket /run/a.sock: the path exists and is not a socket; refusing to \
+             replace it"
+        );
+        assert_eq!(
+            p(SocketProblem::Bind(io())),
+            format!("control socket /run/a.sock: cannot bind: {denied}")
+        );
+        assert_eq!(
+            p(SocketProblem::Chmod(io())),
+            format!("control socket /run/a.sock: cannot set mode 0600: {denied}")
+        );
+        // Not sources: the CLI prints the chain and would repeat the OS error.
+        let e = StartError::Socket {
+            path: "/x".into(),
+            reason: SocketProblem::Bind(io()),
+        };
+        assert!(std::error::Error::source(&e).is_none());
+    }
 
     /// A state whose subsystems only see a private temp dir (returned to keep it alive).
     fn state(token: Option<&str>) -> (AppState, tempfile::TempDir) {

@@ -14,4 +14,4 @@ mod read;
 pub mod write;
 
 pub use error::{FileError, Kind, go_quote};
-pub use read::{FileRange, LineLimits, Lines, open_range, read_chunk, read_lines};
+pub use read::{FileRange, LineLimits, Lines, LinesError, open_range, read_chunk, read_lines};

@@ -157,8 +157,115 @@ pub struct Lines {
     pub content: String,
 }
 
-/// Coder's read-file-lines over `path`. The `Err` string is the `error` field of a
-/// `success:false` answer, worded as Coder's (see the spec §3.2). Improvements: non-regular
+/// Why read-file-lines answers `success:false`. The texts are the answer's `error` field,
+/// worded as Coder's (see the spec §3.2).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinesError {
+    /// The path is relative.
+    #[error("file path must be absolute: {}", go_quote(.path))]
+    NotAbsolute {
+        /// The path as given.
+        path: String,
+    },
+    /// ENOENT at open.
+    #[error("file does not exist: {path}")]
+    NotFound {
+        /// The path.
+        path: String,
+        /// The open error.
+        source: std::io::Error,
+    },
+    /// EACCES/EPERM at open.
+    #[error("permission denied: {path}")]
+    Denied {
+        /// The path.
+        path: String,
+        /// The open error.
+        source: std::io::Error,
+    },
+    /// Any other open error.
+    #[error("open file: {}", FileError::io("open", .path, .source))]
+    Open {
+        /// The path.
+        path: String,
+        /// The open error.
+        source: std::io::Error,
+    },
+    /// `fstat` failed.
+    #[error("stat file: {}", FileError::io("stat", .path, .source))]
+    Stat {
+        /// The path.
+        path: String,
+        /// The `fstat` error.
+        source: std::io::Error,
+    },
+    /// A directory.
+    #[error("not a file: {path}")]
+    NotAFile {
+        /// The path.
+        path: String,
+    },
+    /// A FIFO, device or socket.
+    #[error("not a regular file: {path}")]
+    NotRegular {
+        /// The path.
+        path: String,
+    },
+    /// Larger than `max_file_size` (at stat, or in the bytes read).
+    #[error(
+        "file is {size} bytes which exceeds the maximum of {max} bytes. Use grep, sed, or awk to extract the content you need, or use offset and limit to read a portion."
+    )]
+    TooBig {
+        /// The size seen.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The read failed.
+    #[error("read file: {}", FileError::io("read", .path, .source))]
+    Read {
+        /// The path.
+        path: String,
+        /// The read error.
+        source: std::io::Error,
+    },
+    /// The content has NUL bytes.
+    #[error(
+        "file appears to be binary (it contains NUL bytes): {path}. Use read-file for raw bytes, or a tool such as xxd or strings."
+    )]
+    Binary {
+        /// The path.
+        path: String,
+    },
+    /// `offset` is past the last line.
+    #[error("offset {offset} is beyond the file length of {total} lines")]
+    OffsetBeyondEnd {
+        /// The 1-based offset asked for.
+        offset: u64,
+        /// Lines in the file.
+        total: u64,
+    },
+    /// The answer would exceed `max_response_bytes`.
+    #[error(
+        "output would exceed {max} bytes. Read less at a time using offset and limit parameters."
+    )]
+    TooManyBytes {
+        /// The limit.
+        max: u64,
+    },
+    /// The answer would exceed `max_response_lines`.
+    #[error(
+        "output would exceed {max} lines. Read less at a time using offset and limit parameters."
+    )]
+    TooManyLines {
+        /// The limit.
+        max: u64,
+    },
+}
+
+/// Coder's read-file-lines over `path`. The error's text is the `error` field of a
+/// `success:false` answer. Improvements: non-regular
 /// files refused, reads bounded to `max_file_size + 1`, truncation on a UTF-8 boundary,
 /// files with NUL bytes reported as binary.
 pub fn read_lines(
@@ -166,36 +273,42 @@ pub fn read_lines(
     offset: i64,
     limit: i64,
     limits: LineLimits,
-) -> Result<Lines, String> {
+) -> Result<Lines, LinesError> {
+    let path_owned = || path.to_owned();
     if !is_abs(path) {
-        return Err(format!("file path must be absolute: {}", go_quote(path)));
+        return Err(LinesError::NotAbsolute { path: path_owned() });
     }
     let o = match open_regular(path) {
         Ok(o) => o,
-        Err(OpenError::Io(e)) => {
-            return Err(match crate::error::kind_of(&e) {
-                Kind::NotFound => format!("file does not exist: {path}"),
-                Kind::Denied => format!("permission denied: {path}"),
-                _ => format!("open file: {}", FileError::io("open", path, &e)),
+        Err(OpenError::Io(source)) => {
+            let path = path_owned();
+            return Err(match crate::error::kind_of(&source) {
+                Kind::NotFound => LinesError::NotFound { path, source },
+                Kind::Denied => LinesError::Denied { path, source },
+                _ => LinesError::Open { path, source },
             });
         }
-        Err(OpenError::Stat(e)) => {
-            return Err(format!("stat file: {}", FileError::io("stat", path, &e)));
+        Err(OpenError::Stat(source)) => {
+            return Err(LinesError::Stat {
+                path: path_owned(),
+                source,
+            });
         }
-        Err(OpenError::Dir) => return Err(format!("not a file: {path}")),
-        Err(OpenError::Special) => return Err(format!("not a regular file: {path}")),
+        Err(OpenError::Dir) => return Err(LinesError::NotAFile { path: path_owned() }),
+        Err(OpenError::Special) => return Err(LinesError::NotRegular { path: path_owned() }),
     };
     let max_file = limits.max_file_size.min(MAX_FILE_SIZE_CEILING);
-    let too_big = |n: u64| {
-        format!(
-            "file is {n} bytes which exceeds the maximum of {max_file} bytes. Use grep, sed, or awk to extract the content you need, or use offset and limit to read a portion."
-        )
+    let too_big = |size: u64| LinesError::TooBig {
+        size,
+        max: max_file,
     };
     if o.size > max_file {
         return Err(too_big(o.size));
     }
-    let data = read_bounded(&o.file, max_file + 1)
-        .map_err(|e| format!("read file: {}", FileError::io("read", path, &e)))?;
+    let data = read_bounded(&o.file, max_file + 1).map_err(|source| LinesError::Read {
+        path: path_owned(),
+        source,
+    })?;
     if data.len() as u64 > max_file {
         return Err(too_big(data.len() as u64));
     }
@@ -207,9 +320,7 @@ pub fn read_lines(
         });
     }
     if memchr_nul(&data) {
-        return Err(format!(
-            "file appears to be binary (it contains NUL bytes): {path}. Use read-file for raw bytes, or a tool such as xxd or strings."
-        ));
+        return Err(LinesError::Binary { path: path_owned() });
     }
     format_lines(&data, file_size, offset, limit, limits)
 }
@@ -225,14 +336,12 @@ pub(crate) fn format_lines(
     offset: i64,
     limit: i64,
     limits: LineLimits,
-) -> Result<Lines, String> {
+) -> Result<Lines, LinesError> {
     let lines: Vec<&[u8]> = data.split(|b| *b == b'\n').collect();
     let total = lines.len() as u64;
     let offset = offset.max(1) as u64;
     if offset > total {
-        return Err(format!(
-            "offset {offset} is beyond the file length of {total} lines"
-        ));
+        return Err(LinesError::OffsetBeyondEnd { offset, total });
     }
     let limit = if limit <= 0 {
         limits.max_response_lines
@@ -260,16 +369,14 @@ pub(crate) fn format_lines(
             new_total += 1;
         }
         if new_total > limits.max_response_bytes {
-            return Err(format!(
-                "output would exceed {} bytes. Read less at a time using offset and limit parameters.",
-                limits.max_response_bytes
-            ));
+            return Err(LinesError::TooManyBytes {
+                max: limits.max_response_bytes,
+            });
         }
         if count >= limits.max_response_lines {
-            return Err(format!(
-                "output would exceed {} lines. Read less at a time using offset and limit parameters.",
-                limits.max_response_lines
-            ));
+            return Err(LinesError::TooManyLines {
+                max: limits.max_response_lines,
+            });
         }
         if count > 0 {
             out.push('\n');
@@ -307,6 +414,88 @@ mod tests {
     use super::*;
 
     #[test]
+    fn lines_error_texts() {
+        let io = |n| std::io::Error::from_raw_os_error(n);
+        let p = || "/w/f".to_owned();
+        let cases = [
+            (
+                LinesError::NotAbsolute { path: "a\tb".into() },
+                "file path must be absolute: \"a\\tb\"".to_owned(),
+            ),
+            (
+                LinesError::NotFound {
+                    path: p(),
+                    source: io(2),
+                },
+                "file does not exist: /w/f".to_owned(),
+            ),
+            (
+                LinesError::Denied {
+                    path: p(),
+                    source: io(13),
+                },
+                "permission denied: /w/f".to_owned(),
+            ),
+            (
+                LinesError::Open {
+                    path: p(),
+                    source: io(5),
+                },
+                format!("open file: {}", FileError::io("open", "/w/f", &io(5))),
+            ),
+            (
+                LinesError::Stat {
+                    path: p(),
+                    source: io(5),
+                },
+                format!("stat file: {}", FileError::io("stat", "/w/f", &io(5))),
+            ),
+            (LinesError::NotAFile { path: p() }, "not a file: /w/f".to_owned()),
+            (
+                LinesError::NotRegular { path: p() },
+                "not a regular file: /w/f".to_owned(),
+            ),
+            (
+                LinesError::TooBig { size: 11, max: 10 },
+                "file is 11 bytes which exceeds the maximum of 10 bytes. Use grep, sed, or awk to extract the content you need, or use offset and limit to read a portion.".to_owned(),
+            ),
+            (
+                LinesError::Read {
+                    path: p(),
+                    source: io(5),
+                },
+                format!("read file: {}", FileError::io("read", "/w/f", &io(5))),
+            ),
+            (
+                LinesError::Binary { path: p() },
+                "file appears to be binary (it contains NUL bytes): /w/f. Use read-file for raw bytes, or a tool such as xxd or strings.".to_owned(),
+            ),
+            (
+                LinesError::OffsetBeyondEnd {
+                    offset: 4,
+                    total: 3,
+                },
+                "offset 4 is beyond the file length of 3 lines".to_owned(),
+            ),
+            (
+                LinesError::TooManyBytes { max: 10 },
+                "output would exceed 10 bytes. Read less at a time using offset and limit parameters.".to_owned(),
+            ),
+            (
+                LinesError::TooManyLines { max: 1 },
+                "output would exceed 1 lines. Read less at a time using offset and limit parameters.".to_owned(),
+            ),
+        ];
+        for (e, text) in cases {
+            assert_eq!(e.to_string(), text);
+        }
+        assert_eq!(
+            FileError::io("read", "/w/f", &io(5)).message,
+            "read /w/f: input/output error"
+        );
+    }
+
+    #[test]
     fn coder_line_cases() {
         let l = LineLimits::default();
         let r = format_lines(b"line1\nline2\nline3", 17, 1, 0, l).unwrap();
@@ -317,7 +506,9 @@ mod tests {
         let r = format_lines(b"line1\nline2\nline3", 17, 2, 1, l).unwrap();
         assert_eq!(r.content, "2\tline2");
         assert_eq!(
-            format_lines(b"a\nb\nc", 5, 100, 0, l).unwrap_err(),
+            format_lines(b"a\nb\nc", 5, 100, 0, l)
+                .unwrap_err()
+                .to_string(),
             "offset 100 is beyond the file length of 3 lines"
         );
         let long = "x".repeat(1025);
@@ -334,6 +525,7 @@ mod tests {
         assert!(
             format_lines(b"aaaa\nbbbb\ncccc", 0, 1, 0, tight)
                 .unwrap_err()
+                .to_string()
                 .starts_with("output would exceed 10 bytes")
         );
         let few = LineLimits {
@@ -343,6 +535,7 @@ mod tests {
         assert!(
             format_lines(b"a\nb", 0, 1, 2, few)
                 .unwrap_err()
+                .to_string()
                 .starts_with("output would exceed 1 lines")
         );
     }

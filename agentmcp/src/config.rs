@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -171,14 +172,16 @@ pub enum SpecError {
 
 /// Why a whole config file cannot be used. `Display` is the text shown in status, logs and
 /// `agentd doctor` (unchanged from when it was a string).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// Equality (the config is compared on reload) compares the variant and the text.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum LoadError {
-    /// The file exists but could not be read (the I/O error's text).
+    /// The file exists but could not be read.
     #[error("read: {0}")]
-    Read(String),
-    /// The bytes are not JSON (the parser's text).
+    Read(#[source] Arc<std::io::Error>),
+    /// The bytes are not JSON.
     #[error("invalid JSON: {0}")]
-    InvalidJson(String),
+    InvalidJson(#[source] Arc<serde_json::Error>),
     /// The top level is not an object.
     #[error("top level is not a JSON object")]
     NotAnObject,
@@ -186,6 +189,15 @@ pub enum LoadError {
     #[error("\"mcpServers\" is not an object")]
     ServersNotAnObject,
 }
+
+impl PartialEq for LoadError {
+    fn eq(&self, other: &Self) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+            && self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for LoadError {}
 
 /// An entry that could not be used, with the reason (not redacted yet).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,7 +248,7 @@ pub fn load(paths: &[PathBuf], lookup: Lookup<'_>) -> McpConfig {
             Err(e) => {
                 out.file_errors.push(FileError {
                     path: path.clone(),
-                    error: LoadError::Read(e.to_string()),
+                    error: LoadError::Read(Arc::new(e)),
                 });
                 continue;
             }
@@ -283,7 +295,7 @@ pub fn parse(
         error,
     };
     let v: Value =
-        serde_json::from_slice(bytes).map_err(|e| ferr(LoadError::InvalidJson(e.to_string())))?;
+        serde_json::from_slice(bytes).map_err(|e| ferr(LoadError::InvalidJson(Arc::new(e))))?;
     let Some(obj) = v.as_object() else {
         return Err(ferr(LoadError::NotAnObject));
     };
@@ -588,6 +600,24 @@ mod tests {
 
     /// The typed errors keep the texts they had as strings (status, logs, doctor and
     /// docs/troubleshooting.md show them).
+    #[test]
+    fn load_error_texts() {
+        let read = || LoadError::Read(Arc::new(std::io::Error::from_raw_os_error(13)));
+        assert_eq!(read().to_string(), "read: Permission denied (os error 13)");
+        let e = parse(b"{nope", Path::new("/f"), &|_| None).unwrap_err();
+        assert_eq!(
+            e.error.to_string(),
+            "invalid JSON: key must be a string at line 1 column 2"
+        );
+        assert_eq!(read(), read());
+        assert_ne!(read(), LoadError::NotAnObject);
+        assert_eq!(e, parse(b"{nope", Path::new("/f"), &|_| None).unwrap_err());
+        assert_eq!(
+            LoadError::ServersNotAnObject.to_string(),
+            "\"mcpServers\" is not an object"
+        );
+    }
+
     #[test]
     fn error_texts_are_unchanged() {
         let r = one(r#"{"mcpServers":{

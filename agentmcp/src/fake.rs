@@ -115,7 +115,7 @@ impl Script {
                     && *n > 0
                 {
                     *n -= 1;
-                    return Err(ConnectError::Initialize("nope".into()));
+                    return Err(ConnectError::Scripted("nope"));
                 }
                 let stop = CancellationToken::new();
                 script.servers.lock().unwrap().push(stop.clone());

@@ -317,7 +317,7 @@ impl Manager {
                 match tokio::time::timeout(timeout, list_tools(&peer)).await {
                     Ok(Ok(tools)) => s.set_tools(tools),
                     Ok(Err(e)) => {
-                        tracing::warn!(server = %s.spec.name, error = %s.redact(&e), "MCP re-list failed")
+                        tracing::warn!(server = %s.spec.name, error = %s.redact(&e.to_string()), "MCP re-list failed")
                     }
                     Err(_) => tracing::warn!(server = %s.spec.name, "MCP re-list timed out"),
                 }

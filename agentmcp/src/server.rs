@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use agentproc::{GroupSignal, new_group, signal_group, stop_group};
 use futures::future::BoxFuture;
 use rmcp::model::{ClientCapabilities, ClientConfig, Implementation};
-use rmcp::service::{NotificationContext, RoleClient, RunningService};
+use rmcp::service::{
+    ClientInitializeError, NotificationContext, RoleClient, RunningService, ServiceError,
+};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{Peer, ServiceExt};
@@ -232,25 +234,42 @@ pub(crate) enum ConnectError {
         /// How it exited.
         status: std::process::ExitStatus,
         /// The handshake's error.
-        error: String,
+        #[source]
+        error: ClientInitializeError,
     },
     /// The `initialize` handshake failed.
     #[error("initialize failed: {0}")]
-    Initialize(String),
+    Initialize(#[source] ClientInitializeError),
+    /// A scripted handshake failure ([`crate::fake`]).
+    #[cfg(test)]
+    #[error("initialize failed: {0}")]
+    Scripted(&'static str),
     /// A configured header is not a valid HTTP header.
     #[error("header {name:?}: {error}")]
     Header {
         /// The header's name.
         name: String,
         /// What is wrong with it.
-        error: String,
+        #[source]
+        error: BadHeader,
     },
     /// The legacy SSE stream could not be opened.
     #[error(transparent)]
     Sse(#[from] crate::sse::SseError),
     /// The first `tools/list` failed.
     #[error("tools/list failed: {0}")]
-    ListTools(String),
+    ListTools(#[source] ServiceError),
+}
+
+/// What is wrong with a configured header.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BadHeader {
+    /// Not a valid header name.
+    #[error(transparent)]
+    Name(#[from] http::header::InvalidHeaderName),
+    /// Not a valid header value.
+    #[error(transparent)]
+    Value(#[from] http::header::InvalidHeaderValue),
 }
 
 /// How a server is connected (spawn or dial, then `initialize`); on error the message is
@@ -325,11 +344,10 @@ async fn connect(
                     stop_child(child, pgid, &spec.name).await;
                     srv.set_pid(None);
                     match status {
-                        Ok(Ok(status)) => Err(ConnectError::ExitedDuringInitialize {
-                            status,
-                            error: e.to_string(),
-                        }),
-                        _ => Err(ConnectError::Initialize(e.to_string())),
+                        Ok(Ok(status)) => {
+                            Err(ConnectError::ExitedDuringInitialize { status, error: e })
+                        }
+                        _ => Err(ConnectError::Initialize(e)),
                     }
                 }
             }
@@ -337,12 +355,13 @@ async fn connect(
         Transport::Http => {
             let mut headers = HashMap::new();
             for (k, v) in &spec.headers {
-                let bad = |e: &dyn std::fmt::Display| ConnectError::Header {
+                let bad = |e: BadHeader| ConnectError::Header {
                     name: k.clone(),
-                    error: e.to_string(),
+                    error: e,
                 };
-                let name = http::HeaderName::from_bytes(k.as_bytes()).map_err(|e| bad(&e))?;
-                let value = http::HeaderValue::from_str(v).map_err(|e| bad(&e))?;
+                let name = http::HeaderName::from_bytes(k.as_bytes())
+                    .map_err(|e| bad(BadHeader::Name(e)))?;
+                let value = http::HeaderValue::from_str(v).map_err(|e| bad(BadHeader::Value(e)))?;
                 headers.insert(name, value);
             }
             let cfg = StreamableHttpClientTransportConfig::with_uri(spec.url.clone())
@@ -351,7 +370,7 @@ async fn connect(
             let service = handler
                 .serve(transport)
                 .await
-                .map_err(|e| ConnectError::Initialize(e.to_string()))?;
+                .map_err(ConnectError::Initialize)?;
             Ok(Conn {
                 service,
                 child: None,
@@ -372,7 +391,7 @@ async fn connect(
                 }),
                 Err(e) => {
                     stop.cancel();
-                    Err(ConnectError::Initialize(e.to_string()))
+                    Err(ConnectError::Initialize(e))
                 }
             }
         }
@@ -380,8 +399,8 @@ async fn connect(
 }
 
 /// Lists every tool (follows pagination).
-pub(crate) async fn list_tools(peer: &Peer<RoleClient>) -> Result<Vec<ToolDef>, String> {
-    let tools = peer.list_all_tools().await.map_err(|e| e.to_string())?;
+pub(crate) async fn list_tools(peer: &Peer<RoleClient>) -> Result<Vec<ToolDef>, ServiceError> {
+    let tools = peer.list_all_tools().await?;
     Ok(tools
         .iter()
         .filter_map(|t| serde_json::to_value(t).ok())
@@ -442,18 +461,29 @@ enum Down {
 /// How a live connection was lost (its words become the server's last error).
 #[derive(Debug, thiserror::Error)]
 enum Lost {
-    /// The stdio process exited (its status or the wait's error, in words).
+    /// The stdio process exited (its status or the wait's error).
     #[error("server process exited ({0})")]
-    Exited(String),
+    Exited(Exit),
     /// The transport reports itself closed.
     #[error("connection closed")]
     Closed,
     /// The liveness ping failed.
     #[error("connection lost: {0}")]
-    PingFailed(String),
+    PingFailed(#[source] ServiceError),
     /// The liveness ping did not answer.
     #[error("connection lost: ping timed out")]
     PingTimedOut,
+}
+
+/// How a stdio process ended: its status, or why waiting for it failed.
+#[derive(Debug, thiserror::Error)]
+enum Exit {
+    /// Its exit status.
+    #[error("{0}")]
+    Status(std::process::ExitStatus),
+    /// `wait` failed.
+    #[error(transparent)]
+    Wait(std::io::Error),
 }
 
 /// Waits until the connection goes away, re-listing tools on `list_changed`.
@@ -462,11 +492,7 @@ async fn run_until_down(srv: &Arc<Server>, conn: &mut Conn, opts: &ManagerOption
     loop {
         let child_exit = async {
             match conn.child.as_mut() {
-                Some(c) => c
-                    .wait()
-                    .await
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|e| e.to_string()),
+                Some(c) => c.wait().await.map_or_else(Exit::Wait, Exit::Status),
                 None => std::future::pending().await,
             }
         };
@@ -488,7 +514,7 @@ async fn run_until_down(srv: &Arc<Server>, conn: &mut Conn, opts: &ManagerOption
                         tracing::info!(server = %srv.spec.name, tools = tools.len(), "MCP tool list changed");
                         srv.set_tools(tools);
                     }
-                    Ok(Err(e)) => tracing::warn!(server = %srv.spec.name, error = %srv.redact(&e), "MCP re-list failed"),
+                    Ok(Err(e)) => tracing::warn!(server = %srv.spec.name, error = %srv.redact(&e.to_string()), "MCP re-list failed"),
                     Err(_) => tracing::warn!(server = %srv.spec.name, "MCP re-list timed out"),
                 }
             }
@@ -506,7 +532,7 @@ async fn run_until_down(srv: &Arc<Server>, conn: &mut Conn, opts: &ManagerOption
                 };
                 match pinged {
                     Ok(Ok(_)) => {}
-                    Ok(Err(e)) => return Down::Lost(Lost::PingFailed(e.to_string())),
+                    Ok(Err(e)) => return Down::Lost(Lost::PingFailed(e)),
                     Err(_) => return Down::Lost(Lost::PingTimedOut),
                 }
             }
@@ -592,7 +618,7 @@ pub(crate) async fn supervise(
                     && let Ok(Ok(st)) =
                         tokio::time::timeout(Duration::from_millis(300), child.wait()).await
                 {
-                    *lost = Lost::Exited(st.to_string());
+                    *lost = Lost::Exited(Exit::Status(st));
                 }
                 srv.lock().peer = None;
                 match down {
@@ -659,7 +685,7 @@ pub(crate) async fn connect_in_memory(
     let service = handler
         .serve(tokio::io::split(client))
         .await
-        .map_err(|e| ConnectError::Initialize(e.to_string()))?;
+        .map_err(ConnectError::Initialize)?;
     Ok(Conn {
         service,
         child: None,
@@ -674,6 +700,61 @@ mod tests {
 
     use super::*;
     use crate::fake::Script;
+
+    #[test]
+    fn error_texts() {
+        use std::os::unix::process::ExitStatusExt;
+        let status = std::process::ExitStatus::from_raw(3 << 8);
+        let closed = || ClientInitializeError::ConnectionClosed("eof".into());
+        let cases: [(Box<dyn std::error::Error>, &str); 8] = [
+            (
+                Box::new(ConnectError::ExitedDuringInitialize {
+                    status,
+                    error: closed(),
+                }),
+                "server exited during initialize (exit status: 3): connection closed: eof",
+            ),
+            (
+                Box::new(ConnectError::Initialize(closed())),
+                "initialize failed: connection closed: eof",
+            ),
+            (
+                Box::new(ConnectError::Header {
+                    name: "a b".into(),
+                    error: http::HeaderName::from_bytes(b"a b").unwrap_err().into(),
+                }),
+                "header \"a b\": invalid HTTP header name",
+            ),
+            (
+                Box::new(ConnectError::Header {
+                    name: "x".into(),
+                    error: http::HeaderValue::from_str("\n").unwrap_err().into(),
+                }),
+                "header \"x\": failed to parse header value",
+            ),
+            (
+                Box::new(ConnectError::ListTools(ServiceError::TransportClosed)),
+                "tools/list failed: Transport closed",
+            ),
+            (
+                Box::new(Lost::Exited(Exit::Status(status))),
+                "server process exited (exit status: 3)",
+            ),
+            (
+                Box::new(Lost::Exited(Exit::Wait(std::io::Error::from_raw_os_error(
+                    10,
+                )))),
+                "server process exited (No child processes (os error 10))",
+            ),
+            (
+                Box::new(Lost::PingFailed(ServiceError::TransportClosed)),
+                "connection lost: Transport closed",
+            ),
+        ];
+        for (e, text) in cases {
+            assert_eq!(e.to_string(), text);
+        }
+    }
 
     fn spec(command: &str) -> ServerSpec {
         ServerSpec {

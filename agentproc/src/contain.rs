@@ -68,7 +68,81 @@ impl ContainMode {
 /// Why the requested containment is not available.
 #[derive(Debug, thiserror::Error)]
 #[error("cgroup containment is not available: {0}")]
-pub struct ContainError(pub String);
+pub struct ContainError(#[source] pub CgroupUnavailable);
+
+/// Why the daemon cannot contain process trees in cgroup v2 leaves. The texts are those of
+/// the startup log line and `agentd doctor`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CgroupUnavailable {
+    /// A `/proc/self` file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// `/proc/self/cgroup` or `/proc/self/mountinfo`.
+        path: &'static str,
+        /// The read error.
+        #[source]
+        source: io::Error,
+    },
+    /// `/proc/self/cgroup` has no `0::` line.
+    #[error("no cgroup v2 hierarchy in /proc/self/cgroup")]
+    NoHierarchy,
+    /// `/proc/self/mountinfo` has no cgroup2 mount of the hierarchy's root.
+    #[error("no cgroup2 file system is mounted")]
+    NoMount,
+    /// The daemon's directory or the probe leaf could not be created (not writable).
+    #[error("creating {}: {source}", path.display())]
+    Create {
+        /// The directory.
+        path: PathBuf,
+        /// The `mkdir` error.
+        #[source]
+        source: io::Error,
+    },
+    /// A process could not be started in the probe leaf (`clone3` into a cgroup).
+    #[error("starting a process in {}: {source}", path.display())]
+    Start {
+        /// The probe leaf.
+        path: PathBuf,
+        /// The open or `clone3` error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Why subreaper mode is in effect, for the startup log lines.
+#[derive(Debug, Default)]
+pub(crate) struct Fallback {
+    /// Why cgroup mode was not taken; `None` where subreaper mode was asked for.
+    pub(crate) cgroup: Option<ContainError>,
+    /// cgroup mode was asked for ([`ContainRequest::Cgroup`]) and is not available.
+    pub(crate) refused: bool,
+    /// `PR_SET_CHILD_SUBREAPER` failed too.
+    pub(crate) subreaper: Option<nix::errno::Errno>,
+}
+
+impl Fallback {
+    /// The error to log where cgroup mode was asked for and is not available.
+    pub(crate) fn refused(&self) -> Option<&ContainError> {
+        self.cgroup.as_ref().filter(|_| self.refused)
+    }
+
+    /// The `reason` of the startup line; `None` where nothing failed (subreaper asked for).
+    pub(crate) fn reason(&self) -> Option<String> {
+        if self.cgroup.is_none() && self.subreaper.is_none() {
+            return None;
+        }
+        let mut s = self
+            .cgroup
+            .as_ref()
+            .map(|e| e.0.to_string())
+            .unwrap_or_default();
+        if let Some(e) = self.subreaper {
+            s.push_str(&format!("; PR_SET_CHILD_SUBREAPER failed too: {e}"));
+        }
+        Some(s)
+    }
+}
 
 /// What `serve` would get for `req`, without keeping anything: for cgroup mode the probe
 /// creates its directory, starts a process in a leaf and removes both again (`agentd
@@ -89,8 +163,8 @@ pub fn probe_containment(req: ContainRequest) -> Result<ContainMode, ContainErro
 /// The containment of one supervisor.
 pub(crate) struct Containment {
     pub(crate) mode: ContainMode,
-    /// Why cgroup mode was not taken (auto), for the startup log line.
-    pub(crate) fallback_reason: Option<String>,
+    /// Why cgroup mode was not taken, for the startup log lines.
+    pub(crate) fallback: Fallback,
     cgroup: Option<CgroupRoot>,
     reaper: Option<Arc<Adopted>>,
     /// Unique to this daemon: prefix of every marker value.
@@ -158,50 +232,53 @@ impl Containment {
                 .map(|d| d.as_nanos())
                 .unwrap_or_default()
         );
-        let mut fallback_reason = None;
+        let mut fallback = Fallback::default();
         if req != ContainRequest::Subreaper {
             match CgroupRoot::create() {
                 Ok(root) => {
                     return Ok(Self {
                         mode: ContainMode::Cgroup,
-                        fallback_reason: None,
+                        fallback: Fallback::default(),
                         cgroup: Some(root),
                         reaper: None,
                         nonce,
                     });
                 }
                 Err(e) if req == ContainRequest::Cgroup => return Err(ContainError(e)),
-                Err(e) => fallback_reason = Some(e),
+                Err(e) => fallback.cgroup = Some(ContainError(e)),
             }
         }
-        Ok(Self::subreaper(nonce, fallback_reason))
+        Ok(Self::subreaper(nonce, fallback))
     }
 
     /// Subreaper mode (it cannot fail: without `PR_SET_CHILD_SUBREAPER`, orphans still go
     /// to init, and the tree walk still finds those that stayed under the shell).
-    fn subreaper(nonce: String, mut fallback_reason: Option<String>) -> Self {
+    fn subreaper(nonce: String, mut fallback: Fallback) -> Self {
         if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
-            fallback_reason = Some(format!(
-                "{}; PR_SET_CHILD_SUBREAPER failed too: {e}",
-                fallback_reason.unwrap_or_default()
-            ));
+            fallback.subreaper = Some(e);
         }
         Self {
             mode: ContainMode::Subreaper,
-            fallback_reason,
+            fallback,
             cgroup: None,
             reaper: Some(Arc::new(Adopted::default())),
             nonce,
         }
     }
 
-    /// [`Containment::new`], falling back to subreaper mode with the error as the reason.
-    pub(crate) fn new_or_subreaper(req: ContainRequest) -> (Self, Option<ContainError>) {
+    /// [`Containment::new`], falling back to subreaper mode with the error as the reason
+    /// ([`Fallback::refused`] then holds it).
+    pub(crate) fn new_or_subreaper(req: ContainRequest) -> Self {
         match Self::new(req) {
-            Ok(c) => (c, None),
+            Ok(c) => c,
             Err(e) => {
                 let nonce = format!("{}.fallback", std::process::id());
-                (Self::subreaper(nonce, Some(e.0.clone())), Some(e))
+                let fallback = Fallback {
+                    cgroup: Some(e),
+                    refused: true,
+                    subreaper: None,
+                };
+                Self::subreaper(nonce, fallback)
             }
         }
     }
@@ -410,18 +487,19 @@ impl Drop for Containment {
 }
 
 impl CgroupRoot {
-    fn create() -> Result<Self, String> {
-        let own = fs::read_to_string("/proc/self/cgroup")
-            .map_err(|e| format!("reading /proc/self/cgroup: {e}"))?;
+    fn create() -> Result<Self, CgroupUnavailable> {
+        let read = |path: &'static str| {
+            fs::read_to_string(path).map_err(|source| CgroupUnavailable::Read { path, source })
+        };
+        let own = read("/proc/self/cgroup")?;
         let rel = own
             .lines()
             .find_map(|l| l.strip_prefix("0::"))
-            .ok_or("no cgroup v2 hierarchy in /proc/self/cgroup")?
+            .ok_or(CgroupUnavailable::NoHierarchy)?
             .trim()
             .to_owned();
-        let mountinfo = fs::read_to_string("/proc/self/mountinfo")
-            .map_err(|e| format!("reading /proc/self/mountinfo: {e}"))?;
-        let mount = cgroup2_mount(&mountinfo).ok_or("no cgroup2 file system is mounted")?;
+        let mountinfo = read("/proc/self/mountinfo")?;
+        let mount = cgroup2_mount(&mountinfo).ok_or(CgroupUnavailable::NoMount)?;
         let own_dir = mount.join(rel.trim_start_matches('/'));
         remove_stale(&own_dir);
         // One directory per supervisor (tests run several in one process).
@@ -431,16 +509,17 @@ impl CgroupRoot {
         match fs::create_dir(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(format!("creating {}: {e}", dir.display())),
+            Err(source) => return Err(CgroupUnavailable::Create { path: dir, source }),
         }
-        let probe = || -> Result<(), String> {
+        let probe = || -> Result<(), CgroupUnavailable> {
             let leaf = dir.join("probe");
-            fs::create_dir(&leaf).map_err(|e| format!("creating {}: {e}", leaf.display()))?;
+            if let Err(source) = fs::create_dir(&leaf) {
+                return Err(CgroupUnavailable::Create { path: leaf, source });
+            }
             let res = open_dir(&leaf)
-                .and_then(|fd| crate::spawn::probe_clone_into_cgroup(fd.as_raw_fd()))
-                .map_err(|e| format!("starting a process in {}: {e}", leaf.display()));
+                .and_then(|fd| crate::spawn::probe_clone_into_cgroup(fd.as_raw_fd()));
             let _ = fs::remove_dir(&leaf);
-            res
+            res.map_err(|source| CgroupUnavailable::Start { path: leaf, source })
         };
         if let Err(e) = probe() {
             let _ = fs::remove_dir(&dir);
@@ -832,6 +911,72 @@ impl ProcTable {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unavailable_texts() {
+        let io = || io::Error::from_raw_os_error(13);
+        let cases = [
+            (
+                CgroupUnavailable::Read {
+                    path: "/proc/self/cgroup",
+                    source: io(),
+                },
+                "reading /proc/self/cgroup: Permission denied (os error 13)",
+            ),
+            (
+                CgroupUnavailable::NoHierarchy,
+                "no cgroup v2 hierarchy in /proc/self/cgroup",
+            ),
+            (
+                CgroupUnavailable::NoMount,
+                "no cgroup2 file system is mounted",
+            ),
+            (
+                CgroupUnavailable::Create {
+                    path: "/sys/fs/cgroup/agentd.1.0".into(),
+                    source: io(),
+                },
+                "creating /sys/fs/cgroup/agentd.1.0: Permission denied (os error 13)",
+            ),
+            (
+                CgroupUnavailable::Start {
+                    path: "/sys/fs/cgroup/agentd.1.0/probe".into(),
+                    source: io(),
+                },
+                "starting a process in /sys/fs/cgroup/agentd.1.0/probe: Permission denied \
+                 (os error 13)",
+            ),
+        ];
+        for (e, text) in cases {
+            assert_eq!(e.to_string(), text);
+            let e = ContainError(e);
+            assert_eq!(
+                e.to_string(),
+                format!("cgroup containment is not available: {text}")
+            );
+            let f = Fallback {
+                cgroup: Some(e),
+                refused: false,
+                subreaper: Some(nix::errno::Errno::EPERM),
+            };
+            assert_eq!(
+                f.reason().unwrap(),
+                format!(
+                    "{text}; PR_SET_CHILD_SUBREAPER failed too: EPERM: Operation not permitted"
+                )
+            );
+            assert!(f.refused().is_none());
+        }
+        assert_eq!(Fallback::default().reason(), None);
+        let only = Fallback {
+            subreaper: Some(nix::errno::Errno::EPERM),
+            ..Fallback::default()
+        };
+        assert_eq!(
+            only.reason().unwrap(),
+            "; PR_SET_CHILD_SUBREAPER failed too: EPERM: Operation not permitted"
+        );
+    }
 
     #[test]
     fn finds_the_cgroup2_mount() {

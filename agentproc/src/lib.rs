@@ -16,7 +16,9 @@ mod supervisor;
 mod sync;
 
 pub use buffer::{OutputBuffer, SinceRead, Strategy, Truncation};
-pub use contain::{ContainError, ContainMode, ContainRequest, probe_containment};
+pub use contain::{
+    CgroupUnavailable, ContainError, ContainMode, ContainRequest, probe_containment,
+};
 pub use group::{GroupSignal, group_alive, group_members, new_group, signal_group, stop_group};
 pub use init::{InitError, become_init, is_pid1};
 pub use priority::Priority;

@@ -279,11 +279,15 @@ impl Supervisor {
         let launcher = crate::launch::Launcher::new("sh", &env);
         // Reads /proc/self/{cgroup,mountinfo} and cleans stale cgroup dirs, synchronously:
         // this runs once at startup, before any request or task.
-        let (contain, err) = Containment::new_or_subreaper(config.containment);
-        if let Some(e) = err {
+        let contain = Containment::new_or_subreaper(config.containment);
+        if let Some(e) = contain.fallback.refused() {
             tracing::error!(error = %e, "cgroup containment was asked for; using subreaper mode");
         }
-        match (contain.mode, &contain.fallback_reason, contain.cgroup_dir()) {
+        match (
+            contain.mode,
+            contain.fallback.reason(),
+            contain.cgroup_dir(),
+        ) {
             (ContainMode::Cgroup, _, Some(dir)) => tracing::info!(
                 containment = "cgroup",
                 cgroup = %dir.display(),
