@@ -194,7 +194,7 @@ async fn stop_child(mut child: tokio::process::Child, pgid: Option<u32>, name: &
         return;
     };
     stop_group(
-        || {
+        async {
             let _ = signal_group(pgid, GroupSignal::Term);
         },
         async {

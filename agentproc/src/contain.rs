@@ -803,9 +803,23 @@ fn adopted_children(me: u32) -> Vec<u32> {
         .collect()
 }
 
-/// The marker value in a live process's environment.
+/// How often an empty environment is read again (1 ms apart) before it counts as empty.
+const EXEC_REREADS: u32 = 3;
+
+/// The marker value in a live process's environment. A process in the middle of an
+/// `execve` shows an empty environment for a moment (its new memory map has none yet), so
+/// an empty read is tried again a few times: a tree member caught mid-exec (`setsid` turning
+/// into the command it runs) is not taken for a stranger. Callers are blocking-pool scans.
 fn marker_of(pid: u32) -> Option<String> {
-    let env = fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let path = format!("/proc/{pid}/environ");
+    let mut env = fs::read(&path).ok()?;
+    for _ in 0..EXEC_REREADS {
+        if !env.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+        env = fs::read(&path).ok()?;
+    }
     let key = format!("{MARKER_VAR}=");
     env.split(|b| *b == 0).find_map(|kv| {
         kv.strip_prefix(key.as_bytes())

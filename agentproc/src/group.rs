@@ -33,17 +33,18 @@ pub fn new_group(cmd: &mut tokio::process::Command) {
     cmd.process_group(0);
 }
 
-/// The stop sequence of every spawner: `term` (TERM the group or groups), wait up to `grace`
-/// for `exited`, then `kill` — always called, with whether the grace ran out, since
+/// The stop sequence of every spawner: `term` (TERM the group or groups; the grace starts
+/// once it is done, so a slow signal path — a cgroup freeze — does not eat into it), wait up
+/// to `grace` for `exited`, then `kill` — always called, with whether the grace ran out, since
 /// descendants may outlive a leader that exited in time (the caller decides whom to KILL).
 /// Returns whether the grace ran out.
 pub async fn stop_group(
-    term: impl FnOnce(),
+    term: impl std::future::Future<Output = ()>,
     exited: impl std::future::Future<Output = ()>,
     grace: std::time::Duration,
     kill: impl FnOnce(bool),
 ) -> bool {
-    term();
+    term.await;
     let timed_out = tokio::time::timeout(grace, exited).await.is_err();
     kill(timed_out);
     timed_out
@@ -136,13 +137,17 @@ mod tests {
 
     /// Runs `stop_group` with a 2 s grace on `exited`, logging each step with its time.
     async fn run_logged(
+        term_takes: Duration,
         exited: impl std::future::Future<Output = ()>,
     ) -> (bool, Vec<(&'static str, u128)>) {
         let t0 = Instant::now();
         let log = Mutex::new(Vec::new());
         let at = || t0.elapsed().as_millis();
         let timed_out = stop_group(
-            || log.lock().unwrap().push(("term", at())),
+            async {
+                log.lock().unwrap().push(("term", at()));
+                tokio::time::sleep(term_takes).await;
+            },
             exited,
             Duration::from_secs(2),
             |t| {
@@ -157,13 +162,21 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn stop_group_terms_waits_the_grace_then_kills() {
-        let (timed_out, log) = run_logged(std::future::pending()).await;
+        let (timed_out, log) = run_logged(Duration::ZERO, std::future::pending()).await;
         assert!(timed_out);
         assert_eq!(log, vec![("term", 0), ("kill late", 2000)]);
         // Exited within the grace: KILL follows at once (for the descendants).
-        let (timed_out, log) = run_logged(tokio::time::sleep(Duration::from_millis(300))).await;
+        let (timed_out, log) = run_logged(
+            Duration::ZERO,
+            tokio::time::sleep(Duration::from_millis(300)),
+        )
+        .await;
         assert!(!timed_out);
         assert_eq!(log, vec![("term", 0), ("kill", 300)]);
+        // A slow TERM (a cgroup freeze) does not shorten the grace: it starts after it.
+        let (timed_out, log) = run_logged(Duration::from_millis(500), std::future::pending()).await;
+        assert!(timed_out);
+        assert_eq!(log, vec![("term", 0), ("kill late", 2500)]);
     }
 
     #[tokio::test]

@@ -148,10 +148,11 @@ impl Supervisor {
         }
         let mut killing = None;
         group::stop_group(
-            || {
-                self.in_background(move |inner| {
+            async {
+                self.off_runtime("terminating the process trees", move |inner| {
                     inner.contain.signal_all(&groups, GroupSignal::Term);
-                });
+                })
+                .await;
             },
             async {
                 loop {
