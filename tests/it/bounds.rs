@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use agentd_tests::gitwatch::{Ws, add_paths, diff_of, git, init_repo, repo};
+use agentd_tests::gitwatch::{Ws, add_paths, add_submodule, diff_of, git, init_repo, repo};
 use agentd_tests::{Agentd, metric};
 use serde_json::Value;
 
@@ -578,19 +578,7 @@ async fn a_dirty_submodule_worktree_never_runs_the_submodules_configured_program
     git(&sub_src, &["add", "."]);
     git(&sub_src, &["commit", "-q", "-m", "sub"]);
     let root = init_repo(&tmp.path().join("super"));
-    git(
-        &root,
-        &[
-            "-c",
-            "protocol.file.allow=always",
-            "submodule",
-            "add",
-            "-q",
-            &sub_src.display().to_string(),
-            "sub",
-        ],
-    );
-    git(&root, &["commit", "-q", "-m", "add sub"]);
+    add_submodule(&root, &sub_src, "sub");
     // The submodule's own config runs programs on any status/diff inside it.
     let marks = tmp.path().join("marks");
     std::fs::create_dir(&marks).unwrap();

@@ -6,7 +6,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use agentd_tests::Agentd;
-use agentd_tests::gitwatch::{Ws, add_paths, diff_of, git, init_repo, repo, scans_total};
+use agentd_tests::gitwatch::{
+    Ws, add_paths, add_submodule, diff_of, git, init_repo, repo, scans_total,
+};
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(10);
@@ -364,20 +366,7 @@ fn unborn_repo_with_staged_and_loose(dir: &Path) -> std::path::PathBuf {
 fn super_with_edited_submodule(tmp: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let sub_src = init_repo(&tmp.join("subsrc"));
     let sup = init_repo(&tmp.join("super"));
-    git(
-        &sup,
-        &[
-            "-c",
-            "protocol.file.allow=always",
-            "submodule",
-            "add",
-            "-q",
-            &sub_src.display().to_string(),
-            "sm",
-        ],
-    );
-    git(&sup, &["commit", "-q", "-m", "add sm"]);
-    let sm = sup.join("sm");
+    let sm = add_submodule(&sup, &sub_src, "sm");
     std::fs::write(sm.join("README.md"), "sub edit\n").unwrap();
     (sup, sm)
 }

@@ -50,6 +50,25 @@ pub fn init_repo(dir: &Path) -> PathBuf {
     std::fs::canonicalize(dir).unwrap()
 }
 
+/// Adds the repository `src` as submodule `name` of `sup` (file protocol allowed, as a
+/// local clone needs) and commits it. Returns the submodule's work tree.
+pub fn add_submodule(sup: &Path, src: &Path, name: &str) -> PathBuf {
+    git(
+        sup,
+        &[
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            &src.display().to_string(),
+            name,
+        ],
+    );
+    git(sup, &["commit", "-q", "-m", &format!("add {name}")]);
+    sup.join(name)
+}
+
 /// Records paths for a chat through the additive route.
 pub async fn add_paths(d: &Agentd, chat: &str, ancestors: &[&str], paths: &[&Path]) -> Value {
     let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
