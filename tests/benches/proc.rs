@@ -6,7 +6,9 @@
 //!    `/tmp/swerex` (skipped otherwise; both through reqwest);
 //! 2. capture throughput of `head -c 1G /dev/zero` vs `head -c 1G /dev/zero | cat >/dev/null`;
 //! 3. daemon RSS per running process (100 × `sleep 5`);
-//! 4. 500 concurrent `sleep 1`: time until all are reported exited.
+//! 4. 500 concurrent `sleep 1`: time until all are reported exited, vs a bare Rust loop that
+//!    spawns and waits for the same 500 shells (same run), with the daemon's CPU time and its
+//!    children's.
 //!
 //! Run: `cargo bench -p agentd-tests --bench proc`.
 
@@ -280,22 +282,66 @@ async fn main() {
     // 4. 500 concurrent sleep 1, three rounds (the median is the number).
     println!("\n== 500 concurrent `sleep 1` ==");
     let mut rounds = Vec::new();
+    let mut bare_rounds = Vec::new();
     for _ in 0..3 {
+        // Baseline: a bare Rust loop spawns the same 500 shells and waits for them.
+        let (_, bare_kids0) = cpu_ticks(std::process::id());
+        let t0 = Instant::now();
+        let mut kids: Vec<_> = (0..500)
+            .map(|_| {
+                Command::new("sh")
+                    .args(["-c", "sleep 1"])
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let bare_started = t0.elapsed().as_secs_f64();
+        for k in &mut kids {
+            assert!(k.wait().unwrap().success());
+        }
+        let bare_all = t0.elapsed().as_secs_f64();
+        let bare_kids = (cpu_ticks(std::process::id()).1 - bare_kids0) as f64 / 100.0;
+        bare_rounds.push(bare_all);
+
+        let (cpu0, kids0) = cpu_ticks(d.pid());
         let t0 = Instant::now();
         let ids: Vec<String> =
             futures::future::join_all((0..500).map(|_| start(&c, &d, "sleep 1"))).await;
         let started = t0.elapsed().as_secs_f64();
         let results = futures::future::join_all(ids.iter().map(|id| wait(&c, &d, id))).await;
         let all = t0.elapsed().as_secs_f64();
+        let (cpu1, kids1) = cpu_ticks(d.pid());
         assert!(results.iter().all(|v| v["exit_code"] == 0));
         println!(
-            "all 500 started in {started:.3} s; all reported exited {all:.3} s after the first start"
+            "agentd: all 500 started in {started:.3} s; all reported exited {all:.3} s after the \
+             first start; daemon CPU {:.2} s, its children {:.2} s | bare loop: spawned in \
+             {bare_started:.3} s, all exited {bare_all:.3} s after the first, children {bare_kids:.2} s",
+            (cpu1 - cpu0) as f64 / 100.0,
+            (kids1 - kids0) as f64 / 100.0,
         );
         rounds.push(all);
     }
+    let (median, bare) = (
+        percentile(&mut rounds, 50.0),
+        percentile(&mut bare_rounds, 50.0),
+    );
     println!(
-        "median of 3 rounds: all reported {:.3} s after the first start (target <= 1.5 s)",
-        percentile(&mut rounds, 50.0)
+        "median of 3 rounds: all reported {median:.3} s after the first start (target <= 1.5 s); \
+         bare loop {bare:.3} s; ratio {:.2}x",
+        median / bare
     );
     println!("agentd RSS at the end: {} KiB", rss_kib(d.pid()));
+}
+
+/// A process's own CPU time and that of its reaped children, in clock ticks (100 per second).
+fn cpu_ticks(pid: u32) -> (u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let f: Vec<u64> = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    (f[0] + f[1], f[2] + f[3])
 }
