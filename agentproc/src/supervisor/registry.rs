@@ -88,16 +88,19 @@ impl Registry {
             if procs.len() <= cap {
                 return gone;
             }
-            let mut exited: Vec<(SystemTime, u64, String)> = procs
+            // Runs on every exit once the table is over the cap, so no sort and no id copies
+            // but for the few records that go: the n oldest by a linear selection.
+            let mut exited: Vec<(SystemTime, u64, &str)> = procs
                 .values()
-                .filter_map(|p| p.exit().map(|e| (e.at, p.seq, p.id.clone())))
+                .filter_map(|p| p.exit().map(|e| (e.at, p.seq, p.id.as_str())))
                 .collect();
             if exited.len() <= cap {
                 return gone;
             }
-            exited.sort_unstable();
             let n = exited.len() - cap;
-            for (_, _, id) in exited.into_iter().take(n) {
+            exited.select_nth_unstable(n - 1);
+            let oldest: Vec<String> = exited[..n].iter().map(|e| e.2.to_owned()).collect();
+            for id in oldest {
                 if let Some(p) = procs.remove(&id)
                     && !p.group_gone.load(Ordering::Relaxed)
                 {
