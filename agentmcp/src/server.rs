@@ -171,6 +171,15 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
+    /// A connection with no process of ours behind it (HTTP, SSE, the in-process fake).
+    fn remote(service: RunningService<RoleClient, Handler>) -> Self {
+        Self {
+            service,
+            child: None,
+            pgid: None,
+        }
+    }
+
     /// Stops the connection and, for stdio, the whole process group: TERM, grace, KILL.
     async fn stop(self, name: &str) {
         let Conn {
@@ -371,11 +380,7 @@ async fn connect(
                 .serve(transport)
                 .await
                 .map_err(ConnectError::Initialize)?;
-            Ok(Conn {
-                service,
-                child: None,
-                pgid: None,
-            })
+            Ok(Conn::remote(service))
         }
         Transport::Sse => {
             let (sink, stream, stop) = crate::sse::connect(&spec.url, &spec.headers, tasks)
@@ -384,11 +389,7 @@ async fn connect(
             let res = handler.serve((sink, stream)).await;
             match res {
                 // The adapter's tasks stop when the service drops its sink.
-                Ok(service) => Ok(Conn {
-                    service,
-                    child: None,
-                    pgid: None,
-                }),
+                Ok(service) => Ok(Conn::remote(service)),
                 Err(e) => {
                     stop.cancel();
                     Err(ConnectError::Initialize(e))
@@ -686,11 +687,7 @@ pub(crate) async fn connect_in_memory(
         .serve(tokio::io::split(client))
         .await
         .map_err(ConnectError::Initialize)?;
-    Ok(Conn {
-        service,
-        child: None,
-        pgid: None,
-    })
+    Ok(Conn::remote(service))
 }
 
 #[cfg(test)]
